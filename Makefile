@@ -1,0 +1,39 @@
+# One task runner. `make demo` and `make test` set up everything they need on a fresh machine
+# (a virtual environment in .venv with Kanal and its test tools) and need nothing else installed.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.kanal-installed
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## The getting-started example on the embedded broker, with two event-display sinks.
+demo: $(STAMP)
+	$(BIN)/kanal dev --apply examples/getting-started \
+	  --sink hello-display=9001 --sink goodbye-display=9002
+
+## Lint, types and the whole test suite (what CI runs).
+test: $(STAMP) lint typecheck
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+bench: $(STAMP)
+	$(BIN)/python bench/filters_bench.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

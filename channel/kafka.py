@@ -1,0 +1,139 @@
+"""Kafka plumbing shared by every component: client settings, topic and group naming, topic admin.
+
+Names are derived deterministically from resource identity, so every process computes the same
+topic for a Broker and the same consumer group for a Trigger without asking anyone. Namespaces
+are DNS labels (no dots), so ``<prefix>.<namespace>.<name>`` cannot collide across namespaces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import ssl
+from typing import Final
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from channel.settings import Settings
+
+__all__ = [
+    "BROKER_TOPIC_PREFIX",
+    "CHANNEL_TOPIC_PREFIX",
+    "HOP_HEADER",
+    "MAX_TOPIC_LENGTH",
+    "broker_topic",
+    "channel_topic",
+    "client_options",
+    "create_admin",
+    "create_producer",
+    "ensure_topic",
+    "subscription_group",
+    "trigger_group",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_TOPIC_LENGTH: Final = 249
+BROKER_TOPIC_PREFIX: Final = "knative-broker"
+CHANNEL_TOPIC_PREFIX: Final = "knative-channel"
+# Kanal's own record header (not a `ce_` header, so subscribers never see it): how many times
+# this event has been a reply, for the reply-loop guard.
+HOP_HEADER: Final = "kanal-hops"
+
+
+def _bounded(name: str) -> str:
+    if len(name) <= MAX_TOPIC_LENGTH:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return f"{name[: MAX_TOPIC_LENGTH - 17]}.{digest}"
+
+
+def broker_topic(namespace: str, name: str, prefix: str = BROKER_TOPIC_PREFIX) -> str:
+    """The Kafka topic that holds a Broker's events."""
+    return _bounded(f"{prefix}.{namespace}.{name}")
+
+
+def channel_topic(namespace: str, name: str, prefix: str = CHANNEL_TOPIC_PREFIX) -> str:
+    """The Kafka topic that holds a Channel's events."""
+    return _bounded(f"{prefix}.{namespace}.{name}")
+
+
+def trigger_group(namespace: str, name: str, uid: str) -> str:
+    """A Trigger's consumer group. The uid makes a re-created Trigger start afresh."""
+    return f"kanal.trigger.{namespace}.{name}.{uid[:8]}"
+
+
+def subscription_group(namespace: str, name: str, uid: str) -> str:
+    """A Subscription's consumer group."""
+    return f"kanal.subscription.{namespace}.{name}.{uid[:8]}"
+
+
+def client_options(settings: Settings) -> dict[str, object]:
+    """Connection and security options common to every aiokafka client."""
+    opts: dict[str, object] = {
+        "bootstrap_servers": settings.bootstrap(),
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+        if settings.kafka_ssl_certfile:
+            context.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile)
+        opts["ssl_context"] = context
+    if settings.kafka_sasl_mechanism:
+        opts["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        opts["sasl_plain_username"] = settings.kafka_sasl_username
+        opts["sasl_plain_password"] = settings.kafka_sasl_password
+    return opts
+
+
+def create_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
+    """A producer that only reports success once every in-sync replica has the record."""
+    opts = client_options(settings)
+    opts.update(
+        acks="all",
+        enable_idempotence=settings.kafka_idempotence,
+        linger_ms=1,
+        request_timeout_ms=int(settings.kafka_produce_timeout * 1000),
+        max_request_size=max(settings.ingress_max_body_bytes * 2, 1024 * 1024),
+    )
+    opts.update(overrides)
+    return AIOKafkaProducer(**opts)
+
+
+def create_admin(settings: Settings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**client_options(settings))
+
+
+async def ensure_topic(
+    admin: AIOKafkaAdminClient,
+    topic: str,
+    *,
+    partitions: int,
+    replication_factor: int,
+    config: dict[str, str] | None = None,
+) -> bool:
+    """Create `topic` unless it exists. Returns True if this call created it."""
+    try:
+        response = await admin.create_topics(
+            [NewTopic(topic, partitions, replication_factor, topic_configs=config or {})]
+        )
+    except TopicAlreadyExistsError:
+        return False
+    for error in getattr(response, "topic_errors", ()):
+        code = error[1]
+        if code == TopicAlreadyExistsError.errno:
+            return False
+        if code:
+            raise KafkaError(f"cannot create topic {topic}: error {code} {error[2] or ''}".strip())
+    log.info("created topic %s (%d partitions)", topic, partitions)
+    return True
+
+
+async def delete_topic(admin: AIOKafkaAdminClient, topic: str) -> None:
+    """Delete `topic`; a topic that is already gone is fine."""
+    try:
+        await admin.delete_topics([topic])
+    except KafkaError as exc:
+        log.warning("cannot delete topic %s: %s", topic, exc)

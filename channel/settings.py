@@ -1,0 +1,94 @@
+"""Kanal's settings: one pydantic-settings model, read once at startup by each component's entry point.
+
+Every setting has one name everywhere: the environment variable is ``KANAL_<NAME>``, the CLI flag
+is ``--<name-with-dashes>`` and the Helm value is the camel-cased name. Settings are validated
+when they are read, so a component with a bad setting refuses to start with a clear message
+instead of failing later.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """All of Kanal's settings with their defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="KANAL_", extra="ignore", frozen=True)
+
+    # Kafka connection
+    kafka_bootstrap_servers: str = Field(
+        default="", description="Kafka bootstrap servers, comma-separated host:port"
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+    kafka_idempotence: bool = Field(
+        default=True,
+        description="Idempotent producer; off for brokers without InitProducerId (the embedded one)",
+    )
+    kafka_topic_partitions: int = Field(default=10, ge=1)
+    kafka_topic_replication_factor: int = Field(default=1, ge=1)
+    kafka_topic_prefix: str = Field(default="knative-broker", min_length=1)
+    kafka_resources_topic: str = "kanal.resources"
+    kafka_produce_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds a write may wait for Kafka before 503"
+    )
+
+    # Network
+    host: str = Field(default="127.0.0.1", description="Address the servers bind to")
+    ingress_port: int = Field(default=8080, ge=0, le=65535)
+    controller_port: int = Field(default=8081, ge=0, le=65535)
+    dispatcher_port: int = Field(default=8082, ge=0, le=65535)
+    ingress_url: str = Field(
+        default="",
+        description="Base URL published in Broker addresses; default http://<host>:<ingress_port>",
+    )
+    controller_url: str = Field(
+        default="", description="The controller's admin API, for the CLI; default from host/port"
+    )
+    service_url_template: str = Field(
+        default="http://{name}.{namespace}.svc.cluster.local/",
+        description="How a subscriber ref of kind Service resolves to a URL",
+    )
+
+    # Ingress
+    ingress_max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    ingress_max_in_flight: int = Field(default=4096, ge=1)
+
+    # Dispatcher
+    dispatcher_max_in_flight: int = Field(
+        default=64, ge=1, description="Concurrent deliveries per Trigger consumer"
+    )
+    dispatcher_commit_interval: float = Field(default=1.0, gt=0)
+    dispatcher_default_timeout: float = Field(default=30.0, gt=0)
+    dispatcher_max_hops: int = Field(default=255, ge=1)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def bootstrap(self) -> str:
+        """The bootstrap servers, or a clear error if none are configured."""
+        if not self.kafka_bootstrap_servers:
+            raise ValueError(
+                "KANAL_KAFKA_BOOTSTRAP_SERVERS is not set (use `kanal dev` for an embedded broker)"
+            )
+        return self.kafka_bootstrap_servers
+
+    def public_ingress_url(self) -> str:
+        if self.ingress_url:
+            return self.ingress_url.rstrip("/")
+        return f"http://{self.host}:{self.ingress_port}"
+
+    def public_controller_url(self) -> str:
+        if self.controller_url:
+            return self.controller_url.rstrip("/")
+        return f"http://{self.host}:{self.controller_port}"

@@ -1,0 +1,78 @@
+"""The ingress service: resource log follower + Kafka producer + HTTP server, with a graceful stop.
+
+`run()` serves until `shutdown()`: then the server stops accepting, in-flight requests finish
+(each answered only after Kafka acknowledged), and the producer is flushed and closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from channel.control.log import ResourceLog
+from channel.kafka import create_producer
+from channel.producer import EventSink, KafkaEventSink
+from channel.server import AsgiServer
+from channel.settings import Settings
+from ingress.app import IngressApp
+from ingress.routing import routes_from_documents
+
+__all__ = ["IngressService", "create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, sink: EventSink, ready: Any = None) -> IngressApp:
+    """The ASGI app alone, for tests and embedding: routes are set by the caller."""
+    return IngressApp(settings, sink, ready=ready or (lambda: True))
+
+
+class IngressService:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._producer = create_producer(settings)
+        self._log = ResourceLog(settings, self._on_resources)
+        self.app = IngressApp(
+            settings,
+            KafkaEventSink(self._producer, settings.kafka_produce_timeout),
+            ready=lambda: self._log.healthy(),
+        )
+        self._server = AsgiServer(self.app, settings.host, settings.ingress_port)
+        self._stopping = asyncio.Event()
+
+    def _on_resources(self, documents: Mapping[str, dict[str, Any]], changed: frozenset[str]) -> None:
+        self.app.routes = routes_from_documents(documents, self.settings.kafka_topic_prefix)
+
+    async def run(self) -> None:
+        await self._producer.start()
+        await self._log.start()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                follower = tg.create_task(self._log.run())
+                loaded = tg.create_task(self._log.loaded.wait())
+                stopping = tg.create_task(self._stopping.wait())
+                await asyncio.wait([loaded, stopping], return_when=asyncio.FIRST_COMPLETED)
+                loaded.cancel()
+                stopping.cancel()
+                if self._stopping.is_set():
+                    follower.cancel()
+                    return
+                log.info(
+                    "ingress listening on http://%s:%d",
+                    self.settings.host,
+                    self.settings.ingress_port,
+                )
+                await self._server.serve()
+                follower.cancel()
+        finally:
+            with contextlib.suppress(Exception):
+                await self._producer.flush()
+            await self._producer.stop()
+            await self._log.close()
+
+    def shutdown(self) -> None:
+        self._stopping.set()
+        self._server.shutdown()
