@@ -1,0 +1,264 @@
+"""The `kanal` command: run components, and manage resources the way kubectl does.
+
+kanal dev [--apply PATH]... [--sink NAME=PORT]...   everything on one machine
+kanal controller | ingress | dispatcher             one component (as the Helm chart runs them)
+kanal apply -f FILE|DIR|-                           create or update resources
+kanal get KIND [NAME] [-n NS | -A] [-o json|yaml]   list resources
+kanal delete KIND NAME [-n NS] | -f FILE            delete resources
+kanal event-display [--port N]                      a sink that prints events
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from channel.cli.client import AdminClient, ClientError
+from channel.cli.options import add_settings_flags, settings_from_args
+from channel.errors import ValidationError
+from channel.resources.manifests import Skipped, load_documents, parse_resource, resource_class
+from channel.runner import configure_logging, run_service
+
+__all__ = ["main"]
+
+_GROUPS = {"Broker": "eventing.knative.dev", "Trigger": "eventing.knative.dev"}
+
+
+def _read_manifests(paths: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    docs: list[tuple[str, dict[str, Any]]] = []
+    for path in paths:
+        if path == "-":
+            sources = [("<stdin>", sys.stdin.read())]
+        else:
+            p = Path(path)
+            if p.is_dir():
+                files = sorted(f for f in p.iterdir() if f.suffix in (".yaml", ".yml", ".json"))
+                sources = [(str(f), f.read_text()) for f in files]
+            elif p.is_file():
+                sources = [(str(p), p.read_text())]
+            else:
+                raise SystemExit(f"kanal: {path}: no such file or directory")
+        for source, text in sources:
+            for i, doc in enumerate(load_documents(text, source)):
+                docs.append((f"{source} document {i + 1}", doc))
+    return docs
+
+
+def _eventing_documents(
+    paths: list[str], namespace: str | None
+) -> tuple[list[dict[str, Any]], list[Skipped]]:
+    """Validate locally (every problem, with file names); split off other Kubernetes kinds."""
+    keep: list[dict[str, Any]] = []
+    skipped: list[Skipped] = []
+    problems = []
+    for where, doc in _read_manifests(paths):
+        meta = doc.setdefault("metadata", {}) if isinstance(doc.get("metadata", {}), dict) else None
+        if meta is not None and namespace and "namespace" not in meta:
+            meta["namespace"] = namespace
+        try:
+            parsed = parse_resource(doc, where)
+        except ValidationError as exc:
+            problems.extend(exc.problems)
+            continue
+        if isinstance(parsed, Skipped):
+            skipped.append(parsed)
+        else:
+            keep.append(doc)
+    if problems:
+        raise ValidationError(problems)
+    return keep, skipped
+
+
+def _client(args: argparse.Namespace) -> AdminClient:
+    settings = settings_from_args(args)
+    return AdminClient(settings.public_controller_url())
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
+    docs, skipped = _eventing_documents(args.filename, args.namespace)
+    for item in skipped:
+        print(item, file=sys.stderr)
+    if not docs:
+        print("kanal: no eventing resources to apply", file=sys.stderr)
+        return 0
+    for result in _client(args).apply(docs):
+        kind = result["kind"]
+        print(f"{kind.lower()}.{_GROUPS.get(kind, 'knative.dev')}/{result['name']} {result['action']}")
+    return 0
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    if args.filename:
+        docs, _ = _eventing_documents(args.filename, args.namespace)
+        targets = [
+            {
+                "kind": d["kind"],
+                "namespace": d["metadata"].get("namespace", "default"),
+                "name": d["metadata"]["name"],
+            }
+            for d in docs
+        ]
+    else:
+        if not args.kind or not args.names:
+            raise SystemExit("kanal delete: give KIND NAME... or -f FILE")
+        model = resource_class(args.kind)
+        if model is None:
+            raise SystemExit(f"kanal: unknown kind {args.kind!r} (brokers, triggers)")
+        targets = [
+            {"kind": model.KIND, "namespace": args.namespace or "default", "name": n} for n in args.names
+        ]
+    for result in _client(args).delete(targets):
+        kind = result["kind"]
+        print(f'{kind.lower()}.{_GROUPS.get(kind, "knative.dev")} "{result["name"]}" deleted')
+    return 0
+
+
+def _cmd_get(args: argparse.Namespace) -> int:
+    from channel.cli.tables import render
+
+    model = resource_class(args.kind)
+    if model is None:
+        raise SystemExit(f"kanal: unknown kind {args.kind!r} (brokers, triggers)")
+    client = _client(args)
+    namespace = None if args.all_namespaces else (args.namespace or "default")
+    if args.name:
+        docs = [client.get(model.KIND, namespace or "default", args.name)]
+    else:
+        docs = client.list(model.KIND, namespace)
+    if not docs and args.output not in ("json", "yaml"):
+        where = "any namespace" if namespace is None else f"{namespace} namespace"
+        print(f"No resources found in {where}.", file=sys.stderr)
+        return 0
+    print(render(model.KIND, docs, args.output or "", args.all_namespaces))
+    return 0
+
+
+def _cmd_component(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    configure_logging(settings.log_level)
+    settings.bootstrap()
+    if args.command == "controller":
+        from channel.control.service import ControllerService
+
+        return run_service(lambda: ControllerService(settings))
+    if args.command == "ingress":
+        from ingress.service import IngressService
+
+        return run_service(lambda: IngressService(settings))
+    from dispatcher.service import DispatcherService
+
+    return run_service(lambda: DispatcherService(settings))
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from channel.cli.dev import run_dev
+
+    settings = settings_from_args(args)
+    sinks = []
+    for spec in args.sink:
+        name, _, port = spec.partition("=")
+        if not port.isdigit():
+            raise SystemExit(f"kanal dev: --sink takes NAME=PORT, not {spec!r}")
+        sinks.append((name, int(port)))
+    return asyncio.run(run_dev(settings, args.apply, sinks))
+
+
+def _cmd_display(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from channel.cli.display import create_display_app
+
+    print(f"event-display listening on http://{args.host}:{args.port}/", flush=True)
+    web.run_app(
+        create_display_app(),
+        host=args.host,
+        port=args.port,
+        print=None,
+        access_log=None,
+        handle_signals=True,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kanal", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="run the whole system locally on an embedded Kafka-protocol broker")
+    dev.add_argument(
+        "--apply",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="manifests to apply once everything is ready",
+    )
+    dev.add_argument(
+        "--sink",
+        action="append",
+        default=[],
+        metavar="NAME=PORT",
+        help="also run an event-display sink",
+    )
+    add_settings_flags(dev)
+    dev.set_defaults(func=_cmd_dev)
+
+    for name, text in (
+        ("controller", "run the controller (resources, topics, status, admin API)"),
+        ("ingress", "run the HTTP ingress"),
+        ("dispatcher", "run the dispatcher"),
+    ):
+        component = sub.add_parser(name, help=text)
+        add_settings_flags(component)
+        component.set_defaults(func=_cmd_component)
+
+    apply = sub.add_parser("apply", help="create or update resources from YAML")
+    apply.add_argument("-f", "--filename", action="append", required=True, metavar="FILE|DIR|-")
+    apply.add_argument("-n", "--namespace", help="namespace for documents that name none")
+    add_settings_flags(apply)
+    apply.set_defaults(func=_cmd_apply)
+
+    get = sub.add_parser("get", help="list resources")
+    get.add_argument("kind", help="brokers | triggers")
+    get.add_argument("name", nargs="?")
+    get.add_argument("-n", "--namespace")
+    get.add_argument("-A", "--all-namespaces", action="store_true")
+    get.add_argument("-o", "--output", choices=["json", "yaml"])
+    add_settings_flags(get)
+    get.set_defaults(func=_cmd_get)
+
+    delete = sub.add_parser("delete", help="delete resources")
+    delete.add_argument("kind", nargs="?")
+    delete.add_argument("names", nargs="*")
+    delete.add_argument("-f", "--filename", action="append", metavar="FILE|DIR|-")
+    delete.add_argument("-n", "--namespace")
+    add_settings_flags(delete)
+    delete.set_defaults(func=_cmd_delete)
+
+    display = sub.add_parser("event-display", help="a sink that prints the CloudEvents it receives")
+    display.add_argument("--port", type=int, default=8080)
+    display.add_argument("--host", default="127.0.0.1")
+    display.set_defaults(func=_cmd_display)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ValidationError as exc:
+        print("kanal: invalid resources, nothing was applied:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    except ClientError as exc:
+        print(f"kanal: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

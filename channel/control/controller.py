@@ -1,0 +1,251 @@
+"""The controller: validates and stores resources, creates topics and computes status.
+
+It is the resource log's only writer. An apply is checked whole (schema, filters, immutable
+fields) before anything is written, topics are created for new Brokers, statuses are computed
+for the whole resulting set, and everything changed goes to the log in one atomic batch. The
+controller then waits until it has read its own write back, so the next `kanal get` sees it.
+A periodic pass repairs what an earlier pass could not finish (a topic Kafka refused, say).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from channel.control.log import ResourceLog, ResourceWriter
+from channel.control.reconcile import Addressing, reconcile
+from channel.errors import Conflict, NotFound, Problem, ValidationError
+from channel.kafka import broker_topic, create_admin, delete_topic, ensure_topic
+from channel.resources.manifests import KINDS, parse_resource
+from channel.resources.model import Broker, Resource, Trigger
+from channel.settings import Settings
+
+__all__ = ["ApplyResult", "Controller", "now_rfc3339", "parse_documents_map"]
+
+log = logging.getLogger(__name__)
+
+Action = Literal["created", "configured", "unchanged", "deleted"]
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    kind: str
+    namespace: str
+    name: str
+    action: Action
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+            "action": self.action,
+        }
+
+
+def parse_documents_map(documents: Mapping[str, Mapping[str, Any]]) -> dict[str, Resource]:
+    """Stored documents as resources; a document that no longer parses is logged and left out."""
+    out: dict[str, Resource] = {}
+    for key, doc in documents.items():
+        model = KINDS.get((str(doc.get("apiVersion")), str(doc.get("kind"))))
+        if model is None:
+            continue
+        try:
+            out[key] = model.model_validate(doc)
+        except ValueError as exc:
+            log.error("stored resource %s does not parse: %s", key, exc)
+    return out
+
+
+class Controller:
+    """Owns the resource log's writer; serialises every change through one lock."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.addressing = Addressing(
+            ingress_url=settings.public_ingress_url(),
+            service_url_template=settings.service_url_template,
+            topic_prefix=settings.kafka_topic_prefix,
+        )
+        self.log = ResourceLog(settings)
+        self._writer = ResourceWriter(settings)
+        self._admin: AIOKafkaAdminClient = create_admin(settings)
+        self._lock = asyncio.Lock()
+        self._topics: set[str] = set()
+
+    async def start(self) -> None:
+        await self.log.start()
+        await self._writer.start()
+        await self._admin.start()
+
+    async def close(self) -> None:
+        await self._writer.close()
+        await self.log.close()
+        with contextlib.suppress(KafkaError):
+            await self._admin.close()
+
+    @property
+    def ready(self) -> bool:
+        return self.log.loaded.is_set()
+
+    def resources(self) -> dict[str, Resource]:
+        return parse_documents_map(self.log.documents)
+
+    async def run(self, resync_interval: float = 5.0) -> None:
+        """Follow the log and resync periodically until cancelled."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.log.run())
+            await self.log.loaded.wait()
+            while True:
+                try:
+                    async with self._lock:
+                        await self._sync(self.resources(), {})
+                except (KafkaError, ValidationError, TimeoutError) as exc:
+                    log.warning("resync failed: %s", exc)
+                await asyncio.sleep(resync_interval)
+
+    async def apply(self, documents: Sequence[Mapping[str, Any]]) -> list[ApplyResult]:
+        """Validate every document, then store them all or none. Raises ValidationError/Conflict."""
+        parsed: list[Resource] = []
+        problems: list[Problem] = []
+        for i, doc in enumerate(documents):
+            try:
+                res = parse_resource(doc, f"document {i}")
+            except ValidationError as exc:
+                problems.extend(exc.problems)
+                continue
+            if isinstance(res, Resource):
+                parsed.append(res)
+        if problems:
+            raise ValidationError(problems)
+        async with self._lock:
+            current = self.resources()
+            results: list[ApplyResult] = []
+            updates: dict[str, Resource] = {}
+            now = now_rfc3339()
+            for res in parsed:
+                old = current.get(res.key)
+                if (
+                    isinstance(old, Trigger)
+                    and isinstance(res, Trigger)
+                    and old.spec.broker != res.spec.broker
+                ):
+                    raise Conflict(f"{res.key}: spec.broker is immutable (was {old.spec.broker!r})")
+                merged, action = _merge(old, res, now)
+                results.append(ApplyResult(res.kind, res.metadata.namespace, res.metadata.name, action))
+                if action != "unchanged":
+                    updates[res.key] = merged
+            await self._sync({**current, **updates}, updates)
+            return results
+
+    async def delete(self, keys: Sequence[str]) -> list[ApplyResult]:
+        async with self._lock:
+            current = self.resources()
+            missing = [k for k in keys if k not in current]
+            if missing:
+                raise NotFound(
+                    ", ".join(
+                        f'{k.split("/")[0]} "{k.split("/", 2)[2]}" not found in namespace "{k.split("/")[1]}"'
+                        for k in missing
+                    )
+                )
+            remaining = {k: v for k, v in current.items() if k not in keys}
+            for key in keys:
+                res = current[key]
+                if isinstance(res, Broker):
+                    await delete_topic(self._admin, self._topic(res))
+                    self._topics.discard(self._topic(res))
+            await self._sync(remaining, {}, deleted=list(keys))
+            return [
+                ApplyResult(
+                    current[k].kind,
+                    current[k].metadata.namespace,
+                    current[k].metadata.name,
+                    "deleted",
+                )
+                for k in keys
+            ]
+
+    def _topic(self, broker: Broker) -> str:
+        return broker_topic(broker.metadata.namespace, broker.metadata.name, self.settings.kafka_topic_prefix)
+
+    async def _ensure_topics(self, resources: Mapping[str, Resource]) -> None:
+        for res in resources.values():
+            if not isinstance(res, Broker):
+                continue
+            topic = self._topic(res)
+            if topic in self._topics:
+                continue
+            try:
+                await ensure_topic(
+                    self._admin,
+                    topic,
+                    partitions=self.settings.kafka_topic_partitions,
+                    replication_factor=self.settings.kafka_topic_replication_factor,
+                    # Event topics are never compacted: a data-less event is a null record.
+                    config={"cleanup.policy": "delete"},
+                )
+                self._topics.add(topic)
+            except KafkaError as exc:
+                log.warning("cannot create topic %s for %s: %s", topic, res.key, exc)
+
+    async def _sync(
+        self,
+        resources: dict[str, Resource],
+        updates: Mapping[str, Resource],
+        deleted: Sequence[str] = (),
+    ) -> None:
+        """Compute statuses for `resources` and write what changed (plus `updates`, `deleted`)."""
+        await self._ensure_topics(resources)
+        statuses = reconcile(resources, frozenset(self._topics), self.addressing, now_rfc3339())
+        records: list[tuple[str, dict[str, Any] | None]] = [(k, None) for k in deleted]
+        for key, res in resources.items():
+            status = statuses.get(key)
+            if status is None:
+                continue
+            if key in updates or status != res.status:
+                res = res.model_copy(update={"status": status})
+                records.append((key, res.document()))
+        if records:
+            offset = await self._writer.write(records)
+            await self.log.wait_for_offset(offset)
+
+
+def _merge(old: Resource | None, new: Resource, now: str) -> tuple[Resource, Action]:
+    """Carry identity (uid, creation time, generation) from the stored resource."""
+    if old is None:
+        meta = new.metadata.model_copy(
+            update={"uid": str(uuid.uuid4()), "generation": 1, "creation_timestamp": now}
+        )
+        return new.model_copy(update={"metadata": meta}), "created"
+    same_spec = _spec(old) == _spec(new)
+    same_meta = (old.metadata.labels, old.metadata.annotations) == (
+        new.metadata.labels,
+        new.metadata.annotations,
+    )
+    meta = new.metadata.model_copy(
+        update={
+            "uid": old.metadata.uid,
+            "creation_timestamp": old.metadata.creation_timestamp,
+            "generation": old.metadata.generation + (0 if same_spec else 1),
+        }
+    )
+    action: Action = "unchanged" if same_spec and same_meta else "configured"
+    return new.model_copy(update={"metadata": meta, "status": old.status}), action
+
+
+def _spec(res: Resource) -> Any:
+    return getattr(res, "spec").model_dump(mode="json", by_alias=True, exclude_none=True)  # noqa: B009

@@ -1,0 +1,155 @@
+"""From YAML manifests to validated resources, with every problem named by document and field.
+
+`kanal apply` accepts the same multi-document YAML as `kubectl apply`. Documents of kinds Kanal
+serves become resources; documents of other Kubernetes kinds (a Deployment or Service for the
+event display, say) are skipped and reported, so Knative's own example files apply unchanged.
+A Knative kind Kanal does not serve is an error, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+import yaml
+
+from channel.errors import Problem, ValidationError
+from channel.filters import compile_trigger_filter
+from channel.resources.model import Broker, Resource, Trigger
+
+__all__ = [
+    "KINDS",
+    "Skipped",
+    "load_documents",
+    "parse_documents",
+    "parse_resource",
+    "resource_class",
+]
+
+# (apiVersion, kind) -> model
+KINDS: dict[tuple[str, str], type[Resource]] = {
+    (Broker.API_VERSION, Broker.KIND): Broker,
+    (Trigger.API_VERSION, Trigger.KIND): Trigger,
+}
+_KNATIVE_GROUPS = ("knative.dev/",)
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A document of a kind Kanal does not manage (it belongs to Kubernetes)."""
+
+    api_version: str
+    kind: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"skipped {self.kind} {self.name} ({self.api_version}): not an eventing resource"
+
+
+def resource_class(kind: str) -> type[Resource] | None:
+    """The model for a kind name, case-insensitive, singular or plural (as `kanal get` takes it)."""
+    wanted = kind.lower()
+    for model in KINDS.values():
+        name = model.KIND.lower()
+        if wanted in (name, name + "s"):
+            return model
+    return None
+
+
+def load_documents(text: str, source: str = "<stdin>") -> list[dict[str, Any]]:
+    """The non-empty YAML documents in `text`; a syntax error names the source and line."""
+    try:
+        docs = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        raise ValidationError.single(source, f"invalid YAML: {exc}") from None
+    out: list[dict[str, Any]] = []
+    for i, doc in enumerate(docs):
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            raise ValidationError.single(f"{source}[{i}]", "a document must be a mapping")
+        if doc.get("kind") == "List" and isinstance(doc.get("items"), list):
+            out.extend(item for item in doc["items"] if isinstance(item, dict))
+        else:
+            out.append(doc)
+    return out
+
+
+def _loc(loc: Iterable[int | str]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _label(doc: Mapping[str, Any], where: str) -> str:
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    assert isinstance(meta, dict)
+    ns = meta.get("namespace", "default")
+    return f"{doc.get('kind', '?')} {ns}/{meta.get('name', '?')} ({where})"
+
+
+def parse_resource(doc: Mapping[str, Any], where: str = "document") -> Resource | Skipped:
+    """One document as a validated resource, or Skipped; raises ValidationError with all problems."""
+    api_version = str(doc.get("apiVersion", ""))
+    kind = str(doc.get("kind", ""))
+    model = KINDS.get((api_version, kind))
+    label = _label(doc, where)
+    if model is None:
+        if not api_version or not kind:
+            raise ValidationError.single(label, "apiVersion and kind are required")
+        if any(group in api_version for group in _KNATIVE_GROUPS):
+            served = ", ".join(f"{k} ({v})" for v, k in KINDS)
+            raise ValidationError.single(
+                f"{label}.kind",
+                f"{kind} ({api_version}) is not served by Kanal; it serves {served}",
+            )
+        meta = doc.get("metadata")
+        name = meta.get("name", "?") if isinstance(meta, dict) else "?"
+        return Skipped(api_version, kind, str(name))
+    body = {k: v for k, v in doc.items() if k != "status"}  # status is computed, never applied
+    try:
+        resource = model.model_validate(body)
+    except pydantic.ValidationError as exc:
+        raise ValidationError(
+            Problem(f"{label}: {_loc(err['loc'])}", err["msg"].removeprefix("Value error, "))
+            for err in exc.errors()
+        ) from None
+    if isinstance(resource, Trigger):
+        spec_filter = resource.spec.filter.model_dump() if resource.spec.filter else None
+        try:
+            compile_trigger_filter(spec_filter, resource.spec.filters, path="spec")
+        except ValidationError as exc:
+            raise ValidationError(Problem(f"{label}: {p.path}", p.message) for p in exc.problems) from None
+    return resource
+
+
+def parse_documents(
+    docs: Iterable[tuple[str, Mapping[str, Any]]],
+) -> tuple[list[Resource], list[Skipped]]:
+    """Every document validated; raises one ValidationError listing the problems of all of them."""
+    resources: list[Resource] = []
+    skipped: list[Skipped] = []
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for where, doc in docs:
+        try:
+            parsed = parse_resource(doc, where)
+        except ValidationError as exc:
+            problems.extend(exc.problems)
+            continue
+        if isinstance(parsed, Skipped):
+            skipped.append(parsed)
+        elif parsed.key in seen:
+            problems.append(Problem(f"{parsed.key} ({where})", "appears twice in this apply"))
+        else:
+            seen.add(parsed.key)
+            resources.append(parsed)
+    if problems:
+        raise ValidationError(problems)
+    return resources, skipped

@@ -1,0 +1,171 @@
+"""Kanal's resources in Knative's shapes: Broker and Trigger (eventing.knative.dev/v1).
+
+Pydantic is used here, at the boundary: manifests are parsed into these models, and the
+resource log stores their JSON. Field names are Knative's (camelCase aliases), so the manifests
+from Knative's documentation apply unchanged. Status is computed by the controller
+(`channel.control.reconcile`) and never accepted from a manifest.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar, Final, Literal
+
+from channel.resources.delivery import DeliverySpec
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from channel.resources.destination import Destination
+
+__all__ = [
+    "EVENTING_V1",
+    "Addressable",
+    "Broker",
+    "BrokerSpec",
+    "Condition",
+    "ObjectMeta",
+    "Resource",
+    "Status",
+    "Trigger",
+    "TriggerFilter",
+    "TriggerSpec",
+]
+
+EVENTING_V1: Final = "eventing.knative.dev/v1"
+
+# Kubernetes names: namespaces are DNS-1123 labels, object names DNS-1123 subdomains.
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ObjectMeta(BaseModel):
+    """The parts of Kubernetes ObjectMeta that Kanal keeps; others are accepted and ignored."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    name: str
+    namespace: str = "default"
+    uid: str = ""
+    generation: int = 0
+    creation_timestamp: str = Field(default="", alias="creationTimestamp")
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if len(value) > 253 or not _SUBDOMAIN.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid name (lower-case letters, digits, '-' and '.', "
+                "starting and ending with a letter or digit, at most 253 characters)"
+            )
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if len(value) > 63 or not _LABEL.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid namespace (lower-case letters, digits and '-', "
+                "at most 63 characters)"
+            )
+        return value
+
+
+class Condition(_Model):
+    """A Knative status condition."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str = Field(default="", alias="lastTransitionTime")
+
+
+class Addressable(_Model):
+    url: str
+
+
+class Status(_Model):
+    """Status common to Kanal's kinds; kind-specific fields are optional."""
+
+    observed_generation: int = Field(default=0, alias="observedGeneration")
+    conditions: list[Condition] = Field(default_factory=list)
+    address: Addressable | None = None
+    subscriber_uri: str | None = Field(default=None, alias="subscriberUri")
+    dead_letter_sink_uri: str | None = Field(default=None, alias="deadLetterSinkUri")
+
+    def condition(self, type_: str = "Ready") -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+    @property
+    def ready(self) -> bool:
+        cond = self.condition("Ready")
+        return cond is not None and cond.status == "True"
+
+
+class Resource(_Model):
+    """Common envelope: apiVersion, kind, metadata, spec, status."""
+
+    API_VERSION: ClassVar[str] = EVENTING_V1
+    KIND: ClassVar[str] = ""
+
+    api_version: str = Field(alias="apiVersion")
+    kind: str
+    metadata: ObjectMeta
+    status: Status = Field(default_factory=Status)
+
+    @field_validator("api_version")
+    @classmethod
+    def _api_version(cls, value: str) -> str:
+        if value != cls.API_VERSION:
+            raise ValueError(f"{cls.KIND} is served as {cls.API_VERSION}, not {value}")
+        return value
+
+    @property
+    def key(self) -> str:
+        """The resource's identity: kind/namespace/name."""
+        return f"{self.kind}/{self.metadata.namespace}/{self.metadata.name}"
+
+    def document(self) -> dict[str, Any]:
+        """The resource as a Knative-style JSON document."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class BrokerSpec(_Model):
+    config: dict[str, Any] | None = None
+    delivery: DeliverySpec | None = None
+
+
+class Broker(Resource):
+    """A Broker: an ingress address and a Kafka topic that Triggers select from."""
+
+    KIND: ClassVar[str] = "Broker"
+    kind: Literal["Broker"]
+    spec: BrokerSpec = Field(default_factory=BrokerSpec)
+
+
+class TriggerFilter(_Model):
+    """The legacy filter: exact match on attributes (an empty value means present, any value)."""
+
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+
+class TriggerSpec(_Model):
+    broker: str = Field(min_length=1)
+    filter: TriggerFilter | None = None
+    # The Subscriptions API dialects, kept as written and compiled by channel.filters.
+    filters: list[dict[str, Any]] | None = None
+    subscriber: Destination
+    delivery: DeliverySpec | None = None
+
+
+class Trigger(Resource):
+    """A Trigger: a filter and a subscriber on one Broker."""
+
+    KIND: ClassVar[str] = "Trigger"
+    kind: Literal["Trigger"]
+    spec: TriggerSpec

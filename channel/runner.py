@@ -1,0 +1,75 @@
+"""Running a service in the foreground: logging, signals, graceful stop.
+
+Each component's entry point (`kanal controller|ingress|dispatcher`) is a composition root: it
+reads the settings, configures logging, and runs one service under `run_service`. SIGTERM or
+SIGINT asks the service to shut down gracefully; a second signal cancels it outright.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+__all__ = ["Service", "configure_logging", "run_service"]
+
+
+class Service(Protocol):
+    async def run(self) -> None: ...
+    def shutdown(self) -> None: ...
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+async def _serve(service: Service) -> None:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    signals = {"count": 0}
+
+    def on_signal() -> None:
+        signals["count"] += 1
+        if signals["count"] == 1:
+            service.shutdown()
+        else:
+            task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    await service.run()
+
+
+def run_service(factory: Callable[[], Service], setup: Callable[[], Awaitable[None]] | None = None) -> int:
+    """Run the service until it stops; the process exit code."""
+
+    async def main() -> None:
+        if setup is not None:
+            await setup()
+        await _serve(factory())
+
+    try:
+        _new_loop_runner(main)
+    except asyncio.CancelledError:
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _new_loop_runner(main: Callable[[], Awaitable[None]]) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())  # type: ignore[arg-type]
