@@ -1,0 +1,184 @@
+"""Delivering one event to one Trigger: attempts, retries, reply, dead letter, or a visible drop.
+
+The decisions come from pure code (`retry.classify_status`, `RetryPolicy.next_delay`,
+`deadletter.error_extensions`); this module sequences them and waits. The result is a value:
+the consumer marks the record done whatever it is, because every outcome is final (delivered,
+dead-lettered or dropped with a warning and a counter). Only a shutdown interrupts a delivery,
+and then the record stays uncommitted and is delivered again by the next owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from channel.events import CloudEvent, parse_http_response, to_kafka_record
+
+from channel.errors import InvalidEvent, Unavailable
+from channel.kafka import HOP_HEADER
+from channel.producer import EventSink
+from dispatcher import metrics
+from dispatcher.deadletter import error_extensions, with_extensions
+from dispatcher.delivery import Attempt, Poster
+from dispatcher.plan import TriggerPlan
+from dispatcher.retry import Outcome, classify_status, parse_retry_after
+
+__all__ = ["Dispatcher", "Result", "Source"]
+
+log = logging.getLogger(__name__)
+
+
+class Result(enum.Enum):
+    DELIVERED = "delivered"
+    DEAD_LETTERED = "dead_lettered"
+    DROPPED = "dropped"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where the event came from, for logs and for the reply's hop count."""
+
+    partition: int
+    offset: int
+    hops: int = 0
+    traceparent: str | None = None
+
+
+class Dispatcher:
+    """Shared by every Trigger consumer of a process."""
+
+    def __init__(self, poster: Poster, replies: EventSink, *, max_hops: int) -> None:
+        self._poster = poster
+        self._replies = replies
+        self._max_hops = max_hops
+
+    async def deliver(self, plan: TriggerPlan, event: CloudEvent, source: Source) -> Result:
+        headers = {"Prefer": "reply", "Kn-Namespace": plan.namespace}
+        if source.traceparent:
+            headers["traceparent"] = source.traceparent
+        last, dest = await self._with_retries(plan, plan.subscriber, event, headers, source, reply=True)
+        if last is None:
+            return self._finish(plan, event, source, Result.DELIVERED)
+        if plan.dead_letter is None:
+            log.warning(
+                "dropped event id=%s trigger=%s partition=%d offset=%d: %s failed with %s and the "
+                "Trigger has no dead-letter sink",
+                event.id,
+                plan.key,
+                source.partition,
+                source.offset,
+                dest,
+                last.status or last.error,
+            )
+            return self._finish(plan, event, source, Result.DROPPED)
+        dead = CloudEvent(
+            with_extensions(event.attributes, error_extensions(dest, last.status, last.body)),
+            event.data,
+        )
+        dead_last, _ = await self._with_retries(
+            plan, plan.dead_letter, dead, {"Kn-Namespace": plan.namespace}, source, reply=False
+        )
+        if dead_last is None:
+            log.info(
+                "dead-lettered event id=%s trigger=%s partition=%d offset=%d to %s",
+                event.id,
+                plan.key,
+                source.partition,
+                source.offset,
+                plan.dead_letter,
+            )
+            return self._finish(plan, event, source, Result.DEAD_LETTERED)
+        log.warning(
+            "dropped event id=%s trigger=%s partition=%d offset=%d: dead-letter sink %s failed with %s",
+            event.id,
+            plan.key,
+            source.partition,
+            source.offset,
+            plan.dead_letter,
+            dead_last.status or dead_last.error,
+        )
+        return self._finish(plan, event, source, Result.DROPPED)
+
+    def _finish(self, plan: TriggerPlan, event: CloudEvent, source: Source, result: Result) -> Result:
+        metrics.EVENTS.labels(plan.namespace, plan.name, result.value).inc()
+        return result
+
+    async def _with_retries(
+        self,
+        plan: TriggerPlan,
+        url: str,
+        event: CloudEvent,
+        headers: dict[str, str],
+        source: Source,
+        *,
+        reply: bool,
+    ) -> tuple[Attempt | None, str]:
+        """None when delivered; else the last failed attempt and the destination that failed."""
+        policy = plan.retry
+        destination = "subscriber" if reply else "dead_letter"
+        n = 0
+        while True:
+            started = time.perf_counter()
+            attempt = await self._poster.post(url, event, timeout=policy.timeout, headers=headers)
+            if reply:
+                metrics.DELIVERY_LATENCY.labels(plan.namespace, plan.name).observe(
+                    time.perf_counter() - started
+                )
+            metrics.ATTEMPTS.labels(
+                plan.namespace, plan.name, destination, str(attempt.status or "none")
+            ).inc()
+            outcome = classify_status(attempt.status)
+            failed_dest = url
+            if outcome is Outcome.SUCCESS and reply:
+                failure = await self._reply(plan, attempt, source)
+                if failure is None:
+                    return None, url
+                attempt, failed_dest, outcome = failure, plan.reply_to, Outcome.RETRYABLE
+            elif outcome is Outcome.SUCCESS:
+                return None, url
+            if outcome is Outcome.FATAL or n >= policy.retry:
+                return attempt, failed_dest
+            n += 1
+            retry_after = None
+            if attempt.status in (429, 503):
+                retry_after = parse_retry_after(attempt.header("Retry-After"), time.time())
+            delay = policy.next_delay(n, random.random(), retry_after)
+            log.debug("retry %d of event id=%s to %s in %.3fs", n, event.id, url, delay)
+            await asyncio.sleep(delay)
+
+    async def _reply(self, plan: TriggerPlan, attempt: Attempt, source: Source) -> Attempt | None:
+        """Store a 200 response's CloudEvent in the Broker; an Attempt describing a failure, else None."""
+        if attempt.status != 200:
+            return None  # only a 200 carries a reply; a 202 never does (RPL-02)
+        try:
+            reply = parse_http_response(attempt.status, attempt.headers, attempt.body)
+        except InvalidEvent as exc:
+            return Attempt(attempt.status, f"malformed reply: {exc}".encode(), attempt.headers)
+        if reply is None:
+            return None  # a plain 2xx body is a success, not a reply (D-07)
+        hops = source.hops + 1
+        if hops > self._max_hops:
+            log.warning(
+                "dropped reply id=%s of trigger=%s: %d hops exceed the limit of %d",
+                reply.id,
+                plan.key,
+                hops,
+                self._max_hops,
+            )
+            metrics.REPLIES.labels(plan.namespace, plan.name, "loop_dropped").inc()
+            return None
+        record = to_kafka_record(reply)
+        record.headers.append((HOP_HEADER, str(hops).encode()))
+        if source.traceparent:
+            record.headers.append(("traceparent", source.traceparent.encode()))
+        try:
+            await self._replies.send(plan.topic, [record])
+        except Unavailable as exc:
+            log.warning("cannot store reply id=%s of trigger=%s: %s", reply.id, plan.key, exc)
+            return Attempt(None, error=f"cannot store reply: {exc}")
+        metrics.REPLIES.labels(plan.namespace, plan.name, "stored").inc()
+        return None

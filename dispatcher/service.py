@@ -1,0 +1,135 @@
+"""The dispatcher service: follows the resource log and runs one consumer per Ready Trigger.
+
+Changes to Triggers arrive through the resource log and are applied within one fetch: a new
+Trigger gets a consumer, a deleted one (or one whose Broker went away) has its consumer stopped
+after a bounded drain, and a changed filter, subscriber or delivery is swapped into the running
+consumer without recreating it. A consumer that fails (Kafka unreachable) is restarted after a
+pause. Health and metrics are served on KANAL_DISPATCHER_PORT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from channel.control.log import ResourceLog
+from channel.kafka import create_producer
+from channel.producer import KafkaEventSink
+from channel.settings import Settings
+from dispatcher.consumer import TriggerConsumer
+from dispatcher.delivery import HttpPoster
+from dispatcher.dispatch import Dispatcher
+from dispatcher.plan import TriggerPlan, plans_from_documents
+
+__all__ = ["DispatcherService"]
+
+log = logging.getLogger(__name__)
+
+
+class DispatcherService:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._log = ResourceLog(settings, self._on_resources)
+        self._plans: dict[str, TriggerPlan] = {}
+        self._changed = asyncio.Event()
+        self._running: dict[str, tuple[TriggerConsumer, asyncio.Task[None]]] = {}
+        self._stop = asyncio.Event()
+
+    def _on_resources(self, documents: Mapping[str, dict[str, Any]], changed: frozenset[str]) -> None:
+        self._plans = plans_from_documents(
+            documents,
+            topic_prefix=self.settings.kafka_topic_prefix,
+            default_timeout=self.settings.dispatcher_default_timeout,
+        )
+        self._changed.set()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._changed.set()
+
+    async def run(self) -> None:
+        producer = create_producer(self.settings)
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, ttl_dns_cache=300)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await producer.start()
+            await self._log.start()
+            runner = web.AppRunner(self._health_app(), access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, self.settings.host, self.settings.dispatcher_port)
+            await site.start()
+            log.info(
+                "dispatcher health and metrics on http://%s:%d",
+                self.settings.host,
+                self.settings.dispatcher_port,
+            )
+            dispatcher = Dispatcher(
+                HttpPoster(session),
+                KafkaEventSink(producer, self.settings.kafka_produce_timeout),
+                max_hops=self.settings.dispatcher_max_hops,
+            )
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    follower = tg.create_task(self._log.run())
+                    while not self._stop.is_set():
+                        await self._changed.wait()
+                        self._changed.clear()
+                        if not self._stop.is_set():
+                            self._reconcile(tg, dispatcher)
+                    for consumer, _ in self._running.values():
+                        consumer.stop()
+                    await asyncio.gather(*(t for _, t in self._running.values()), return_exceptions=True)
+                    follower.cancel()
+            finally:
+                await runner.cleanup()
+                await self._log.close()
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+
+    def _reconcile(self, tg: asyncio.TaskGroup, dispatcher: Dispatcher) -> None:
+        plans = self._plans
+        for key in list(self._running):
+            consumer, task = self._running[key]
+            plan = plans.get(key)
+            if plan is None or plan.identity != consumer.plan.identity or task.done():
+                consumer.stop()
+                del self._running[key]
+            elif plan != consumer.plan:
+                consumer.update(plan)
+        for key, plan in plans.items():
+            if key not in self._running:
+                consumer = TriggerConsumer(plan, self.settings, dispatcher)
+                self._running[key] = (consumer, tg.create_task(self._supervise(consumer)))
+
+    async def _supervise(self, consumer: TriggerConsumer) -> None:
+        """Run a consumer; if it fails, ask for a fresh one after a pause."""
+        try:
+            await consumer.run()
+        except Exception as exc:
+            log.warning("consumer for %s failed: %s; restarting", consumer.plan.key, exc)
+            await asyncio.sleep(1.0)
+            self._changed.set()
+
+    def _health_app(self) -> web.Application:
+        async def healthz(request: web.Request) -> web.Response:
+            return web.Response(text="ok")
+
+        async def readyz(request: web.Request) -> web.Response:
+            if self._log.healthy():
+                return web.Response(text="ok")
+            return web.Response(status=503, text="not ready: Kafka unreachable or resource log not loaded")
+
+        async def metrics(request: web.Request) -> web.Response:
+            return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        app = web.Application()
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+        app.router.add_get("/metrics", metrics)
+        return app
