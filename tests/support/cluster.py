@@ -1,0 +1,134 @@
+"""Kanal as a user runs it: real `kanal controller|ingress|dispatcher` processes on loopback.
+
+Each cluster gets its own ports, resources topic and topic prefix, so clusters in one test
+session never see each other. Processes can be killed with real signals and started again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from channel.embedded import free_port
+from support.kafka import KafkaUnderTest
+
+COMPONENTS = ("controller", "dispatcher", "ingress")
+
+
+class KanalCluster:
+    def __init__(self, kafka: KafkaUnderTest, workdir: Path, **settings: str) -> None:
+        self.workdir = workdir
+        self.ports = {name: free_port() for name in COMPONENTS}
+        self.env = dict(os.environ)
+        self.env.update(kafka.env())
+        self.env.update(
+            {
+                "KANAL_HOST": "127.0.0.1",
+                "KANAL_INGRESS_PORT": str(self.ports["ingress"]),
+                "KANAL_CONTROLLER_PORT": str(self.ports["controller"]),
+                "KANAL_DISPATCHER_PORT": str(self.ports["dispatcher"]),
+                "KANAL_KAFKA_RESOURCES_TOPIC": f"kanal.resources.{uuid.uuid4().hex[:10]}",
+                "KANAL_KAFKA_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:8]}",
+                "KANAL_KAFKA_TOPIC_PARTITIONS": "3",
+                "KANAL_DISPATCHER_COMMIT_INTERVAL": "0.2",
+            }
+        )
+        self.env.update({f"KANAL_{k.upper()}": v for k, v in settings.items()})
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._generation = 0
+
+    @property
+    def ingress_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['ingress']}"
+
+    def broker_url(self, namespace: str, name: str) -> str:
+        return f"{self.ingress_url}/{namespace}/{name}"
+
+    def log_path(self, name: str) -> Path:
+        return self.workdir / f"{name}.log"
+
+    async def start(self, *names: str) -> None:
+        for name in names or COMPONENTS:
+            self._generation += 1
+            log = open(self.log_path(name), "ab")  # noqa: SIM115  (owned by the process)
+            log.write(f"\n==== start {self._generation} ====\n".encode())
+            log.flush()
+            self.processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "channel.cli.main", name],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+            log.close()
+            await self.wait_ready(name)
+
+    async def wait_ready(self, name: str, timeout: float = 60.0) -> None:
+        url = f"http://127.0.0.1:{self.ports[name]}/readyz"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            process = self.processes[name]
+            if process.poll() is not None:
+                raise AssertionError(f"{name} exited ({process.returncode}):\n{self.tail(name)}")
+            if await asyncio.to_thread(_ok, url):
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{name} not ready within {timeout}s:\n{self.tail(name)}")
+
+    def tail(self, name: str, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path(name).read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        process = self.processes[name]
+        process.send_signal(sig)
+        process.wait(30)
+
+    def stop(self) -> None:
+        for name in ("ingress", "dispatcher", "controller"):
+            process = self.processes.get(name)
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def kanal(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the `kanal` CLI against this cluster, as a user would."""
+        return subprocess.run(
+            [sys.executable, "-m", "channel.cli.main", *args],
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    async def apply(self, manifest: str) -> subprocess.CompletedProcess[str]:
+        result = await asyncio.to_thread(self.kanal, "apply", "-f", "-", stdin=manifest)
+        assert result.returncode == 0, f"apply failed: {result.stderr}"
+        return result
+
+
+def _ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def signal_name(sig: int) -> str:
+    return signal.Signals(sig).name

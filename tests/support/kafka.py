@@ -1,0 +1,32 @@
+"""The Kafka the tests run against, and settings pointing at it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from channel.settings import Settings
+
+
+@dataclass(frozen=True)
+class KafkaUnderTest:
+    bootstrap_servers: str
+    idempotence: bool
+
+    def env(self) -> dict[str, str]:
+        return {
+            "KANAL_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "KANAL_KAFKA_IDEMPOTENCE": "true" if self.idempotence else "false",
+        }
+
+    def settings(self, **overrides: object) -> Settings:
+        """Settings with a resources topic of their own, so tests never see each other's resources."""
+        values: dict[str, object] = {
+            "kafka_bootstrap_servers": self.bootstrap_servers,
+            "kafka_idempotence": self.idempotence,
+            "kafka_resources_topic": f"kanal.resources.{uuid.uuid4().hex[:10]}",
+            "kafka_topic_prefix": f"t{uuid.uuid4().hex[:8]}",
+            "kafka_topic_partitions": 3,
+        }
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]

@@ -1,0 +1,86 @@
+"""Recording HTTP sinks on loopback: real servers that keep every request they receive."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from channel.embedded import free_port
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float = field(default_factory=time.monotonic)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+# Given the request number (1-based) and the request, the response to give.
+Responder = Callable[[int, Received], web.StreamResponse]
+
+
+class RecordingSink:
+    """An aiohttp server that records requests and answers with `responder` (default 202)."""
+
+    def __init__(self, responder: Responder | None = None) -> None:
+        self.requests: list[Received] = []
+        self.responder = responder or (lambda n, r: web.Response(status=202))
+        self.port = free_port()
+        self._runner: web.AppRunner | None = None
+        self._changed = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        received = Received(
+            request.method,
+            request.path,
+            {k.lower(): v for k, v in request.headers.items()},
+            await request.read(),
+        )
+        self.requests.append(received)
+        self._changed.set()
+        return self.responder(len(self.requests), received)
+
+    async def start(self) -> RecordingSink:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def wait_for(self, count: int, timeout: float = 20.0) -> list[Received]:
+        """Wait until at least `count` requests arrived; fails the test with what did arrive."""
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(
+                    f"expected {count} requests at {self.url}, got {len(self.requests)}: "
+                    f"{[r.header('ce-id') for r in self.requests]}"
+                )
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+        return self.requests
+
+    def ids(self) -> list[str | None]:
+        return [r.header("ce-id") for r in self.requests]

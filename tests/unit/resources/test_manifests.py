@@ -1,0 +1,195 @@
+"""Manifest parsing and validation: Knative's manifests apply unchanged; every problem is named."""
+
+from __future__ import annotations
+
+import pytest
+
+from channel.errors import ValidationError
+from channel.resources.manifests import Skipped, load_documents, parse_documents, parse_resource
+from channel.resources.model import Broker, Trigger
+
+KNATIVE_TRIGGER = """
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: hello-display
+  namespace: event-example
+spec:
+  broker: default
+  filter:
+    attributes:
+      type: greeting
+  subscriber:
+    ref:
+      apiVersion: v1
+      kind: Service
+      name: hello-display
+"""
+
+KNATIVE_DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: hello-display
+  namespace: event-example
+spec:
+  replicas: 1
+"""
+
+
+def test_knative_trigger_parses_unchanged() -> None:
+    [doc] = load_documents(KNATIVE_TRIGGER)
+    trigger = parse_resource(doc)
+    assert isinstance(trigger, Trigger)
+    assert trigger.spec.broker == "default"
+    assert trigger.spec.filter is not None and trigger.spec.filter.attributes == {"type": "greeting"}
+    assert trigger.spec.subscriber.ref is not None and trigger.spec.subscriber.ref.kind == "Service"
+    assert trigger.key == "Trigger/event-example/hello-display"
+
+
+def test_other_kubernetes_kinds_are_skipped() -> None:
+    [doc] = load_documents(KNATIVE_DEPLOYMENT)
+    skipped = parse_resource(doc)
+    assert isinstance(skipped, Skipped)
+    assert str(skipped) == "skipped Deployment hello-display (apps/v1): not an eventing resource"
+
+
+def test_broker_defaults_namespace() -> None:
+    broker = parse_resource(
+        {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "metadata": {"name": "default"}}
+    )
+    assert isinstance(broker, Broker) and broker.metadata.namespace == "default"
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        pytest.param(
+            {
+                "apiVersion": "eventing.knative.dev/v1",
+                "kind": "Trigger",
+                "metadata": {"name": "t"},
+                "spec": {"subscriber": {"uri": "http://x/"}},
+            },
+            "spec.broker",
+            id="missing-broker",
+        ),
+        pytest.param(
+            {
+                "apiVersion": "eventing.knative.dev/v1",
+                "kind": "Trigger",
+                "metadata": {"name": "t"},
+                "spec": {"broker": "b"},
+            },
+            "spec.subscriber",
+            id="missing-subscriber",
+        ),
+        pytest.param(
+            {
+                "apiVersion": "eventing.knative.dev/v1",
+                "kind": "Trigger",
+                "metadata": {"name": "t"},
+                "spec": {"broker": "b", "subscriber": {"uri": "not a url"}},
+            },
+            "spec.subscriber",
+            id="relative-uri-without-ref",
+        ),
+        pytest.param(
+            {
+                "apiVersion": "eventing.knative.dev/v1",
+                "kind": "Broker",
+                "metadata": {"name": "Bad_Name"},
+            },
+            "metadata.name",
+            id="bad-name",
+        ),
+        pytest.param(
+            {
+                "apiVersion": "eventing.knative.dev/v1",
+                "kind": "Broker",
+                "metadata": {"name": "b"},
+                "spec": {"colour": "red"},
+            },
+            "spec.colour",
+            id="unknown-field",
+        ),
+        pytest.param(
+            {
+                "apiVersion": "eventing.knative.dev/v1",
+                "kind": "Trigger",
+                "metadata": {"name": "t"},
+                "spec": {
+                    "broker": "b",
+                    "subscriber": {"uri": "http://x/"},
+                    "filter": {"attributes": {"Type": "x"}},
+                },
+            },
+            "spec.filter.attributes",
+            id="bad-filter-key",
+        ),
+        pytest.param(
+            {
+                "apiVersion": "eventing.knative.dev/v1",
+                "kind": "Sequence",
+                "metadata": {"name": "s"},
+            },
+            "kind",
+            id="unserved-knative-kind",
+        ),
+        pytest.param({"kind": "Broker", "metadata": {"name": "s"}}, "apiVersion", id="no-api-version"),
+    ],
+)
+def test_invalid_resources_name_the_field(doc: dict[str, object], expected: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        parse_resource(doc)
+    assert any(expected in str(p) for p in info.value.problems), info.value.problems
+
+
+def test_all_problems_of_all_documents_are_reported() -> None:
+    docs = [
+        (
+            "a.yaml document 1",
+            {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "metadata": {"name": "ok"}},
+        ),
+        (
+            "a.yaml document 2",
+            {
+                "apiVersion": "eventing.knative.dev/v1",
+                "kind": "Trigger",
+                "metadata": {"name": "t1"},
+                "spec": {},
+            },
+        ),
+        (
+            "b.yaml document 1",
+            {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "metadata": {"name": "X"}},
+        ),
+    ]
+    with pytest.raises(ValidationError) as info:
+        parse_documents(docs)
+    text = str(info.value)
+    assert "a.yaml document 2" in text and "spec.broker" in text and "spec.subscriber" in text
+    assert "b.yaml document 1" in text and "metadata.name" in text
+
+
+def test_duplicate_resources_in_one_apply_are_rejected() -> None:
+    doc = {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "metadata": {"name": "b"}}
+    with pytest.raises(ValidationError, match="appears twice"):
+        parse_documents([("1", doc), ("2", doc)])
+
+
+def test_status_in_a_manifest_is_ignored() -> None:
+    broker = parse_resource(
+        {
+            "apiVersion": "eventing.knative.dev/v1",
+            "kind": "Broker",
+            "metadata": {"name": "b"},
+            "status": {"address": {"url": "http://evil/"}},
+        }
+    )
+    assert isinstance(broker, Broker) and broker.status.address is None
+
+
+def test_yaml_syntax_error_names_the_source() -> None:
+    with pytest.raises(ValidationError, match=r"f\.yaml: invalid YAML"):
+        load_documents("a: [", "f.yaml")
