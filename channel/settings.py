@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     kafka_topic_partitions: int = Field(default=10, ge=1)
     kafka_topic_replication_factor: int = Field(default=1, ge=1)
     kafka_topic_prefix: str = Field(default="knative-broker", min_length=1)
+    kafka_channel_topic_prefix: str = Field(default="knative-channel", min_length=1)
     kafka_resources_topic: str = "kanal.resources"
     kafka_produce_timeout: float = Field(
         default=5.0, gt=0, description="Seconds a write may wait for Kafka before 503"
@@ -64,6 +65,16 @@ class Settings(BaseSettings):
     # Ingress
     ingress_max_body_bytes: int = Field(default=1024 * 1024, ge=1)
     ingress_max_in_flight: int = Field(default=4096, ge=1)
+    ingress_auth: Literal["none", "tokens", "jwt"] = Field(
+        default="none", description="Bearer-token check on the ingress: none, tokens (a file), jwt"
+    )
+    ingress_auth_tokens_file: str | None = Field(
+        default=None, description="YAML/JSON file mapping bearer tokens to the destinations they may post to"
+    )
+    ingress_jwt_issuer: str | None = None
+    ingress_jwt_jwks_url: str | None = Field(default=None, description="JWKS URL (or file:// path)")
+    ingress_tls_certfile: str | None = Field(default=None, description="Serve the ingress over HTTPS")
+    ingress_tls_keyfile: str | None = None
 
     # Dispatcher
     dispatcher_max_in_flight: int = Field(

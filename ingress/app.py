@@ -23,7 +23,7 @@ from channel.errors import InvalidEvent, Unavailable, UnsupportedMediaType
 from channel.producer import EventSink
 from channel.settings import Settings
 from ingress import metrics
-from ingress.routing import Route
+from ingress.routing import Route, channel_from_host
 
 __all__ = ["IngressApp", "Routes"]
 
@@ -33,7 +33,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-Routes = dict[tuple[str, str], Route]
+Routes = dict[tuple[str, str, str], Route]
 
 _JSON = [(b"content-type", b"application/json")]
 _ALLOW = (b"allow", b"POST, OPTIONS")
@@ -63,7 +63,7 @@ class IngressApp:
             await self._admin(path, send)
             return
         started = time.perf_counter()
-        route = self._route(path)
+        route = self._route(path, scope["headers"])
         method: str = scope["method"]
         if method == "OPTIONS":
             await self._options(scope, send, route)
@@ -77,7 +77,7 @@ class IngressApp:
             )
             return
         if route is None:
-            await _respond(send, 404, {"error": f"no ready Broker at {path}"})
+            await _respond(send, 404, {"error": f"no ready Broker or Channel at {path}"})
             return
         if self._in_flight >= self._max_in_flight:
             await _respond(
@@ -99,11 +99,18 @@ class IngressApp:
             time.perf_counter() - started
         )
 
-    def _route(self, path: str) -> Route | None:
+    def _route(self, path: str, headers: list[tuple[bytes, bytes]]) -> Route | None:
         parts = path.strip("/").split("/")
-        if len(parts) != 2:
-            return None
-        return self.routes.get((parts[0], parts[1]))
+        if len(parts) == 2:
+            return self.routes.get(("broker", parts[0], parts[1]))
+        if len(parts) == 3 and parts[0] == "channels":
+            return self.routes.get(("channel", parts[1], parts[2]))
+        if path == "/":
+            host = _header(headers, b"host")
+            found = channel_from_host(host.decode("latin-1")) if host else None
+            if found is not None:
+                return self.routes.get(("channel", found[0], found[1]))
+        return None
 
     async def _post(self, scope: Scope, receive: Receive, send: Send, route: Route) -> int:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
@@ -172,7 +179,7 @@ class IngressApp:
 
     async def _options(self, scope: Scope, send: Send, route: Route | None) -> None:
         if route is None:
-            await _respond(send, 404, {"error": f"no ready Broker at {scope['path']}"})
+            await _respond(send, 404, {"error": f"no ready Broker or Channel at {scope['path']}"})
             return
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         extra = [_ALLOW, (b"content-length", b"0")]

@@ -1,7 +1,9 @@
-"""Which Kafka topic a request path writes to, derived from the resource log.
+"""Which Kafka topic a request writes to, derived from the resource log.
 
 Pure: `routes_from_documents` maps stored resource documents to a routing table. Only Ready
-Brokers are routable; a Broker that is missing, not Ready or deleted answers 404.
+Brokers and Channels are routable; one that is missing, not Ready or deleted answers 404.
+Addresses: a Broker is `/<namespace>/<name>`; a Channel is `/channels/<namespace>/<name>`, or
+`/` with the Knative host form `<name>-kn-channel.<namespace>.svc.<cluster domain>`.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from channel.kafka import broker_topic
+from channel.kafka import broker_topic, channel_topic
 
-__all__ = ["Route", "routes_from_documents"]
+__all__ = ["Route", "channel_from_host", "routes_from_documents"]
+
+CHANNEL_HOST_MARK = "-kn-channel."
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,12 +33,32 @@ def _ready(doc: Mapping[str, Any]) -> bool:
 
 
 def routes_from_documents(
-    documents: Mapping[str, Mapping[str, Any]], topic_prefix: str
-) -> dict[tuple[str, str], Route]:
-    """The routing table: (namespace, name) -> Route for every Ready Broker."""
-    routes: dict[tuple[str, str], Route] = {}
+    documents: Mapping[str, Mapping[str, Any]],
+    topic_prefix: str,
+    channel_topic_prefix: str = "knative-channel",
+) -> dict[tuple[str, str, str], Route]:
+    """The routing table: (kind, namespace, name) -> Route for every Ready Broker and Channel."""
+    routes: dict[tuple[str, str, str], Route] = {}
     for key, doc in documents.items():
         kind, ns, name = key.split("/", 2)
-        if kind == "Broker" and _ready(doc):
-            routes[(ns, name)] = Route("broker", ns, name, broker_topic(ns, name, topic_prefix))
+        if not _ready(doc):
+            continue
+        if kind == "Broker":
+            routes[("broker", ns, name)] = Route("broker", ns, name, broker_topic(ns, name, topic_prefix))
+        elif kind in ("Channel", "KafkaChannel"):
+            topic = channel_topic(ns, name, channel_topic_prefix)
+            routes[("channel", ns, name)] = Route("channel", ns, name, topic)
     return routes
+
+
+def channel_from_host(host: str) -> tuple[str, str] | None:
+    """(namespace, name) from `<name>-kn-channel.<namespace>.svc.<domain>[:port]`, else None."""
+    host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    mark = host.find(CHANNEL_HOST_MARK)
+    if mark <= 0:
+        return None
+    name = host[:mark]
+    rest = host[mark + len(CHANNEL_HOST_MARK) :].split(".")
+    if len(rest) < 2 or rest[1] != "svc" or not rest[0]:
+        return None
+    return rest[0], name

@@ -44,7 +44,9 @@ class IngressService:
         self._stopping = asyncio.Event()
 
     def _on_resources(self, documents: Mapping[str, dict[str, Any]], changed: frozenset[str]) -> None:
-        self.app.routes = routes_from_documents(documents, self.settings.kafka_topic_prefix)
+        self.app.routes = routes_from_documents(
+            documents, self.settings.kafka_topic_prefix, self.settings.kafka_channel_topic_prefix
+        )
 
     async def run(self) -> None:
         await self._producer.start()

@@ -24,7 +24,14 @@ from channel.runner import configure_logging, run_service
 
 __all__ = ["main"]
 
-_GROUPS = {"Broker": "eventing.knative.dev", "Trigger": "eventing.knative.dev"}
+_GROUPS = {
+    "Broker": "eventing.knative.dev",
+    "Trigger": "eventing.knative.dev",
+    "Channel": "messaging.knative.dev",
+    "KafkaChannel": "messaging.knative.dev",
+    "Subscription": "messaging.knative.dev",
+}
+_KINDS_HELP = "brokers, triggers, channels, kafkachannels, subscriptions"
 
 
 def _read_manifests(paths: list[str]) -> list[tuple[str, dict[str, Any]]]:
@@ -106,7 +113,7 @@ def _cmd_delete(args: argparse.Namespace) -> int:
             raise SystemExit("kanal delete: give KIND NAME... or -f FILE")
         model = resource_class(args.kind)
         if model is None:
-            raise SystemExit(f"kanal: unknown kind {args.kind!r} (brokers, triggers)")
+            raise SystemExit(f"kanal: unknown kind {args.kind!r} ({_KINDS_HELP})")
         targets = [
             {"kind": model.KIND, "namespace": args.namespace or "default", "name": n} for n in args.names
         ]
@@ -121,7 +128,7 @@ def _cmd_get(args: argparse.Namespace) -> int:
 
     model = resource_class(args.kind)
     if model is None:
-        raise SystemExit(f"kanal: unknown kind {args.kind!r} (brokers, triggers)")
+        raise SystemExit(f"kanal: unknown kind {args.kind!r} ({_KINDS_HELP})")
     client = _client(args)
     namespace = None if args.all_namespaces else (args.namespace or "default")
     if args.name:
@@ -223,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.set_defaults(func=_cmd_apply)
 
     get = sub.add_parser("get", help="list resources")
-    get.add_argument("kind", help="brokers | triggers")
+    get.add_argument("kind", help=_KINDS_HELP)
     get.add_argument("name", nargs="?")
     get.add_argument("-n", "--namespace")
     get.add_argument("-A", "--all-namespaces", action="store_true")

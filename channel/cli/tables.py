@@ -64,8 +64,25 @@ def _trigger_row(doc: Doc) -> list[str]:
     ]
 
 
+def _subscription_row(doc: Doc) -> list[str]:
+    ready, reason = _ready(doc)
+    physical = (doc.get("status") or {}).get("physicalSubscription") or {}
+    channel = ((doc.get("spec") or {}).get("channel") or {}).get("name", "")
+    return [
+        _meta(doc, "name"),
+        ready,
+        reason,
+        str(channel),
+        str(physical.get("subscriberUri", "")),
+        age(_meta(doc, "creationTimestamp")),
+    ]
+
+
 COLUMNS: dict[str, tuple[list[str], Callable[[Doc], list[str]]]] = {
     "Broker": (["NAME", "URL", "AGE", "READY", "REASON"], _broker_row),
+    "Channel": (["NAME", "URL", "AGE", "READY", "REASON"], _broker_row),
+    "KafkaChannel": (["NAME", "URL", "AGE", "READY", "REASON"], _broker_row),
+    "Subscription": (["NAME", "READY", "REASON", "CHANNEL", "SUBSCRIBER_URI", "AGE"], _subscription_row),
     "Trigger": (["NAME", "READY", "REASON", "BROKER", "SUBSCRIBER_URI", "AGE"], _trigger_row),
 }
 

@@ -22,11 +22,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from channel.control.log import ResourceLog, ResourceWriter
-from channel.control.reconcile import Addressing, reconcile
+from channel.control.reconcile import Addressing, channel_subscribers, reconcile
 from channel.errors import Conflict, NotFound, Problem, ValidationError
-from channel.kafka import broker_topic, create_admin, delete_topic, ensure_topic
+from channel.kafka import broker_topic, channel_topic, create_admin, delete_topic, ensure_topic
 from channel.resources.manifests import KINDS, parse_resource
-from channel.resources.model import Broker, Resource, Trigger
+from channel.resources.model import Broker, Channel, Resource, Subscription, Trigger
 from channel.settings import Settings
 
 __all__ = ["ApplyResult", "Controller", "now_rfc3339", "parse_documents_map"]
@@ -79,6 +79,7 @@ class Controller:
             ingress_url=settings.public_ingress_url(),
             service_url_template=settings.service_url_template,
             topic_prefix=settings.kafka_topic_prefix,
+            channel_topic_prefix=settings.kafka_channel_topic_prefix,
         )
         self.log = ResourceLog(settings)
         self._writer = ResourceWriter(settings)
@@ -144,6 +145,7 @@ class Controller:
                     and old.spec.broker != res.spec.broker
                 ):
                     raise Conflict(f"{res.key}: spec.broker is immutable (was {old.spec.broker!r})")
+                _check_immutable(old, res, current)
                 merged, action = _merge(old, res, now)
                 results.append(ApplyResult(res.kind, res.metadata.namespace, res.metadata.name, action))
                 if action != "unchanged":
@@ -165,7 +167,7 @@ class Controller:
             remaining = {k: v for k, v in current.items() if k not in keys}
             for key in keys:
                 res = current[key]
-                if isinstance(res, Broker):
+                if isinstance(res, Broker | Channel):
                     await delete_topic(self._admin, self._topic(res))
                     self._topics.discard(self._topic(res))
             await self._sync(remaining, {}, deleted=list(keys))
@@ -179,12 +181,15 @@ class Controller:
                 for k in keys
             ]
 
-    def _topic(self, broker: Broker) -> str:
-        return broker_topic(broker.metadata.namespace, broker.metadata.name, self.settings.kafka_topic_prefix)
+    def _topic(self, res: Resource) -> str:
+        ns, name = res.metadata.namespace, res.metadata.name
+        if isinstance(res, Channel):
+            return channel_topic(ns, name, self.settings.kafka_channel_topic_prefix)
+        return broker_topic(ns, name, self.settings.kafka_topic_prefix)
 
     async def _ensure_topics(self, resources: Mapping[str, Resource]) -> None:
         for res in resources.values():
-            if not isinstance(res, Broker):
+            if not isinstance(res, Broker | Channel):
                 continue
             topic = self._topic(res)
             if topic in self._topics:
@@ -211,17 +216,42 @@ class Controller:
         """Compute statuses for `resources` and write what changed (plus `updates`, `deleted`)."""
         await self._ensure_topics(resources)
         statuses = reconcile(resources, frozenset(self._topics), self.addressing, now_rfc3339())
+        subscribers = channel_subscribers(resources, statuses)
         records: list[tuple[str, dict[str, Any] | None]] = [(k, None) for k in deleted]
         for key, res in resources.items():
             status = statuses.get(key)
             if status is None:
                 continue
-            if key in updates or status != res.status:
-                res = res.model_copy(update={"status": status})
+            update: dict[str, Any] = {}
+            if isinstance(res, Channel) and (res.spec.subscribers or []) != subscribers[key]:
+                update["spec"] = res.spec.model_copy(update={"subscribers": subscribers[key]})
+            if key in updates or update or status != res.status:
+                res = res.model_copy(update={**update, "status": status})
                 records.append((key, res.document()))
         if records:
             offset = await self._writer.write(records)
             await self.log.wait_for_offset(offset)
+
+
+def _check_immutable(old: Resource | None, new: Resource, current: Mapping[str, Resource]) -> None:
+    """Fields Knative makes immutable, and names two kinds would share."""
+    if (
+        isinstance(old, Subscription)
+        and isinstance(new, Subscription)
+        and old.spec.channel != new.spec.channel
+    ):
+        raise Conflict(f"{new.key}: spec.channel is immutable")
+    if (
+        isinstance(old, Channel)
+        and isinstance(new, Channel)
+        and old.spec.channel_template is not None
+        and old.spec.channel_template != new.spec.channel_template
+    ):
+        raise Conflict(f"{new.key}: spec.channelTemplate is immutable once set")
+    if isinstance(new, Channel):
+        other = "KafkaChannel" if new.kind == "Channel" else "Channel"
+        if f"{other}/{new.metadata.namespace}/{new.metadata.name}" in current:
+            raise Conflict(f"{new.key}: a {other} of that name exists; they would share an address and topic")
 
 
 def _merge(old: Resource | None, new: Resource, now: str) -> tuple[Resource, Action]:
@@ -244,8 +274,16 @@ def _merge(old: Resource | None, new: Resource, now: str) -> tuple[Resource, Act
         }
     )
     action: Action = "unchanged" if same_spec and same_meta else "configured"
+    if isinstance(old, Channel) and isinstance(new, Channel):
+        # spec.subscribers is the controller's, not the manifest's.
+        new = new.model_copy(
+            update={"spec": new.spec.model_copy(update={"subscribers": old.spec.subscribers})}
+        )
     return new.model_copy(update={"metadata": meta, "status": old.status}), action
 
 
 def _spec(res: Resource) -> Any:
-    return getattr(res, "spec").model_dump(mode="json", by_alias=True, exclude_none=True)  # noqa: B009
+    spec = getattr(res, "spec").model_dump(mode="json", by_alias=True, exclude_none=True)  # noqa: B009
+    if isinstance(res, Channel):
+        spec.pop("subscribers", None)
+    return spec

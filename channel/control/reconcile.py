@@ -11,11 +11,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from channel.kafka import broker_topic
-from channel.resources.destination import Destination, KReference, resolve_destination
-from channel.resources.model import Addressable, Broker, Condition, Resource, Status, Trigger
+from channel.resources.delivery import effective_delivery
 
-__all__ = ["Addressing", "broker_address", "reconcile"]
+from channel.kafka import broker_topic, channel_topic
+from channel.resources.destination import Destination, KReference, resolve_destination
+from channel.resources.model import (
+    Addressable,
+    Broker,
+    Channel,
+    Condition,
+    PhysicalSubscription,
+    Resource,
+    Status,
+    SubscriberSpec,
+    SubscriberStatus,
+    Subscription,
+    Trigger,
+)
+
+__all__ = ["Addressing", "broker_address", "channel_address", "channel_subscribers", "reconcile"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +39,15 @@ class Addressing:
     ingress_url: str
     service_url_template: str = "http://{name}.{namespace}.svc.cluster.local/"
     topic_prefix: str = "knative-broker"
+    channel_topic_prefix: str = "knative-channel"
 
 
 def broker_address(addressing: Addressing, namespace: str, name: str) -> str:
     return f"{addressing.ingress_url.rstrip('/')}/{namespace}/{name}"
+
+
+def channel_address(addressing: Addressing, namespace: str, name: str) -> str:
+    return f"{addressing.ingress_url.rstrip('/')}/channels/{namespace}/{name}"
 
 
 def _condition(type_: str, ok: bool, reason: str = "", message: str = "") -> Condition:
@@ -65,6 +84,12 @@ def reconcile(
     }
     statuses: dict[str, Status] = {}
     ready_brokers: dict[tuple[str, str], str] = {}
+    ready_channels: dict[tuple[str, str], str] = {}
+    for chan in (r for r in resources.values() if isinstance(r, Channel)):
+        ns, name = chan.metadata.namespace, chan.metadata.name
+        topic = channel_topic(ns, name, addressing.channel_topic_prefix)
+        if topic in topics:
+            ready_channels[(ns, name)] = channel_address(addressing, ns, name)
 
     for key, broker in ((k, r) for k, r in resources.items() if isinstance(r, Broker)):
         ns, name = broker.metadata.namespace, broker.metadata.name
@@ -91,6 +116,84 @@ def reconcile(
             deadLetterSinkUri=dls,
         )
 
+    addresses = _Addresses(ready_brokers, ready_channels)
+    for key, chan in ((k, r) for k, r in resources.items() if isinstance(r, Channel)):
+        ns, name = chan.metadata.namespace, chan.metadata.name
+        topic_cond = (
+            _condition("TopicReady", True)
+            if (ns, name) in ready_channels
+            else _condition(
+                "TopicReady",
+                False,
+                "TopicNotReady",
+                f"topic {channel_topic(ns, name, addressing.channel_topic_prefix)} does not exist yet",
+            )
+        )
+        dls, dls_cond = _dead_letter(
+            chan.spec.delivery.dead_letter_sink if chan.spec.delivery else None, ns, addressing, addresses
+        )
+        conds = [topic_cond, dls_cond]
+        ready = _ready(conds)
+        statuses[key] = Status(
+            observedGeneration=chan.metadata.generation,
+            conditions=_with_times([ready, *conds], chan.status, now),
+            address=Addressable(url=ready_channels[(ns, name)]) if ready.status == "True" else None,
+            deadLetterSinkUri=dls,
+        )
+
+    channels = {
+        (r.metadata.namespace, r.metadata.name): r for r in resources.values() if isinstance(r, Channel)
+    }
+    for key, sub in ((k, r) for k, r in resources.items() if isinstance(r, Subscription)):
+        ns = sub.metadata.namespace
+        chan_name = sub.spec.channel.name
+        chan = channels.get((ns, chan_name))
+        if chan is None:
+            chan_cond = _condition(
+                "ChannelReady",
+                False,
+                "ChannelDoesNotExist",
+                f'{sub.spec.channel.kind} "{chan_name}" does not exist',
+            )
+        elif (ns, chan_name) not in ready_channels:
+            chan_cond = _condition(
+                "ChannelReady", False, "ChannelNotReady", f'Channel "{chan_name}" is not ready'
+            )
+        else:
+            chan_cond = _condition("ChannelReady", True)
+        subscriber = _resolve(sub.spec.subscriber, ns, addressing, addresses)
+        sub_cond = (
+            _condition("SubscriberResolved", True)
+            if subscriber
+            else _condition(
+                "SubscriberResolved",
+                False,
+                "Unresolved",
+                f"cannot resolve subscriber {_describe(sub.spec.subscriber)}",
+            )
+        )
+        reply = _resolve(sub.spec.reply, ns, addressing, addresses) if sub.spec.reply else None
+        reply_cond = (
+            _condition(
+                "ReplyResolved", False, "Unresolved", f"cannot resolve reply {_describe(sub.spec.reply)}"
+            )
+            if sub.spec.reply is not None and reply is None
+            else _condition("ReplyResolved", True)
+        )
+        delivery = effective_delivery(sub.spec.delivery, chan.spec.delivery if chan else None)
+        dls, dls_cond = _dead_letter(
+            delivery.dead_letter_sink if delivery else None, ns, addressing, addresses
+        )
+        conds = [chan_cond, sub_cond, reply_cond, dls_cond]
+        statuses[key] = Status(
+            observedGeneration=sub.metadata.generation,
+            conditions=_with_times([_ready(conds), *conds], sub.status, now),
+            physicalSubscription=PhysicalSubscription(
+                subscriberUri=subscriber, replyUri=reply, deadLetterSinkUri=dls
+            ),
+        )
+    _fill_channel_subscribers(resources, statuses)
+
     for key, trigger in ((k, r) for k, r in resources.items() if isinstance(r, Trigger)):
         ns = trigger.metadata.namespace
         broker_name = trigger.spec.broker
@@ -104,7 +207,7 @@ def reconcile(
             )
         else:
             broker_cond = _condition("BrokerReady", True)
-        subscriber = _resolve(trigger.spec.subscriber, ns, addressing, ready_brokers)
+        subscriber = _resolve(trigger.spec.subscriber, ns, addressing, addresses)
         sub_cond = (
             _condition("SubscriberResolved", True)
             if subscriber
@@ -131,7 +234,68 @@ def reconcile(
     return statuses
 
 
-def _describe(dest: Destination) -> str:
+@dataclass(frozen=True, slots=True)
+class _Addresses:
+    brokers: Mapping[tuple[str, str], str]
+    channels: Mapping[tuple[str, str], str]
+
+
+def _fill_channel_subscribers(resources: Mapping[str, Resource], statuses: dict[str, Status]) -> None:
+    """A Channel's status lists each of its Subscriptions and whether it is ready (SUB-10)."""
+    by_channel: dict[tuple[str, str], list[SubscriberStatus]] = {}
+    for key, sub in resources.items():
+        if isinstance(sub, Subscription):
+            ready = statuses[key].condition("Ready")
+            by_channel.setdefault((sub.metadata.namespace, sub.spec.channel.name), []).append(
+                SubscriberStatus(
+                    uid=sub.metadata.uid,
+                    observedGeneration=sub.metadata.generation,
+                    ready=ready.status if ready else "Unknown",
+                    message=ready.message if ready else "",
+                )
+            )
+    for key, chan in resources.items():
+        if isinstance(chan, Channel):
+            subs = by_channel.get((chan.metadata.namespace, chan.metadata.name), [])
+            statuses[key] = statuses[key].model_copy(
+                update={"subscribers": sorted(subs, key=lambda s: s.uid)}
+            )
+
+
+def channel_subscribers(
+    resources: Mapping[str, Resource], statuses: Mapping[str, Status]
+) -> dict[str, list[SubscriberSpec]]:
+    """Each Channel's `spec.subscribers`, filled from its Subscriptions (SUB-10)."""
+    out: dict[str, list[SubscriberSpec]] = {
+        key: [] for key, res in resources.items() if isinstance(res, Channel)
+    }
+    keys = {
+        (r.metadata.namespace, r.metadata.name): k for k, r in resources.items() if isinstance(r, Channel)
+    }
+    for key, sub in resources.items():
+        if not isinstance(sub, Subscription):
+            continue
+        chan_key = keys.get((sub.metadata.namespace, sub.spec.channel.name))
+        physical = statuses[key].physical_subscription if key in statuses else None
+        if chan_key is None:
+            continue
+        out[chan_key].append(
+            SubscriberSpec(
+                uid=sub.metadata.uid,
+                generation=sub.metadata.generation,
+                subscriberUri=physical.subscriber_uri if physical else None,
+                replyUri=physical.reply_uri if physical else None,
+                delivery=sub.spec.delivery,
+            )
+        )
+    for subs in out.values():
+        subs.sort(key=lambda s: s.uid)
+    return out
+
+
+def _describe(dest: Destination | None) -> str:
+    if dest is None:
+        return ""
     if dest.ref is not None:
         return f"{dest.ref.kind} {dest.ref.name}"
     return str(dest.uri)
@@ -157,11 +321,11 @@ def _dead_letter(
     dest: Destination | None,
     namespace: str,
     addressing: Addressing,
-    ready_brokers: Mapping[tuple[str, str], str],
+    addresses: _Addresses,
 ) -> tuple[str | None, Condition]:
     if dest is None:
         return None, _condition("DeadLetterSinkResolved", True, "DeadLetterSinkNotConfigured")
-    url = _resolve(dest, namespace, addressing, ready_brokers)
+    url = _resolve(dest, namespace, addressing, addresses)
     if url is None:
         return None, _condition(
             "DeadLetterSinkResolved",

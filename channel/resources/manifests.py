@@ -17,7 +17,7 @@ import yaml
 
 from channel.errors import Problem, ValidationError
 from channel.filters import compile_trigger_filter
-from channel.resources.model import Broker, Resource, Trigger
+from channel.resources.model import Broker, Channel, KafkaChannel, Resource, Subscription, Trigger
 
 __all__ = [
     "KINDS",
@@ -32,6 +32,9 @@ __all__ = [
 KINDS: dict[tuple[str, str], type[Resource]] = {
     (Broker.API_VERSION, Broker.KIND): Broker,
     (Trigger.API_VERSION, Trigger.KIND): Trigger,
+    (Channel.API_VERSION, Channel.KIND): Channel,
+    (KafkaChannel.API_VERSION, KafkaChannel.KIND): KafkaChannel,
+    (Subscription.API_VERSION, Subscription.KIND): Subscription,
 }
 _KNATIVE_GROUPS = ("knative.dev/",)
 
@@ -113,6 +116,8 @@ def parse_resource(doc: Mapping[str, Any], where: str = "document") -> Resource 
         name = meta.get("name", "?") if isinstance(meta, dict) else "?"
         return Skipped(api_version, kind, str(name))
     body = {k: v for k, v in doc.items() if k != "status"}  # status is computed, never applied
+    if isinstance(body.get("spec"), dict) and issubclass(model, Channel):
+        body["spec"] = {k: v for k, v in body["spec"].items() if k != "subscribers"}
     try:
         resource = model.model_validate(body)
     except pydantic.ValidationError as exc:
@@ -126,6 +131,24 @@ def parse_resource(doc: Mapping[str, Any], where: str = "document") -> Resource 
             compile_trigger_filter(spec_filter, resource.spec.filters, path="spec")
         except ValidationError as exc:
             raise ValidationError(Problem(f"{label}: {p.path}", p.message) for p in exc.problems) from None
+    if isinstance(resource, Subscription):
+        ref = resource.spec.channel
+        problems = []
+        if ref.namespace not in (None, resource.metadata.namespace):
+            problems.append(
+                Problem(f"{label}: spec.channel.namespace", "must be the Subscription's namespace")
+            )
+        if (ref.api_version, ref.kind) not in (
+            (Channel.API_VERSION, "Channel"),
+            (KafkaChannel.API_VERSION, "KafkaChannel"),
+        ):
+            problems.append(
+                Problem(
+                    f"{label}: spec.channel", f"{ref.kind} ({ref.api_version}) is not a channel Kanal serves"
+                )
+            )
+        if problems:
+            raise ValidationError(problems)
     return resource
 
 

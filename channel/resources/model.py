@@ -18,19 +18,28 @@ from channel.resources.destination import Destination
 
 __all__ = [
     "EVENTING_V1",
+    "MESSAGING_V1",
     "Addressable",
     "Broker",
     "BrokerSpec",
+    "Channel",
+    "ChannelSpec",
     "Condition",
+    "KafkaChannel",
     "ObjectMeta",
+    "PhysicalSubscription",
     "Resource",
     "Status",
+    "Subscription",
+    "SubscriptionSpec",
     "Trigger",
     "TriggerFilter",
     "TriggerSpec",
 ]
 
 EVENTING_V1: Final = "eventing.knative.dev/v1"
+MESSAGING_V1: Final = "messaging.knative.dev/v1"
+MESSAGING_V1BETA1: Final = "messaging.knative.dev/v1beta1"
 
 # Kubernetes names: namespaces are DNS-1123 labels, object names DNS-1123 subdomains.
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -89,6 +98,23 @@ class Addressable(_Model):
     url: str
 
 
+class PhysicalSubscription(_Model):
+    """A Subscription's resolved destinations."""
+
+    subscriber_uri: str | None = Field(default=None, alias="subscriberUri")
+    reply_uri: str | None = Field(default=None, alias="replyUri")
+    dead_letter_sink_uri: str | None = Field(default=None, alias="deadLetterSinkUri")
+
+
+class SubscriberStatus(_Model):
+    """One Subscription as its Channel reports it."""
+
+    uid: str
+    observed_generation: int = Field(default=0, alias="observedGeneration")
+    ready: Literal["True", "False", "Unknown"] = "Unknown"
+    message: str = ""
+
+
 class Status(_Model):
     """Status common to Kanal's kinds; kind-specific fields are optional."""
 
@@ -97,6 +123,8 @@ class Status(_Model):
     address: Addressable | None = None
     subscriber_uri: str | None = Field(default=None, alias="subscriberUri")
     dead_letter_sink_uri: str | None = Field(default=None, alias="deadLetterSinkUri")
+    physical_subscription: PhysicalSubscription | None = Field(default=None, alias="physicalSubscription")
+    subscribers: list[SubscriberStatus] | None = None
 
     def condition(self, type_: str = "Ready") -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
@@ -169,3 +197,64 @@ class Trigger(Resource):
     KIND: ClassVar[str] = "Trigger"
     kind: Literal["Trigger"]
     spec: TriggerSpec
+
+
+class SubscriberSpec(_Model):
+    """A Channel's view of one of its Subscriptions (filled in by the controller)."""
+
+    uid: str
+    generation: int = 0
+    subscriber_uri: str | None = Field(default=None, alias="subscriberUri")
+    reply_uri: str | None = Field(default=None, alias="replyUri")
+    delivery: DeliverySpec | None = None
+
+
+class ChannelSpec(_Model):
+    channel_template: dict[str, Any] | None = Field(default=None, alias="channelTemplate")
+    # KafkaChannel's own fields, accepted for compatibility (Kanal's topic settings apply).
+    num_partitions: int | None = Field(default=None, alias="numPartitions", ge=1)
+    replication_factor: int | None = Field(default=None, alias="replicationFactor", ge=1)
+    retention_duration: str | None = Field(default=None, alias="retentionDuration")
+    delivery: DeliverySpec | None = None
+    # Computed from the Channel's Subscriptions; never taken from a manifest.
+    subscribers: list[SubscriberSpec] | None = None
+
+
+class Channel(Resource):
+    """A Channel: an address and a topic whose every event goes to every Subscription."""
+
+    API_VERSION: ClassVar[str] = MESSAGING_V1
+    KIND: ClassVar[str] = "Channel"
+    kind: Literal["Channel"]
+    spec: ChannelSpec = Field(default_factory=ChannelSpec)
+
+
+class KafkaChannel(Channel):
+    """Knative's KafkaChannel (messaging.knative.dev/v1beta1), served like a Channel."""
+
+    API_VERSION: ClassVar[str] = MESSAGING_V1BETA1
+    KIND: ClassVar[str] = "KafkaChannel"
+    kind: Literal["KafkaChannel"]  # type: ignore[assignment]
+
+
+class ChannelReference(_Model):
+    api_version: str = Field(default=MESSAGING_V1, alias="apiVersion")
+    kind: str = "Channel"
+    name: str = Field(min_length=1)
+    namespace: str | None = None
+
+
+class SubscriptionSpec(_Model):
+    channel: ChannelReference
+    subscriber: Destination
+    reply: Destination | None = None
+    delivery: DeliverySpec | None = None
+
+
+class Subscription(Resource):
+    """A Subscription: a subscriber (and optional reply) on one Channel."""
+
+    API_VERSION: ClassVar[str] = MESSAGING_V1
+    KIND: ClassVar[str] = "Subscription"
+    kind: Literal["Subscription"]
+    spec: SubscriptionSpec
