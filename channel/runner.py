@@ -11,8 +11,8 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
 
 __all__ = ["Service", "configure_logging", "run_service"]
 
@@ -66,10 +66,10 @@ def run_service(factory: Callable[[], Service], setup: Callable[[], Awaitable[No
     return 0
 
 
-def _new_loop_runner(main: Callable[[], Awaitable[None]]) -> None:
+def _new_loop_runner(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     try:
         import uvloop
 
         uvloop.run(main())
     except ImportError:
-        asyncio.run(main())  # type: ignore[arg-type]
+        asyncio.run(main())

@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import ConsumerRecord
-from channel.events import CloudEvent, from_kafka_record
 
 from channel.errors import InvalidEvent
+from channel.events import CloudEvent, from_kafka_record
 from channel.kafka import HOP_HEADER, client_options
 from channel.settings import Settings
 from dispatcher import metrics

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import aiohttp
+
 from channel.events import CloudEvent, to_http_binary
 
 __all__ = ["Attempt", "HttpPoster", "Poster"]

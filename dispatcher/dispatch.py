@@ -16,9 +16,8 @@ import random
 import time
 from dataclasses import dataclass
 
-from channel.events import CloudEvent, parse_http_response, to_kafka_record
-
 from channel.errors import InvalidEvent, Unavailable
+from channel.events import CloudEvent, parse_http_response, to_kafka_record
 from channel.kafka import HOP_HEADER
 from channel.producer import EventSink
 from dispatcher import metrics
@@ -137,7 +136,7 @@ class Dispatcher:
                 failure = await self._reply(plan, attempt, source)
                 if failure is None:
                     return None, url
-                attempt, failed_dest, outcome = failure, plan.reply_to, Outcome.RETRYABLE
+                (attempt, failed_dest), outcome = failure, Outcome.RETRYABLE
             elif outcome is Outcome.SUCCESS:
                 return None, url
             if outcome is Outcome.FATAL or n >= policy.retry:
@@ -150,20 +149,23 @@ class Dispatcher:
             log.debug("retry %d of event id=%s to %s in %.3fs", n, event.id, url, delay)
             await asyncio.sleep(delay)
 
-    async def _reply(self, plan: TriggerPlan, attempt: Attempt, source: Source) -> Attempt | None:
-        """Store a 200 response's CloudEvent in the Broker; an Attempt describing a failure, else None."""
+    async def _reply(self, plan: TriggerPlan, attempt: Attempt, source: Source) -> tuple[Attempt, str] | None:
+        """Handle a 200 response's CloudEvent; on failure, what failed and where, else None."""
         if attempt.status != 200:
             return None  # only a 200 carries a reply; a 202 never does (RPL-02)
         try:
             reply = parse_http_response(attempt.status, attempt.headers, attempt.body)
         except InvalidEvent as exc:
-            return Attempt(attempt.status, f"malformed reply: {exc}".encode(), attempt.headers)
+            failed = Attempt(attempt.status, f"malformed reply: {exc}".encode(), attempt.headers)
+            return failed, plan.subscriber
         if reply is None:
             return None  # a plain 2xx body is a success, not a reply (D-07)
+        if plan.reply_topic is None:
+            return await self._reply_over_http(plan, reply, source)
         hops = source.hops + 1
         if hops > self._max_hops:
             log.warning(
-                "dropped reply id=%s of trigger=%s: %d hops exceed the limit of %d",
+                "dropped reply id=%s of %s: %d hops exceed the limit of %d",
                 reply.id,
                 plan.key,
                 hops,
@@ -176,9 +178,26 @@ class Dispatcher:
         if source.traceparent:
             record.headers.append(("traceparent", source.traceparent.encode()))
         try:
-            await self._replies.send(plan.topic, [record])
+            await self._replies.send(plan.reply_topic, [record])
         except Unavailable as exc:
-            log.warning("cannot store reply id=%s of trigger=%s: %s", reply.id, plan.key, exc)
-            return Attempt(None, error=f"cannot store reply: {exc}")
+            log.warning("cannot store reply id=%s of %s: %s", reply.id, plan.key, exc)
+            return Attempt(None, error=f"cannot store reply: {exc}"), plan.reply_to or plan.reply_topic
         metrics.REPLIES.labels(plan.namespace, plan.name, "stored").inc()
         return None
+
+    async def _reply_over_http(
+        self, plan: TriggerPlan, reply: CloudEvent, source: Source
+    ) -> tuple[Attempt, str] | None:
+        """A Subscription's reply goes to its reply destination, or nowhere (RPL-09, RPL-10)."""
+        if not plan.reply_to:
+            metrics.REPLIES.labels(plan.namespace, plan.name, "discarded").inc()
+            return None
+        headers = {"Kn-Namespace": plan.namespace}
+        if source.traceparent:
+            headers["traceparent"] = source.traceparent
+        attempt = await self._poster.post(plan.reply_to, reply, timeout=plan.retry.timeout, headers=headers)
+        metrics.ATTEMPTS.labels(plan.namespace, plan.name, "reply", str(attempt.status or "none")).inc()
+        if classify_status(attempt.status) is Outcome.SUCCESS:
+            metrics.REPLIES.labels(plan.namespace, plan.name, "stored").inc()
+            return None
+        return attempt, plan.reply_to

@@ -1,8 +1,12 @@
 """What the dispatcher should run, derived from the resource log.
 
-Pure: `plans_from_documents` turns stored resources into one `TriggerPlan` per Ready Trigger,
-with its filter compiled once. The service compares plans: a change of group or topic means a
-new consumer; a change of filter, subscriber or delivery is applied to the running consumer.
+Pure: `plans_from_documents` turns stored resources into one `Plan` per Ready Trigger and per
+Ready Subscription, with filters and delivery specs compiled once. The service compares plans:
+a change of group or topic means a new consumer; a change of filter, subscriber, reply or
+delivery is swapped into the running consumer.
+
+A Trigger's reply goes back into its Broker's topic; a Subscription's reply is POSTed to its
+`reply` destination, or discarded when it has none.
 """
 
 from __future__ import annotations
@@ -11,25 +15,35 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-from channel.resources.delivery import DeliverySpec, effective_delivery
+from typing import Any, Literal
 
 from channel.errors import ValidationError
 from channel.filters import Filter, compile_trigger_filter
-from channel.kafka import broker_topic, trigger_group
-from channel.resources.model import Broker, Trigger
+from channel.kafka import broker_topic, channel_topic, subscription_group, trigger_group
+from channel.resources.delivery import DeliverySpec, effective_delivery
+from channel.resources.model import Broker, Channel, Subscription, Trigger
 from dispatcher.retry import RetryPolicy
 
-__all__ = ["TriggerPlan", "plans_from_documents"]
+__all__ = ["Plan", "TriggerPlan", "plans_from_documents"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class TriggerPlan:
-    """Everything one Trigger's consumer needs, compiled."""
+class _MatchAll:
+    """A Subscription's filter: every event of its Channel."""
 
+    def matches(self, attributes: Mapping[str, str]) -> bool:
+        return True
+
+
+MATCH_ALL: Filter = _MatchAll()
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything one Trigger's or Subscription's consumer needs, compiled."""
+
+    kind: Literal["trigger", "subscription"]
     key: str
     namespace: str
     name: str
@@ -37,16 +51,25 @@ class TriggerPlan:
     topic: str
     created_ms: int
     subscriber: str
-    reply_to: str  # the Broker's address: replies are stored in its topic
+    # Trigger: the Broker's address (replies are stored in `reply_topic`, its topic).
+    # Subscription: the reply URL, or None to discard replies.
+    reply_to: str | None
+    reply_topic: str | None
     dead_letter: str | None
-    filter: Filter = field(compare=False)
     retry: RetryPolicy
     generation: int = 0
+    ordered: bool = False
+    filter: Filter = field(default=MATCH_ALL, compare=False)
 
     @property
     def identity(self) -> tuple[str, str]:
         """What a running consumer cannot change without being recreated."""
         return (self.group, self.topic)
+
+
+TriggerPlan = Plan  # the name most of the dispatcher speaks of
+
+ORDER_ANNOTATION = "kafka.eventing.knative.dev/delivery.order"
 
 
 def _ms(timestamp: str) -> int:
@@ -63,57 +86,121 @@ def _ready(doc: Mapping[str, Any]) -> bool:
     return False
 
 
+@dataclass(frozen=True, slots=True)
+class _Parent:
+    delivery: DeliverySpec | None
+    dead_letter: str | None
+    address: str
+
+
+def _dead_letter(own: DeliverySpec | None, own_dls: str | None, parent: _Parent) -> str | None:
+    # A Trigger/Subscription with any delivery field replaces its parent's delivery wholesale,
+    # the dead-letter sink included (DLV-15, SUB-09).
+    if own is not None and not own.is_empty():
+        return own_dls
+    return parent.dead_letter
+
+
 def plans_from_documents(
     documents: Mapping[str, Mapping[str, Any]],
     *,
     topic_prefix: str,
     default_timeout: float,
-) -> dict[str, TriggerPlan]:
-    """One plan per Ready Trigger whose Broker is Ready."""
-    brokers: dict[tuple[str, str], tuple[DeliverySpec | None, str | None, str]] = {}
+    channel_topic_prefix: str = "knative-channel",
+) -> dict[str, Plan]:
+    """One plan per Ready Trigger (with a Ready Broker) and Ready Subscription (with a Ready Channel)."""
+    brokers: dict[tuple[str, str], _Parent] = {}
+    channels: dict[tuple[str, str], _Parent] = {}
     for key, doc in documents.items():
-        if key.startswith("Broker/") and _ready(doc):
-            try:
-                broker = Broker.model_validate(doc)
-            except ValueError:
-                continue
-            brokers[(broker.metadata.namespace, broker.metadata.name)] = (
-                broker.spec.delivery,
-                broker.status.dead_letter_sink_uri,
-                broker.status.address.url if broker.status.address else "",
+        kind = key.split("/", 1)[0]
+        if kind not in ("Broker", "Channel", "KafkaChannel") or not _ready(doc):
+            continue
+        model = Broker if kind == "Broker" else Channel
+        try:
+            res = model.model_validate(
+                {**doc, "kind": "Broker" if kind == "Broker" else "Channel", "apiVersion": model.API_VERSION}
             )
-    plans: dict[str, TriggerPlan] = {}
+        except ValueError:
+            continue
+        parent = _Parent(
+            res.spec.delivery,
+            res.status.dead_letter_sink_uri,
+            res.status.address.url if res.status.address else "",
+        )
+        (brokers if kind == "Broker" else channels)[(res.metadata.namespace, res.metadata.name)] = parent
+
+    plans: dict[str, Plan] = {}
     for key, doc in documents.items():
-        if not key.startswith("Trigger/") or not _ready(doc):
+        kind = key.split("/", 1)[0]
+        if kind not in ("Trigger", "Subscription") or not _ready(doc):
             continue
         try:
-            trigger = Trigger.model_validate(doc)
-            ns = trigger.metadata.namespace
-            if (ns, trigger.spec.broker) not in brokers or not trigger.status.subscriber_uri:
-                continue
-            spec_filter = trigger.spec.filter.model_dump() if trigger.spec.filter else None
-            compiled = compile_trigger_filter(spec_filter, trigger.spec.filters)
+            plan = (
+                _trigger_plan(key, doc, brokers, topic_prefix, default_timeout)
+                if kind == "Trigger"
+                else _subscription_plan(key, doc, channels, channel_topic_prefix, default_timeout)
+            )
         except (ValueError, ValidationError) as exc:
             log.error("cannot run %s: %s", key, exc)
             continue
-        broker_delivery, broker_dls, broker_url = brokers[(ns, trigger.spec.broker)]
-        delivery = effective_delivery(trigger.spec.delivery, broker_delivery)
-        # A Trigger with any delivery field replaces its Broker's delivery wholesale, the
-        # dead-letter sink included (DLV-15).
-        own = trigger.spec.delivery is not None and not trigger.spec.delivery.is_empty()
-        dead_letter = trigger.status.dead_letter_sink_uri if own else broker_dls
-        plans[key] = TriggerPlan(
-            key=key,
-            namespace=ns,
-            name=trigger.metadata.name,
-            group=trigger_group(ns, trigger.metadata.name, trigger.metadata.uid),
-            topic=broker_topic(ns, trigger.spec.broker, topic_prefix),
-            created_ms=_ms(trigger.metadata.creation_timestamp),
-            subscriber=trigger.status.subscriber_uri,
-            reply_to=broker_url,
-            dead_letter=dead_letter,
-            filter=compiled,
-            retry=RetryPolicy.from_spec(delivery, default_timeout=default_timeout),
-            generation=trigger.metadata.generation,
-        )
+        if plan is not None:
+            plans[key] = plan
     return plans
+
+
+def _trigger_plan(
+    key: str, doc: Mapping[str, Any], brokers: Mapping[tuple[str, str], _Parent], prefix: str, timeout: float
+) -> Plan | None:
+    trigger = Trigger.model_validate(doc)
+    ns = trigger.metadata.namespace
+    parent = brokers.get((ns, trigger.spec.broker))
+    if parent is None or not trigger.status.subscriber_uri:
+        return None
+    spec_filter = trigger.spec.filter.model_dump() if trigger.spec.filter else None
+    delivery = effective_delivery(trigger.spec.delivery, parent.delivery)
+    topic = broker_topic(ns, trigger.spec.broker, prefix)
+    return Plan(
+        kind="trigger",
+        key=key,
+        namespace=ns,
+        name=trigger.metadata.name,
+        group=trigger_group(ns, trigger.metadata.name, trigger.metadata.uid),
+        topic=topic,
+        created_ms=_ms(trigger.metadata.creation_timestamp),
+        subscriber=trigger.status.subscriber_uri,
+        reply_to=parent.address,
+        reply_topic=topic,
+        dead_letter=_dead_letter(trigger.spec.delivery, trigger.status.dead_letter_sink_uri, parent),
+        retry=RetryPolicy.from_spec(delivery, default_timeout=timeout),
+        generation=trigger.metadata.generation,
+        ordered=trigger.metadata.annotations.get(ORDER_ANNOTATION) == "ordered",
+        filter=compile_trigger_filter(spec_filter, trigger.spec.filters),
+    )
+
+
+def _subscription_plan(
+    key: str, doc: Mapping[str, Any], channels: Mapping[tuple[str, str], _Parent], prefix: str, timeout: float
+) -> Plan | None:
+    sub = Subscription.model_validate(doc)
+    ns = sub.metadata.namespace
+    parent = channels.get((ns, sub.spec.channel.name))
+    physical = sub.status.physical_subscription
+    if parent is None or physical is None or not physical.subscriber_uri:
+        return None
+    delivery = effective_delivery(sub.spec.delivery, parent.delivery)
+    return Plan(
+        kind="subscription",
+        key=key,
+        namespace=ns,
+        name=sub.metadata.name,
+        group=subscription_group(ns, sub.metadata.name, sub.metadata.uid),
+        topic=channel_topic(ns, sub.spec.channel.name, prefix),
+        created_ms=_ms(sub.metadata.creation_timestamp),
+        subscriber=physical.subscriber_uri,
+        reply_to=physical.reply_uri,
+        reply_topic=None,
+        dead_letter=_dead_letter(sub.spec.delivery, physical.dead_letter_sink_uri, parent),
+        retry=RetryPolicy.from_spec(delivery, default_timeout=timeout),
+        generation=sub.metadata.generation,
+        ordered=sub.metadata.annotations.get(ORDER_ANNOTATION) == "ordered",
+    )

@@ -47,6 +47,7 @@ class DispatcherService:
             documents,
             topic_prefix=self.settings.kafka_topic_prefix,
             default_timeout=self.settings.dispatcher_default_timeout,
+            channel_topic_prefix=self.settings.kafka_channel_topic_prefix,
         )
         self._changed.set()
 

@@ -16,10 +16,10 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from channel.events import parse_http_request, to_kafka_record
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from channel.errors import InvalidEvent, Unavailable, UnsupportedMediaType
+from channel.events import parse_http_request, to_kafka_record
 from channel.producer import EventSink
 from channel.settings import Settings
 from ingress import metrics

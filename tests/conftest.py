@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+
 from support.kafka import KafkaUnderTest
 
 

@@ -12,9 +12,9 @@ import sys
 from typing import TextIO
 
 from aiohttp import web
-from channel.events import CloudEvent, parse_http_request
 
 from channel.errors import InvalidEvent, UnsupportedMediaType
+from channel.events import CloudEvent, parse_http_request
 
 __all__ = ["create_display_app", "format_event"]
 

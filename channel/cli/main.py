@@ -18,7 +18,7 @@ from typing import Any
 
 from channel.cli.client import AdminClient, ClientError
 from channel.cli.options import add_settings_flags, settings_from_args
-from channel.errors import ValidationError
+from channel.errors import Problem, ValidationError
 from channel.resources.manifests import Skipped, load_documents, parse_resource, resource_class
 from channel.runner import configure_logging, run_service
 
@@ -60,7 +60,7 @@ def _eventing_documents(
     """Validate locally (every problem, with file names); split off other Kubernetes kinds."""
     keep: list[dict[str, Any]] = []
     skipped: list[Skipped] = []
-    problems = []
+    problems: list[Problem] = []
     for where, doc in _read_manifests(paths):
         meta = doc.setdefault("metadata", {}) if isinstance(doc.get("metadata", {}), dict) else None
         if meta is not None and namespace and "namespace" not in meta:

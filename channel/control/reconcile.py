@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from channel.resources.delivery import effective_delivery
-
 from channel.kafka import broker_topic, channel_topic
+from channel.resources.delivery import effective_delivery
 from channel.resources.destination import Destination, KReference, resolve_destination
 from channel.resources.model import (
     Addressable,
@@ -85,8 +84,8 @@ def reconcile(
     statuses: dict[str, Status] = {}
     ready_brokers: dict[tuple[str, str], str] = {}
     ready_channels: dict[tuple[str, str], str] = {}
-    for chan in (r for r in resources.values() if isinstance(r, Channel)):
-        ns, name = chan.metadata.namespace, chan.metadata.name
+    for channel in (r for r in resources.values() if isinstance(r, Channel)):
+        ns, name = channel.metadata.namespace, channel.metadata.name
         topic = channel_topic(ns, name, addressing.channel_topic_prefix)
         if topic in topics:
             ready_channels[(ns, name)] = channel_address(addressing, ns, name)
@@ -103,7 +102,7 @@ def reconcile(
             broker.spec.delivery.dead_letter_sink if broker.spec.delivery else None,
             ns,
             addressing,
-            ready_brokers,
+            _Addresses(ready_brokers, ready_channels),
         )
         conds.append(dls_ok)
         ready = _ready(conds)
@@ -147,8 +146,8 @@ def reconcile(
     for key, sub in ((k, r) for k, r in resources.items() if isinstance(r, Subscription)):
         ns = sub.metadata.namespace
         chan_name = sub.spec.channel.name
-        chan = channels.get((ns, chan_name))
-        if chan is None:
+        parent = channels.get((ns, chan_name))
+        if parent is None:
             chan_cond = _condition(
                 "ChannelReady",
                 False,
@@ -180,7 +179,7 @@ def reconcile(
             if sub.spec.reply is not None and reply is None
             else _condition("ReplyResolved", True)
         )
-        delivery = effective_delivery(sub.spec.delivery, chan.spec.delivery if chan else None)
+        delivery = effective_delivery(sub.spec.delivery, parent.spec.delivery if parent else None)
         dls, dls_cond = _dead_letter(
             delivery.dead_letter_sink if delivery else None, ns, addressing, addresses
         )
@@ -222,7 +221,7 @@ def reconcile(
             trigger.spec.delivery.dead_letter_sink if trigger.spec.delivery else None,
             ns,
             addressing,
-            ready_brokers,
+            addresses,
         )
         conds = [broker_cond, sub_cond, dls_cond]
         statuses[key] = Status(
@@ -301,17 +300,14 @@ def _describe(dest: Destination | None) -> str:
     return str(dest.uri)
 
 
-def _resolve(
-    dest: Destination,
-    namespace: str,
-    addressing: Addressing,
-    ready_brokers: Mapping[tuple[str, str], str],
-) -> str | None:
+def _resolve(dest: Destination, namespace: str, addressing: Addressing, addresses: _Addresses) -> str | None:
     def by_ref(ref: KReference, ns: str) -> str | None:
         if ref.kind == "Service":
             return addressing.service_url_template.format(name=ref.name, namespace=ns)
         if ref.kind == "Broker" and ref.api_version.startswith("eventing.knative.dev/"):
-            return ready_brokers.get((ns, ref.name))
+            return addresses.brokers.get((ns, ref.name))
+        if ref.kind in ("Channel", "KafkaChannel") and ref.api_version.startswith("messaging.knative.dev/"):
+            return addresses.channels.get((ns, ref.name))
         return None
 
     return resolve_destination(dest, namespace, by_ref)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar, Final, Literal
 
-from channel.resources.delivery import DeliverySpec
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from channel.resources.delivery import DeliverySpec
 from channel.resources.destination import Destination
 
 __all__ = [

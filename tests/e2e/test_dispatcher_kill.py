@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+
 from support.cluster import KanalCluster
 from support.kafka import KafkaUnderTest
 from support.sinks import RecordingSink

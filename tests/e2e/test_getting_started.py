@@ -15,6 +15,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+
 from support.cluster import KanalCluster
 from support.kafka import KafkaUnderTest
 from support.sinks import RecordingSink

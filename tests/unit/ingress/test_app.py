@@ -32,7 +32,8 @@ async def call(
 ) -> tuple[int, dict[str, str], bytes]:
     parts = chunks if chunks is not None else [body]
     messages = [
-        {"type": "http.request", "body": part, "more_body": i < len(parts) - 1} for i, part in enumerate(parts)
+        {"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
+        for i, part in enumerate(parts)
     ]
     sent: list[dict[str, Any]] = []
 
@@ -79,16 +80,28 @@ async def test_binary_event_is_written_and_accepted(app: IngressApp, sink: Memor
         pytest.param("POST", "/ns/default", BINARY, b"{}", 202, id="accepted"),
         pytest.param("POST", "/ns/default/", BINARY, b"{}", 202, id="trailing-slash"),
         pytest.param("POST", "/channels/ns/chan", BINARY, b"{}", 202, id="channel-path"),
-        pytest.param("POST", "/ns/default", [(b"content-type", b"text/plain")], b"not an event", 400,
-                     id="not-a-cloudevent"),
+        pytest.param(
+            "POST",
+            "/ns/default",
+            [(b"content-type", b"text/plain")],
+            b"not an event",
+            400,
+            id="not-a-cloudevent",
+        ),
         pytest.param("POST", "/ns/nope", BINARY, b"{}", 404, id="unknown-broker"),
         pytest.param("POST", "/", BINARY, b"{}", 404, id="root"),
         pytest.param("GET", "/ns/default", BINARY, b"", 405, id="get"),
         pytest.param("PUT", "/ns/default", BINARY, b"", 405, id="put"),
         pytest.param("DELETE", "/ns/default", BINARY, b"", 405, id="delete"),
         pytest.param("POST", "/ns/default", BINARY, b"x" * 1001, 413, id="too-large"),
-        pytest.param("POST", "/ns/default", [(b"content-type", b"application/cloudevents+avro")], b"{}", 415,
-                     id="unsupported-format"),
+        pytest.param(
+            "POST",
+            "/ns/default",
+            [(b"content-type", b"application/cloudevents+avro")],
+            b"{}",
+            415,
+            id="unsupported-format",
+        ),
     ],
 )
 async def test_status_codes(

@@ -1,0 +1,93 @@
+"""Ingress throughput and latency against a bare server on the same HTTP stack, in one run.
+
+    python bench/ingress_bench.py [--seconds 10]
+
+1. Baseline: a bare ASGI app on uvicorn+httptools answering 202 (bench/hello_asgi.py).
+2. Kanal: `kanal ingress` writing every event to the embedded broker with acks=all.
+Both are loaded by wrk -t1 -c64 with binary-mode CloudEvents of a 1 KiB JSON body (and 20 KiB),
+then the Kanal ingress at a fixed 5,000 events/s by bench/loadgen.py for latency percentiles.
+Prints figures and ratios; asserts nothing (the machine is shared and noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+from harness import ROOT, Bench, broker, free_port, machine, peak_rss_mib, wait_ok, wrk
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    rows: list[tuple[str, str, str]] = []
+    with Bench() as bench:
+        port = free_port()
+        bench.start("baseline", "--raw", sys.executable, str(ROOT / "bench" / "hello_asgi.py"), str(port))
+        wait_ok_post = f"http://127.0.0.1:{port}/"
+        import time
+
+        time.sleep(1.0)
+        base_1k = wrk(wait_ok_post, seconds=args.seconds)
+        base_20k = wrk(wait_ok_post, seconds=args.seconds, body_bytes=20 * 1024)
+        bench.stop("baseline")
+
+        bench.start_component("controller")
+        ingress = bench.start_component("ingress")
+        bench.apply([broker("bench", "default")])
+        url = f"http://127.0.0.1:{bench.ports['ingress']}/bench/default"
+        wait_ok(f"http://127.0.0.1:{bench.ports['ingress']}/readyz")
+        time.sleep(2.5)  # the route follows the resource log
+        wrk(url, seconds=2)  # warm-up
+        kanal_1k = wrk(url, seconds=args.seconds)
+        kanal_20k = wrk(url, seconds=args.seconds, body_bytes=20 * 1024)
+        latency = json.loads(
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "bench" / "loadgen.py"),
+                    url,
+                    "--rate",
+                    "5000",
+                    "--seconds",
+                    str(args.seconds),
+                    "--connections",
+                    "64",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=args.seconds * 10 + 60,
+            ).stdout
+        )
+        rss = peak_rss_mib(ingress.pid)
+
+    for label, base, kanal in (("1 KiB", base_1k, kanal_1k), ("20 KiB", base_20k, kanal_20k)):
+        rows.append(
+            (
+                f"ingress events/s, {label}, 64 conns, acks=all",
+                f"{kanal['rps']:,.0f} (non-202: {kanal['non_2xx']})",
+                f"{base['rps']:,.0f} bare ASGI -> ratio {kanal['rps'] / base['rps']:.2f}",
+            )
+        )
+    rows.append(
+        (
+            "latency at 5,000 events/s (1 KiB)",
+            f"p50 {latency['p50_ms']:.1f} ms, p90 {latency['p90_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms, "
+            f"max {latency['max_ms']:.1f} ms (achieved {latency['achieved_rate']:,.0f}/s, errors {latency['errors']})",
+            "target p99 < 10 ms",
+        )
+    )
+    rows.append(("ingress peak RSS", f"{rss:.0f} MiB", ""))
+    print(f"\nMachine: {machine()}\n")
+    print("| measure | Kanal | baseline / target |")
+    print("|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The CloudEvents HTTP binding: requests in (binary, structured, batched), deliveries out (binary).
+
+The mode is decided by `Content-Type`, case-insensitively, checking the batch media type first
+because it too starts with `application/cloudevents`. In binary mode every `ce-` header is an
+attribute (names case-insensitive, values quoted and percent-decoded), `Content-Type` is
+`datacontenttype`, and the body is the data byte for byte; an empty body is an event without
+data. This is the ingress's hot path, so the binary case avoids regexes and copies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from channel.errors import InvalidEvent, Problem, UnsupportedMediaType
+from channel.events.jsonformat import event_from_json, events_from_batch, parse_json
+from channel.events.model import CloudEvent
+from channel.events.percent import decode_header_value, encode_header_value
+from channel.events.validation import validate_attributes
+
+__all__ = ["parse_http_request", "parse_http_response", "to_http_binary"]
+
+_CE = b"ce-"
+_CONTENT_TYPE = b"content-type"
+
+
+def _mode(content_type: str) -> str:
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media.startswith("application/cloudevents-batch"):
+        if media != "application/cloudevents-batch+json":
+            raise UnsupportedMediaType(
+                f"batched format {media!r} is not supported; use application/cloudevents-batch+json"
+            )
+        return "batch"
+    if media.startswith("application/cloudevents"):
+        if media != "application/cloudevents+json":
+            raise UnsupportedMediaType(
+                f"structured format {media!r} is not supported; use application/cloudevents+json"
+            )
+        return "structured"
+    return "binary"
+
+
+def parse_http_request(headers: Sequence[tuple[bytes, bytes]], body: bytes) -> list[CloudEvent]:
+    """The events an HTTP request carries (one, or a batch's many). Raises InvalidEvent listing every
+    problem, or UnsupportedMediaType for a structured or batched format other than JSON."""
+    content_type: str | None = None
+    for name, value in headers:
+        if len(name) == 12 and name.lower() == _CONTENT_TYPE:
+            content_type = value.decode("latin-1").strip()
+            break
+    mode = _mode(content_type) if content_type else "binary"
+    if mode == "batch":
+        return events_from_batch(body)
+    if mode == "structured":
+        problems: list[Problem] = []
+        event = event_from_json(parse_json(body), problems)
+        if event is None:
+            raise InvalidEvent(problems)
+        return [event]
+    return [_binary(headers, body, content_type)]
+
+
+def _binary(headers: Sequence[tuple[bytes, bytes]], body: bytes, content_type: str | None) -> CloudEvent:
+    attributes: dict[str, str] = {}
+    problems: list[Problem] = []
+    for raw_name, raw_value in headers:
+        if raw_name[:3].lower() != _CE:
+            continue
+        name = raw_name[3:].decode("latin-1").lower()
+        if name in attributes:
+            problems.append(Problem(name, "appears more than once"))
+            continue
+        if name == "datacontenttype":
+            problems.append(
+                Problem(name, "binary mode carries it as Content-Type, never as ce-datacontenttype")
+            )
+            continue
+        try:
+            attributes[name] = decode_header_value(raw_value)
+        except UnicodeDecodeError:
+            problems.append(Problem(name, "is not valid UTF-8 after percent-decoding"))
+            attributes[name] = ""
+    if content_type:
+        attributes["datacontenttype"] = content_type
+    validate_attributes(attributes, problems)
+    if problems:
+        raise InvalidEvent(problems)
+    return CloudEvent(attributes, body if body else None)
+
+
+def to_http_binary(event: CloudEvent) -> tuple[list[tuple[str, str]], bytes]:
+    """Headers and body of a binary-mode request carrying `event` (no ce-datacontenttype)."""
+    headers: list[tuple[str, str]] = []
+    for name, value in event.attributes.items():
+        if name == "datacontenttype":
+            headers.append(("Content-Type", value))
+        else:
+            headers.append(("ce-" + name, encode_header_value(value)))
+    return headers, event.data if event.data is not None else b""
+
+
+def parse_http_response(
+    status: int, headers: Sequence[tuple[str, str]] | Mapping[str, str], body: bytes
+) -> CloudEvent | None:
+    """The CloudEvent a response carries, None if it does not claim to carry one, or InvalidEvent
+    if it claims to and is not valid. Whether the status makes it a reply is the caller's call."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    raw = [(k.lower().encode("latin-1"), v.encode("utf-8", "surrogateescape")) for k, v in pairs]
+    content_type = next((v.decode("latin-1") for k, v in raw if k == _CONTENT_TYPE), "")
+    claims = any(k == b"ce-specversion" for k, _ in raw) or content_type.lower().startswith(
+        "application/cloudevents"
+    )
+    if not claims:
+        return None
+    try:
+        events = parse_http_request(raw, body)
+    except UnsupportedMediaType as exc:
+        raise InvalidEvent([Problem("", str(exc))]) from None
+    if len(events) != 1:
+        raise InvalidEvent([Problem("", "a reply must be exactly one event, not a batch")])
+    return events[0]

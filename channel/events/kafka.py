@@ -1,0 +1,61 @@
+"""The CloudEvents Kafka binding: events are written in binary mode, read in either mode.
+
+Binary mode: the value is the data as is (None for an event without data, so event topics must
+never be compacted), `content-type` is `datacontenttype`, and every other attribute is a header
+`ce_<name>` holding the canonical UTF-8 string (not percent-encoded). The record key is the
+`partitionkey` extension, which stays a header too. Headers without the `ce_` prefix are not
+the event's (Kanal uses one for its reply hop count) and are ignored when reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from channel.errors import InvalidEvent, Problem
+from channel.events.jsonformat import event_from_json, parse_json
+from channel.events.model import PARTITION_KEY, CloudEvent, KafkaRecord
+from channel.events.validation import validate_attributes
+
+__all__ = ["from_kafka_record", "to_kafka_record"]
+
+
+def to_kafka_record(event: CloudEvent) -> KafkaRecord:
+    headers: list[tuple[str, bytes]] = []
+    for name, value in event.attributes.items():
+        if name == "datacontenttype":
+            headers.append(("content-type", value.encode()))
+        else:
+            headers.append(("ce_" + name, value.encode("utf-8", "surrogatepass")))
+    key = event.attributes.get(PARTITION_KEY)
+    return KafkaRecord(key.encode() if key is not None else None, event.data, headers)
+
+
+def from_kafka_record(
+    key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]
+) -> CloudEvent:
+    """The event a record carries, in binary or structured mode; InvalidEvent if it carries none."""
+    attributes: dict[str, str] = {}
+    content_type: str | None = None
+    problems: list[Problem] = []
+    for name, raw in headers or ():
+        lname = name.lower()
+        if lname == "content-type":
+            content_type = raw.decode("utf-8", "replace")
+        elif lname.startswith("ce_"):
+            try:
+                attributes[lname[3:]] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                problems.append(Problem(lname[3:], "header is not UTF-8"))
+    if content_type is not None and content_type.lower().startswith("application/cloudevents"):
+        if value is None:
+            raise InvalidEvent([Problem("", "a structured record must have a value")])
+        event = event_from_json(parse_json(value), problems)
+        if event is None:
+            raise InvalidEvent(problems)
+        return event
+    if content_type is not None:
+        attributes["datacontenttype"] = content_type
+    validate_attributes(attributes, problems)
+    if problems:
+        raise InvalidEvent(problems)
+    return CloudEvent(attributes, value)
