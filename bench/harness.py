@@ -115,8 +115,8 @@ class Bench:
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=open(f"/tmp/kanal-bench-{name}.log", "wb"),
-        )  # noqa: SIM115
+            stderr=open(f"/tmp/kanal-bench-{name}.log", "wb"),  # noqa: SIM115 (the child owns it)
+        )
         self.processes[name] = process
         if ready:
             wait_ok(ready)

@@ -1,0 +1,117 @@
+"""`kanal dev` as a user runs it: the embedded broker, every component, two event displays and the
+getting-started example; the tutorial's three curl requests; Ctrl-C stops everything cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from channel.embedded import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "getting-started"
+
+
+def _block(output: str, display: str, event_id: str) -> list[str]:
+    """The lines one display printed for one event."""
+    lines = [line.split("] ", 1)[1] for line in output.splitlines() if line.startswith(f"[{display}] ")]
+    starts = [i for i, line in enumerate(lines) if line.startswith("☁️  cloudevents.Event")]
+    for i, start in enumerate(starts):
+        block = lines[start : starts[i + 1] if i + 1 < len(starts) else len(lines)]
+        if f"  id: {event_id}" in block:
+            return block
+    return []
+
+
+def test_kanal_dev_getting_started_and_ctrl_c(tmp_path: Path) -> None:
+    hello, goodbye = free_port(), free_port()
+    for name in ("01-broker.yaml", "02-triggers.yaml"):
+        text = (EXAMPLES / name).read_text()
+        text = text.replace("127.0.0.1:9001", f"127.0.0.1:{hello}").replace(
+            "127.0.0.1:9002", f"127.0.0.1:{goodbye}"
+        )
+        (tmp_path / name).write_text(text)
+    ports = {
+        "KANAL_INGRESS_PORT": free_port(),
+        "KANAL_CONTROLLER_PORT": free_port(),
+        "KANAL_DISPATCHER_PORT": free_port(),
+    }
+    env = {k: v for k, v in os.environ.items() if k != "KANAL_KAFKA_BOOTSTRAP_SERVERS"}
+    env.update({k: str(v) for k, v in ports.items()})
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "channel.cli.main",
+            "dev",
+            "--apply",
+            str(tmp_path),
+            "--sink",
+            f"hello-display={hello}",
+            "--sink",
+            f"goodbye-display={goodbye}",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(iter(process.stdout.readline, "")))  # type: ignore[union-attr]
+    reader.start()
+    try:
+        deadline = time.monotonic() + 90
+        while "Press Ctrl-C to stop." not in "".join(output):
+            assert process.poll() is None, "".join(output)
+            assert time.monotonic() < deadline, "".join(output)
+            time.sleep(0.2)
+        send = subprocess.run(
+            ["sh", str(EXAMPLES / "send-events.sh")],
+            env={
+                **env,
+                "KANAL_BROKER_URL": f"http://127.0.0.1:{ports['KANAL_INGRESS_PORT']}/event-example/default",
+            },
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        assert send.stdout.splitlines() == ["say-hello: 202", "say-goodbye: 202", "say-hello-goodbye: 202"]
+        deadline = time.monotonic() + 30
+        while "".join(output).count("☁️  cloudevents.Event") < 4 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = process.wait(60)
+        reader.join(10)
+    text = "".join(output)
+    assert code == 0, text
+    assert text.rstrip().endswith("kanal dev: stopped")
+    assert text.count("☁️  cloudevents.Event") == 4
+    assert _block(text, "hello-display", "say-hello") == [
+        "☁️  cloudevents.Event",
+        "Context Attributes,",
+        "  specversion: 1.0",
+        "  type: greeting",
+        "  source: not-sendoff",
+        "  id: say-hello",
+        "  datacontenttype: application/json",
+        "Data,",
+        "  {",
+        '    "msg": "Hello Knative!"',
+        "  }",
+    ]
+    assert _block(text, "hello-display", "say-hello-goodbye")
+    assert _block(text, "goodbye-display", "say-goodbye")
+    assert _block(text, "goodbye-display", "say-hello-goodbye")
+    assert not _block(text, "hello-display", "say-goodbye")
+    assert not _block(text, "goodbye-display", "say-hello")

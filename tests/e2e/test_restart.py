@@ -1,0 +1,64 @@
+"""Kafka is the only state: restarting every Kanal process loses no resource and no accepted event."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from support.cluster import KanalCluster
+from support.kafka import KafkaUnderTest
+from support.sinks import RecordingSink
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
+
+
+@pytest.fixture
+async def cluster(kafka: KafkaUnderTest, tmp_path: Path) -> AsyncIterator[KanalCluster]:
+    cluster = KanalCluster(kafka, tmp_path)
+    try:
+        await cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+async def test_restart_everything_keeps_resources_and_events(cluster: KanalCluster) -> None:
+    sink = await RecordingSink().start()
+    try:
+        await cluster.apply(f"""
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {{name: default, namespace: r}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: t, namespace: r}}
+spec:
+  broker: default
+  filter: {{attributes: {{type: keep}}}}
+  subscriber: {{uri: "{sink.url}"}}
+""")
+        before = json.loads(cluster.kanal("get", "trigger", "t", "-n", "r", "-o", "json").stdout)
+        cluster.kill("dispatcher", signal.SIGKILL)  # nothing is delivered while it is down
+        url = cluster.broker_url("r", "default")
+        async with aiohttp.ClientSession() as session:
+            for i in range(50):
+                headers = {"ce-id": f"r{i}", "ce-specversion": "1.0", "ce-type": "keep", "ce-source": "s"}
+                async with session.post(url, data=b"%d" % i, headers=headers) as response:
+                    assert response.status == 202
+        cluster.stop()
+        assert sink.requests == []
+        await cluster.start()
+        after = json.loads(cluster.kanal("get", "trigger", "t", "-n", "r", "-o", "json").stdout)
+        assert after["metadata"]["uid"] == before["metadata"]["uid"]
+        assert after["status"]["subscriberUri"] == sink.url
+        await sink.wait_for(50, timeout=30)
+        assert {f"r{i}" for i in range(50)} <= set(sink.ids())
+        assert {r.body for r in sink.requests} == {b"%d" % i for i in range(50)}
+    finally:
+        await sink.close()
