@@ -21,7 +21,8 @@ __all__ = ["from_kafka_record", "to_kafka_record"]
 
 def to_kafka_record(event: CloudEvent) -> KafkaRecord:
     headers: list[tuple[str, bytes]] = []
-    for name, value in event.attributes.items():
+    # Sorted, so the record is the same whatever order the input mode gave the attributes in.
+    for name, value in sorted(event.attributes.items()):
         if name == "datacontenttype":
             headers.append(("content-type", value.encode()))
         else:
