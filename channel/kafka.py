@@ -94,7 +94,7 @@ def create_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer
     opts.update(
         acks="all",
         enable_idempotence=settings.kafka_idempotence,
-        linger_ms=1,
+        linger_ms=0,  # batches still form while a request is in flight; waiting only adds latency
         request_timeout_ms=int(settings.kafka_produce_timeout * 1000),
         max_request_size=max(settings.ingress_max_body_bytes * 2, 1024 * 1024),
     )

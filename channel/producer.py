@@ -36,6 +36,9 @@ class KafkaEventSink:
     async def send(self, topic: str, records: Sequence[KafkaRecord]) -> None:
         try:
             async with asyncio.timeout(self._timeout):
+                if len(records) == 1:
+                    await (await self._send_one(topic, records[0]))
+                    return
                 futures = [await self._send_one(topic, r) for r in records]
                 for future in futures:
                     await future

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
-__all__ = ["BATCH_SIZE", "EVENTS", "IN_FLIGHT", "PRODUCE_LATENCY", "REQUEST_LATENCY"]
+__all__ = ["BATCH_SIZE", "EVENTS", "IN_FLIGHT", "PRODUCE_LATENCY", "REQUEST_LATENCY", "LabelCache"]
 
 _LATENCY_BUCKETS = (
     0.0005,
@@ -45,3 +47,26 @@ BATCH_SIZE = Histogram(
     "Events per request (1 for binary and structured mode)",
     buckets=(0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
 )
+
+
+class LabelCache:
+    """Label children looked up once per (destination, type, code), not per request: prometheus
+    `labels()` costs microseconds the hot path does not have."""
+
+    def __init__(self) -> None:
+        self._events: dict[tuple[str, str, str, str, int], Any] = {}
+        self._latency: dict[tuple[str, str, str, int], Any] = {}
+
+    def count(self, kind: str, namespace: str, name: str, event_type: str, code: int) -> None:
+        key = (kind, namespace, name, event_type, code)
+        child = self._events.get(key)
+        if child is None:
+            child = self._events[key] = EVENTS.labels(kind, namespace, name, event_type, str(code))
+        child.inc()
+
+    def latency(self, kind: str, namespace: str, name: str, code: int, seconds: float) -> None:
+        key = (kind, namespace, name, code)
+        child = self._latency.get(key)
+        if child is None:
+            child = self._latency[key] = REQUEST_LATENCY.labels(kind, namespace, name, str(code))
+        child.observe(seconds)
