@@ -1,0 +1,149 @@
+"""The ingress through a real server on loopback and a real Kafka-protocol broker: every status
+code, records as the Kafka binding says, and a 202 that survives SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from channel.kafka import broker_topic
+from support.cluster import KanalCluster
+from support.kafka import KafkaUnderTest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
+
+BROKER = """
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: default, namespace: ing}
+---
+apiVersion: messaging.knative.dev/v1
+kind: Channel
+metadata: {name: chan, namespace: ing}
+"""
+GOOD = {
+    "ce-id": "1",
+    "ce-specversion": "1.0",
+    "ce-type": "t",
+    "ce-source": "s",
+    "content-type": "application/json",
+}
+
+
+@pytest.fixture
+async def cluster(kafka: KafkaUnderTest, tmp_path: Path) -> AsyncIterator[KanalCluster]:
+    cluster = KanalCluster(kafka, tmp_path, ingress_max_body_bytes="2000", dispatcher_port="0")
+    try:
+        await cluster.start("controller", "ingress")
+        await cluster.apply(BROKER)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+async def read_topic(kafka: KafkaUnderTest, topic: str, expect: int, timeout: float = 20) -> list[object]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        assert topic in await consumer.topics()  # also refreshes the metadata
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: list[object] = []
+        async with asyncio.timeout(timeout):
+            while len(records) < expect:
+                batches = await consumer.getmany(timeout_ms=500)
+                for batch in batches.values():
+                    records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "body", "expected"),
+    [
+        pytest.param("POST", "/ing/default", GOOD, b"{}", 202, id="202-binary"),
+        pytest.param(
+            "POST",
+            "/ing/default",
+            {"content-type": "application/cloudevents+json"},
+            json.dumps({"specversion": "1.0", "id": "2", "source": "s", "type": "t"}).encode(),
+            202,
+            id="202-structured",
+        ),
+        pytest.param(
+            "POST",
+            "/ing/default",
+            {"content-type": "application/cloudevents-batch+json"},
+            b"[]",
+            202,
+            id="202-empty-batch",
+        ),
+        pytest.param("POST", "/channels/ing/chan", GOOD, b"{}", 202, id="202-channel"),
+        pytest.param("POST", "/ing/default", {"content-type": "text/plain"}, b"not an event", 400, id="400"),
+        pytest.param("POST", "/ing/missing", GOOD, b"{}", 404, id="404"),
+        pytest.param("PUT", "/ing/default", GOOD, b"{}", 405, id="405"),
+        pytest.param("POST", "/ing/default", GOOD, b"x" * 3000, 413, id="413"),
+        pytest.param(
+            "POST", "/ing/default", {"content-type": "application/cloudevents+avro"}, b"{}", 415, id="415"
+        ),
+    ],
+)
+async def test_status_codes(
+    cluster: KanalCluster, method: str, path: str, headers: dict[str, str], body: bytes, expected: int
+) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, cluster.ingress_url + path, data=body, headers=headers) as response,
+    ):
+        assert response.status == expected, await response.text()
+        if expected >= 400:
+            assert response.headers["content-type"].startswith("application/json")
+
+
+async def test_record_is_the_kafka_binding_and_a_202_survives_sigkill(
+    cluster: KanalCluster, kafka: KafkaUnderTest
+) -> None:
+    url = cluster.broker_url("ing", "default")
+    accepted: list[str] = []
+    async with aiohttp.ClientSession() as session:
+
+        async def send(i: int) -> None:
+            headers = {
+                **GOOD,
+                "ce-id": f"k{i}",
+                "ce-subject": "Euro%20%E2%82%AC",
+                "ce-partitionkey": f"key{i % 7}",
+            }
+            async with session.post(url, data=b'{"i":%d}' % i, headers=headers) as response:
+                if response.status == 202:
+                    accepted.append(f"k{i}")
+
+        await asyncio.gather(*(send(i) for i in range(200)))
+    cluster.kill("ingress", signal.SIGKILL)  # right after the last 202
+    assert len(accepted) == 200
+    topic = broker_topic("ing", "default", cluster.env["KANAL_KAFKA_TOPIC_PREFIX"])
+    records = await read_topic(kafka, topic, 200)
+    by_id = {dict(r.headers)["ce_id"].decode(): r for r in records}  # type: ignore[attr-defined]
+    assert set(accepted) <= set(by_id)
+    record = by_id["k3"]
+    headers = dict(record.headers)  # type: ignore[attr-defined]
+    assert headers["ce_subject"] == "Euro €".encode()  # decoded, not percent-encoded
+    assert headers["content-type"] == b"application/json"
+    assert record.key == b"key3" and headers["ce_partitionkey"] == b"key3"  # type: ignore[attr-defined]
+    assert record.value == b'{"i":3}'  # type: ignore[attr-defined]
+    assert "ce_time" not in headers
