@@ -46,11 +46,21 @@ class _TooLarge(Exception):
 class IngressApp:
     """The ASGI callable. `routes` is replaced wholesale when the resource log changes."""
 
-    def __init__(self, settings: Settings, sink: EventSink, *, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sink: EventSink,
+        *,
+        ready: Callable[[], bool],
+        refresh: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.settings = settings
         self.sink = sink
         self.routes: Routes = {}
         self._ready = ready
+        # Called before answering 404, so a Broker the controller just reported Ready is found
+        # even if this process has not read that change yet.
+        self._refresh = refresh
         self._in_flight = 0
         self._max_body = settings.ingress_max_body_bytes
         self._max_in_flight = settings.ingress_max_in_flight
@@ -66,6 +76,9 @@ class IngressApp:
             return
         started = time.perf_counter()
         route = self._route(path, scope["headers"])
+        if route is None and self._refresh is not None:
+            await self._refresh()
+            route = self._route(path, scope["headers"])
         method: str = scope["method"]
         if method == "OPTIONS":
             await self._options(scope, send, route)

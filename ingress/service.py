@@ -39,6 +39,7 @@ class IngressService:
             settings,
             KafkaEventSink(self._producer, settings.kafka_produce_timeout),
             ready=lambda: self._log.healthy(),
+            refresh=self._log.caught_up,
         )
         self._server = AsgiServer(self.app, settings.host, settings.ingress_port)
         self._stopping = asyncio.Event()

@@ -68,6 +68,7 @@ class ResourceLog:
         self.loaded = asyncio.Event()
         self._changed = asyncio.Condition()
         self.position = 0
+        self.fetches = 0  # completed fetch rounds, for `caught_up`
         self.last_fetch_ok = 0.0  # time.monotonic() of the last successful fetch
 
     async def start(self) -> None:
@@ -130,6 +131,7 @@ class ResourceLog:
                 self._notify(changed, force=True)
             elif changed and self.loaded.is_set():
                 self._notify(changed)
+            self.fetches += 1
             async with self._changed:
                 self._changed.notify_all()
 
@@ -153,6 +155,16 @@ class ResourceLog:
     def healthy(self, max_age: float = 10.0) -> bool:
         """Loaded, and Kafka answered a fetch within `max_age` seconds."""
         return self.loaded.is_set() and time.monotonic() - self.last_fetch_ok < max_age
+
+    async def caught_up(self, timeout: float = 1.0) -> None:
+        """Wait for two more fetch rounds: the second began after this call, so whatever was
+        written before the call has been read. Bounded; a timeout is not an error here."""
+        target = self.fetches + 2
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(lambda: self.fetches >= target)
+        except TimeoutError:
+            pass
 
     async def wait_for_offset(self, offset: int, timeout: float = 10.0) -> None:
         """Wait until the log has been read past `offset` (read-your-writes for the controller)."""
