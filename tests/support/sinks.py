@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -26,7 +27,7 @@ class Received:
 
 
 # Given the request number (1-based) and the request, the response to give.
-Responder = Callable[[int, Received], web.StreamResponse]
+Responder = Callable[[int, Received], web.StreamResponse | Awaitable[web.StreamResponse]]
 
 
 class RecordingSink:
@@ -52,7 +53,10 @@ class RecordingSink:
         )
         self.requests.append(received)
         self._changed.set()
-        return self.responder(len(self.requests), received)
+        response = self.responder(len(self.requests), received)
+        if inspect.isawaitable(response):
+            response = await response
+        return response
 
     async def start(self) -> RecordingSink:
         app = web.Application(client_max_size=64 * 1024 * 1024)
