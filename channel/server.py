@@ -26,7 +26,16 @@ class _Server(uvicorn.Server):
 class AsgiServer:
     """One uvicorn server (httptools parser, no access log) for an ASGI callable."""
 
-    def __init__(self, app: Any, host: str, port: int, *, graceful_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        *,
+        graceful_timeout: float = 10.0,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+    ) -> None:
         try:
             import uvloop  # noqa: F401
 
@@ -44,6 +53,8 @@ class AsgiServer:
             log_level="warning",
             timeout_graceful_shutdown=int(graceful_timeout),
             backlog=4096,
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
         )
         self._server = _Server(config)
 

@@ -60,6 +60,10 @@ class TriggerConsumer:
         self._floor: dict[TopicPartition, int] = {}
         self._assigned: set[TopicPartition] = set()
         self._deliveries: set[asyncio.Task[None]] = set()
+        # Ordered plans: one lock per partition. Tasks are created in offset order and
+        # asyncio.Lock wakes waiters first-in first-out, so deliveries (with their retries)
+        # happen one at a time, in order, per partition.
+        self._order: dict[TopicPartition, asyncio.Lock] = {}
 
     def update(self, plan: TriggerPlan) -> None:
         """Swap filter, subscriber and delivery in place; group and topic must be the same."""
@@ -141,7 +145,14 @@ class TriggerConsumer:
         self, plan: TriggerPlan, tp: TopicPartition, event: CloudEvent, source: Source
     ) -> None:
         try:
-            await self._dispatcher.deliver(plan, event, source)
+            if plan.ordered:
+                lock = self._order.get(tp)
+                if lock is None:
+                    lock = self._order[tp] = asyncio.Lock()
+                async with lock:
+                    await self._dispatcher.deliver(plan, event, source)
+            else:
+                await self._dispatcher.deliver(plan, event, source)
         except Exception:
             # Never let one event stop the partition; it is counted and logged as dropped.
             log.exception("delivery of event id=%s for %s failed unexpectedly", event.id, plan.key)

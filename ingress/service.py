@@ -41,7 +41,13 @@ class IngressService:
             ready=lambda: self._log.healthy(),
             refresh=self._log.caught_up,
         )
-        self._server = AsgiServer(self.app, settings.host, settings.ingress_port)
+        self._server = AsgiServer(
+            self.app,
+            settings.host,
+            settings.ingress_port,
+            certfile=settings.ingress_tls_certfile,
+            keyfile=settings.ingress_tls_keyfile,
+        )
         self._stopping = asyncio.Event()
 
     def _on_resources(self, documents: Mapping[str, dict[str, Any]], changed: frozenset[str]) -> None:
