@@ -147,3 +147,39 @@ async def test_record_is_the_kafka_binding_and_a_202_survives_sigkill(
     assert record.key == b"key3" and headers["ce_partitionkey"] == b"key3"  # type: ignore[attr-defined]
     assert record.value == b'{"i":3}'  # type: ignore[attr-defined]
     assert "ce_time" not in headers
+
+
+async def test_graceful_shutdown_loses_no_acknowledged_event(
+    cluster: KanalCluster, kafka: KafkaUnderTest
+) -> None:
+    """SIGTERM under load: the ingress stops accepting, finishes what it took, flushes, and exits 0;
+    every 202 it gave is in Kafka."""
+    url = cluster.broker_url("ing", "default")
+    accepted: list[str] = []
+    refused = 0
+
+    async with aiohttp.ClientSession() as session:
+
+        async def send(i: int) -> None:
+            nonlocal refused
+            try:
+                async with session.post(url, data=b"{}", headers={**GOOD, "ce-id": f"g{i}"}) as response:
+                    if response.status == 202:
+                        accepted.append(f"g{i}")
+                    else:
+                        refused += 1
+            except aiohttp.ClientError:
+                refused += 1
+
+        tasks = [asyncio.create_task(send(i)) for i in range(400)]
+        await asyncio.sleep(0.05)
+        cluster.processes["ingress"].send_signal(signal.SIGTERM)
+        await asyncio.gather(*tasks)
+    code = cluster.processes["ingress"].wait(30)
+    assert code == 0, cluster.tail("ingress")
+    assert accepted, "nothing was accepted before the SIGTERM"
+    topic = broker_topic("ing", "default", cluster.env["KANAL_KAFKA_TOPIC_PREFIX"])
+    records = await read_topic(kafka, topic, len(accepted))
+    stored = {dict(r.headers)["ce_id"].decode() for r in records}  # type: ignore[attr-defined]
+    assert set(accepted) <= stored
+    print(f"\nSIGTERM under load: {len(accepted)} accepted and stored, {refused} refused")
