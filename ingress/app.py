@@ -23,6 +23,7 @@ from channel.events import parse_http_request, to_kafka_record
 from channel.producer import EventSink
 from channel.settings import Settings
 from ingress import metrics
+from ingress.auth import AllowAll, Authenticator
 from ingress.routing import Route, channel_from_host
 
 __all__ = ["IngressApp", "Routes"]
@@ -53,6 +54,7 @@ class IngressApp:
         *,
         ready: Callable[[], bool],
         refresh: Callable[[], Awaitable[None]] | None = None,
+        auth: Authenticator | None = None,
     ) -> None:
         self.settings = settings
         self.sink = sink
@@ -61,6 +63,7 @@ class IngressApp:
         # Called before answering 404, so a Broker the controller just reported Ready is found
         # even if this process has not read that change yet.
         self._refresh = refresh
+        self._auth: Authenticator = auth or AllowAll()
         self._in_flight = 0
         self._max_body = settings.ingress_max_body_bytes
         self._max_in_flight = settings.ingress_max_in_flight
@@ -93,6 +96,12 @@ class IngressApp:
             return
         if route is None:
             await _respond(send, 404, {"error": f"no ready Broker or Channel at {path}"})
+            return
+        denied = self._auth.check(scope["headers"], scope.get("query_string", b""), route)
+        if denied is not None:
+            extra = [(b"www-authenticate", b'Bearer realm="kanal"')] if denied.status == 401 else []
+            await _respond(send, denied.status, {"error": denied.message}, extra=extra)
+            self._count(route, "", denied.status, started)
             return
         if self._in_flight >= self._max_in_flight:
             await _respond(

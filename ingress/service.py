@@ -18,6 +18,7 @@ from channel.producer import EventSink, KafkaEventSink
 from channel.server import AsgiServer
 from channel.settings import Settings
 from ingress.app import IngressApp
+from ingress.auth import authenticator_from_settings
 from ingress.routing import routes_from_documents
 
 __all__ = ["IngressService", "create_app"]
@@ -40,6 +41,7 @@ class IngressService:
             KafkaEventSink(self._producer, settings.kafka_produce_timeout),
             ready=lambda: self._log.healthy(),
             refresh=self._log.caught_up,
+            auth=authenticator_from_settings(settings),
         )
         self._server = AsgiServer(
             self.app,

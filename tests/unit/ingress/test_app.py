@@ -188,3 +188,26 @@ async def test_health_and_readiness(sink: MemoryEventSink) -> None:
     assert (await call(app, "GET", "/readyz", []))[0] == 200
     status, _, body = await call(app, "GET", "/metrics", [])
     assert status == 200 and b"kanal_ingress_events_total" in body
+
+
+async def test_auth_401_and_403_before_reading_the_body(sink: MemoryEventSink) -> None:
+    from ingress.auth import StaticTokens
+
+    app = IngressApp(
+        Settings(),
+        sink,
+        ready=lambda: True,
+        auth=StaticTokens([("good", ("broker/ns/default",)), ("other", ("broker/x/*",))]),
+    )
+    app.routes = {("broker", "ns", "default"): Route("broker", "ns", "default", "topic-b")}
+    status, headers, _ = await call(app, "POST", "/ns/default", BINARY, b"{}")
+    assert status == 401 and headers["www-authenticate"].startswith("Bearer")
+    status, _, _ = await call(
+        app, "POST", "/ns/default", [*BINARY, (b"authorization", b"Bearer other")], b"{}"
+    )
+    assert status == 403
+    status, _, _ = await call(
+        app, "POST", "/ns/default", [*BINARY, (b"authorization", b"Bearer good")], b"{}"
+    )
+    assert status == 202
+    assert len(sink.topics["topic-b"]) == 1
