@@ -28,7 +28,9 @@ def configure_logging(level: str) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # aiokafka is chatty at INFO; its DEBUG is there when Kanal runs at DEBUG.
+    if level != "DEBUG":
+        logging.getLogger("aiokafka").setLevel(logging.WARNING)
 
 
 async def _serve(service: Service) -> None:

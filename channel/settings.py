@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     kafka_topic_prefix: str = Field(default="knative-broker", min_length=1)
     kafka_channel_topic_prefix: str = Field(default="knative-channel", min_length=1)
     kafka_resources_topic: str = "kanal.resources"
+    kafka_attempts_topic: str = Field(
+        default="kanal.attempts",
+        description="Compacted topic of delivery attempts of events being retried (survives rebalances)",
+    )
     kafka_produce_timeout: float = Field(
         default=5.0, gt=0, description="Seconds a write may wait for Kafka before 503"
     )

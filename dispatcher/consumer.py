@@ -97,8 +97,14 @@ class TriggerConsumer:
                         await asyncio.sleep(0.5)
                         continue
                     for tp, records in batches.items():
+                        if tp not in self._assigned:
+                            # Fetched before the assignment listener finished: read it again
+                            # once it has, instead of skipping it.
+                            if records and tp in consumer.assignment():
+                                consumer.seek(tp, records[0].offset)
+                            continue
                         for record in records:
-                            if tp not in self._assigned or self._stopping.is_set():
+                            if self._stopping.is_set() or tp not in self._assigned:
                                 break
                             await self._handle(tasks, tp, record)
                 await self._drain()
@@ -211,6 +217,7 @@ class TriggerConsumer:
         consumer = self._consumer
         if consumer is None:
             return
+        await self._dispatcher.caught_up()
         fresh = []
         for tp in assigned:
             if await consumer.committed(tp) is None:

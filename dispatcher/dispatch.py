@@ -21,6 +21,7 @@ from channel.events import CloudEvent, parse_http_response, to_kafka_record
 from channel.kafka import HOP_HEADER
 from channel.producer import EventSink
 from dispatcher import metrics
+from dispatcher.attempts import Attempts, MemoryAttempts
 from dispatcher.deadletter import error_extensions, with_extensions
 from dispatcher.delivery import Attempt, Poster
 from dispatcher.plan import TriggerPlan
@@ -50,16 +51,40 @@ class Source:
 class Dispatcher:
     """Shared by every Trigger consumer of a process."""
 
-    def __init__(self, poster: Poster, replies: EventSink, *, max_hops: int) -> None:
+    def __init__(
+        self, poster: Poster, replies: EventSink, *, max_hops: int, attempts: Attempts | None = None
+    ) -> None:
         self._poster = poster
         self._replies = replies
         self._max_hops = max_hops
+        self._attempts: Attempts = attempts or MemoryAttempts()
 
     async def deliver(self, plan: TriggerPlan, event: CloudEvent, source: Source) -> Result:
+        failed_before = self._attempts.get(plan.group, source.partition, source.offset)
+        result = await self._deliver(plan, event, source, failed_before)
+        # Only a final outcome clears the count; a cancelled delivery (shutdown) keeps it.
+        if failed_before or plan.retry.retry:
+            await self._attempts.clear(plan.group, source.partition, source.offset)
+        return result
+
+    async def caught_up(self) -> None:
+        """Wait until attempt counts written by other dispatchers are known here."""
+        await self._attempts.caught_up()
+
+    async def _deliver(
+        self, plan: TriggerPlan, event: CloudEvent, source: Source, failed_before: int
+    ) -> Result:
         headers = {"Prefer": "reply", "Kn-Namespace": plan.namespace}
         if source.traceparent:
             headers["traceparent"] = source.traceparent
-        last, dest = await self._with_retries(plan, plan.subscriber, event, headers, source, reply=True)
+        if failed_before > plan.retry.retry:
+            # An earlier owner used up every attempt and stopped before the dead letter.
+            last: Attempt | None = Attempt(None, error="attempts exhausted before a restart")
+            dest = plan.subscriber
+        else:
+            last, dest = await self._with_retries(
+                plan, plan.subscriber, event, headers, source, reply=True, failed_before=failed_before
+            )
         if last is None:
             return self._finish(plan, event, source, Result.DELIVERED)
         if plan.dead_letter is None:
@@ -115,11 +140,15 @@ class Dispatcher:
         source: Source,
         *,
         reply: bool,
+        failed_before: int = 0,
     ) -> tuple[Attempt | None, str]:
-        """None when delivered; else the last failed attempt and the destination that failed."""
+        """None when delivered; else the last failed attempt and the destination that failed.
+        `failed_before` attempts were made by an earlier owner of the partition."""
         policy = plan.retry
         destination = "subscriber" if reply else "dead_letter"
-        n = 0
+        n = failed_before
+        if n:
+            await asyncio.sleep(policy.next_delay(n, random.random(), None))
         while True:
             started = time.perf_counter()
             attempt = await self._poster.post(url, event, timeout=policy.timeout, headers=headers)
@@ -142,6 +171,8 @@ class Dispatcher:
             if outcome is Outcome.FATAL or n >= policy.retry:
                 return attempt, failed_dest
             n += 1
+            if reply:
+                await self._attempts.record(plan.group, source.partition, source.offset, n)
             retry_after = None
             if attempt.status in (429, 503):
                 retry_after = parse_retry_after(attempt.header("Retry-After"), time.time())

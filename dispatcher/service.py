@@ -23,6 +23,7 @@ from channel.control.log import ResourceLog
 from channel.kafka import create_producer
 from channel.producer import KafkaEventSink
 from channel.settings import Settings
+from dispatcher.attempts import AttemptStore
 from dispatcher.consumer import TriggerConsumer
 from dispatcher.delivery import HttpPoster
 from dispatcher.dispatch import Dispatcher
@@ -70,14 +71,18 @@ class DispatcherService:
                 self.settings.host,
                 self.settings.dispatcher_port,
             )
+            attempts = AttemptStore(self.settings)
+            await attempts.start()
             dispatcher = Dispatcher(
                 HttpPoster(session),
                 KafkaEventSink(producer, self.settings.kafka_produce_timeout),
                 max_hops=self.settings.dispatcher_max_hops,
+                attempts=attempts,
             )
             try:
                 async with asyncio.TaskGroup() as tg:
                     follower = tg.create_task(self._log.run())
+                    attempts_follower = tg.create_task(attempts.log.run())
                     while not self._stop.is_set():
                         await self._changed.wait()
                         self._changed.clear()
@@ -87,7 +92,9 @@ class DispatcherService:
                         consumer.stop()
                     await asyncio.gather(*(t for _, t in self._running.values()), return_exceptions=True)
                     follower.cancel()
+                    attempts_follower.cancel()
             finally:
+                await attempts.close()
                 await runner.cleanup()
                 await self._log.close()
                 with contextlib.suppress(Exception):

@@ -36,14 +36,14 @@ Documents = dict[str, dict[str, Any]]
 Listener = Callable[[Mapping[str, dict[str, Any]], frozenset[str]], None]
 
 
-async def ensure_resources_topic(settings: Settings) -> None:
-    """Create the compacted resources topic if it does not exist yet."""
+async def ensure_resources_topic(settings: Settings, topic: str | None = None) -> None:
+    """Create the compacted resources topic (or another log `topic`) if it does not exist yet."""
     admin = create_admin(settings)
     await admin.start()
     try:
         await ensure_topic(
             admin,
-            settings.kafka_resources_topic,
+            topic or settings.kafka_resources_topic,
             partitions=1,
             replication_factor=settings.kafka_topic_replication_factor,
             config={"cleanup.policy": "compact"},
@@ -59,10 +59,13 @@ class ResourceLog:
     once when the log is loaded (with every key). It must not block.
     """
 
-    def __init__(self, settings: Settings, listener: Listener | None = None) -> None:
+    def __init__(
+        self, settings: Settings, listener: Listener | None = None, *, topic: str | None = None
+    ) -> None:
         self._settings = settings
         self._listener = listener
-        self._tp = TopicPartition(settings.kafka_resources_topic, 0)
+        self._topic = topic or settings.kafka_resources_topic
+        self._tp = TopicPartition(self._topic, 0)
         self._consumer: AIOKafkaConsumer | None = None
         self.documents: Documents = {}
         self.loaded = asyncio.Event()
@@ -72,7 +75,7 @@ class ResourceLog:
         self.last_fetch_ok = 0.0  # time.monotonic() of the last successful fetch
 
     async def start(self) -> None:
-        await ensure_resources_topic(self._settings)
+        await ensure_resources_topic(self._settings, self._topic)
         self._consumer = AIOKafkaConsumer(
             **client_options(self._settings),
             group_id=None,
@@ -175,8 +178,9 @@ class ResourceLog:
 class ResourceWriter:
     """Writes resource documents (or tombstones) to the log, all of one call atomically."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, topic: str | None = None) -> None:
         self._settings = settings
+        self._topic = topic or settings.kafka_resources_topic
         self._producer: AIOKafkaProducer = create_producer(settings)
         self._started = False
 
@@ -204,9 +208,7 @@ class ResourceWriter:
         batch.close()
         try:
             async with asyncio.timeout(self._settings.kafka_produce_timeout * 2):
-                future = await self._producer.send_batch(
-                    batch, self._settings.kafka_resources_topic, partition=0
-                )
+                future = await self._producer.send_batch(batch, self._topic, partition=0)
                 metadata = await future
         except (KafkaError, TimeoutError) as exc:
             raise Unavailable(f"cannot write to the resource log: {exc}") from exc
