@@ -33,6 +33,7 @@ unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/filters_bench.py
 
 clean:
