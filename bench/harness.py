@@ -88,6 +88,8 @@ class Bench:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.ports = {"ingress": free_port(), "controller": free_port(), "dispatcher": free_port()}
         self.env: dict[str, str] = {}
+        # Peak RSS (VmHWM, MiB) of every process stopped so far, read just before it was stopped.
+        self.peaks: dict[str, float] = {}
 
     def __enter__(self) -> Bench:
         self.kafka.start()
@@ -138,6 +140,7 @@ class Bench:
     def stop(self, name: str) -> None:
         process = self.processes.pop(name, None)
         if process is not None and process.poll() is None:
+            self.peaks[name] = max(self.peaks.get(name, 0.0), peak_rss_mib(process.pid))
             process.send_signal(signal.SIGTERM)
             try:
                 process.wait(20)

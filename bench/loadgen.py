@@ -4,7 +4,10 @@ Run as its own process so the load does not share the measured server's event lo
 measured from each request's scheduled start, so a stalled server is not hidden (no coordinated
 omission). Bounded: `--rate` x `--seconds` requests at most, then it stops.
 
-    python bench/loadgen.py URL --rate 5000 --seconds 10 --connections 64 --body-bytes 1024
+    python bench/loadgen.py URL --rate 5000 --seconds 10 --connections 64 --body-bytes 1024 [--stamp]
+
+With `--stamp`, each event carries the extension `benchsent`: the wall-clock time just before
+the request is written, which bench/sink.py subtracts from its receipt time (end-to-end latency).
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-async def run(url: str, rate: float, seconds: float, connections: int, body_bytes: int) -> dict[str, float]:
+async def run(
+    url: str, rate: float, seconds: float, connections: int, body_bytes: int, stamp: bool = False
+) -> dict[str, float]:
     body = b'{"data":"' + b"x" * max(0, body_bytes - 12) + b'"}'
     total = int(rate * seconds)
     latencies: list[float] = []
@@ -43,6 +48,8 @@ async def run(url: str, rate: float, seconds: float, connections: int, body_byte
                     "ce-source": "loadgen",
                     "content-type": "application/json",
                 }
+                if stamp:
+                    headers["ce-benchsent"] = repr(time.time())
                 try:
                     async with session.post(url, data=body, headers=headers) as response:
                         await response.read()
@@ -80,8 +87,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--body-bytes", type=int, default=1024)
+    parser.add_argument("--stamp", action="store_true", help="add the benchsent extension")
     args = parser.parse_args()
-    result = asyncio.run(run(args.url, args.rate, args.seconds, args.connections, args.body_bytes))
+    result = asyncio.run(
+        run(args.url, args.rate, args.seconds, args.connections, args.body_bytes, args.stamp)
+    )
     print(json.dumps(result))
 
 
