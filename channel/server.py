@@ -53,6 +53,9 @@ class AsgiServer:
             log_level="warning",
             timeout_graceful_shutdown=int(graceful_timeout),
             backlog=4096,
+            # Idle connections stay open longer than clients keep them (aiohttp: 15 s), so a
+            # client never reuses a connection the server is closing at that moment.
+            timeout_keep_alive=75,
             ssl_certfile=certfile,
             ssl_keyfile=keyfile,
         )
