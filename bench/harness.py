@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -134,8 +135,17 @@ class Bench:
             headers={"Content-Type": "application/json"},
             method="POST",
         )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            assert response.status == 200
+        for attempt in range(5):
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    assert response.status == 200
+                    return
+            except urllib.error.HTTPError as exc:
+                message = f"apply answered {exc.code}: {exc.read().decode()[:500]}"
+                if exc.code != 503 or attempt == 4:
+                    raise RuntimeError(message) from None
+                print(f"  ({message}; retrying)", file=sys.stderr, flush=True)
+                time.sleep(1.0)
 
     def stop(self, name: str) -> None:
         process = self.processes.pop(name, None)

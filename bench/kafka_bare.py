@@ -3,7 +3,7 @@
 `produce` writes N binary-mode CloudEvent records (the ingress's format: `ce_` headers,
 `content-type`, the JSON data as the value, through channel.events.to_kafka_record) with
 acks=all, every send pipelined; it is both the producer baseline and the way the dispatcher
-benchmarks pre-load a Broker's topic. `--types N` cycles `type` through N distinct values.
+benchmarks pre-load a Broker's topic. `--types N` cycles `type` through bench.type.0 .. N-1.
 `consume` reads N records from the beginning with a fresh consumer group. Each prints one JSON
 object: records, seconds, records/s. Bounded by `--timeout`.
 
@@ -29,7 +29,7 @@ from channel.events import CloudEvent, to_kafka_record
 
 
 def event_type(index: int, types: int) -> str:
-    return "bench.event" if types <= 1 else f"bench.type.{index % types}"
+    return "bench.event" if types == 0 else f"bench.type.{index % types}"
 
 
 async def produce(bootstrap: str, topic: str, count: int, body_bytes: int, types: int) -> dict[str, float]:
@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("topic")
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--body-bytes", type=int, default=1024)
-    parser.add_argument("--types", type=int, default=1)
+    parser.add_argument("--types", type=int, default=0, help="0: every event is bench.event")
     parser.add_argument("--timeout", type=float, default=180)
     args = parser.parse_args()
 

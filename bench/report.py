@@ -1,0 +1,224 @@
+"""Benchmark results as values, and their three renderings: the console table, Markdown, a PNG.
+
+A `Row` is one figure with the baseline measured beside it in the same run and the targets it is
+reported against. Targets are printed as PASS or MISS, never asserted: the machines these run on
+are shared and noisy, and a figure is information, not a test.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    text: str
+    met: bool
+
+
+@dataclass(slots=True)
+class Row:
+    scenario: str
+    measure: str
+    value: float
+    unit: str
+    baseline_name: str = ""
+    baseline: float | None = None
+    targets: list[Target] = field(default_factory=list)
+    # Latency rows: p50/p90/p99/max in ms (value is the p99).
+    percentiles: dict[str, float] | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline is None or not self.baseline or math.isnan(self.value):
+            return None
+        return self.value / self.baseline
+
+    @property
+    def verdict(self) -> str:
+        if not self.targets:
+            return ""
+        return "PASS" if all(t.met for t in self.targets) else "MISS"
+
+
+PERCENTILES = ("p50_ms", "p90_ms", "p99_ms", "max_ms")
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    if math.isnan(value):
+        return "n/a"
+    if unit == "ev/s":
+        return f"{value:,.0f} ev/s"
+    if unit == "ms":
+        return f"{value:.1f} ms"
+    if unit == "MiB":
+        return f"{value:.0f} MiB"
+    return f"{value:,.2f} {unit}"
+
+
+def cells(row: Row) -> list[str]:
+    if row.percentiles is not None:
+        p = row.percentiles
+        kanal = " / ".join(f"{key.removesuffix('_ms')} {p[key]:.1f}" for key in PERCENTILES) + " ms"
+    else:
+        kanal = fmt(row.value, row.unit)
+    baseline = f"{row.baseline_name}: {fmt(row.baseline, row.unit)}" if row.baseline_name else "—"
+    ratio = f"{row.ratio:.2f}" if row.ratio is not None else "—"
+    targets = "; ".join(t.text for t in row.targets) or "—"
+    verdict = row.verdict or "—"
+    measure = f"{row.measure} ({row.note})" if row.note else row.measure
+    return [row.scenario, measure, kanal, baseline, ratio, targets, verdict]
+
+
+HEADER = ["Scenario", "Measure", "Kanal", "Baseline (same run)", "Ratio", "Target", "Result"]
+
+
+def markdown_table(rows: list[Row]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|---|---|---:|---:|---:|---|---|"]
+    lines += ["| " + " | ".join(cells(row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def console_table(rows: list[Row]) -> str:
+    table = [HEADER, *(cells(row) for row in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(HEADER))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in table)
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.rstrip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def machine() -> dict[str, str]:
+    """CPU model, cores, RAM, Python, OS, date and the commit measured."""
+    cpu = platform.processor() or "unknown CPU"
+    ram = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                break
+    except OSError:
+        pass
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", "channel", "ingress", "dispatcher")
+    commit = _git("rev-parse", "--short=12", "HEAD") or "unknown"
+    if dirty:
+        commit += " (plus uncommitted changes in: " + ", ".join(line[3:] for line in dirty.splitlines()) + ")"
+    return {
+        "CPU": cpu,
+        "Cores": str(os.cpu_count()),
+        "RAM": ram,
+        "Python": sys.version.split()[0],
+        "OS": platform.platform(),
+        "Date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "Load average at start (1/5/15 min)": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "Commit": commit,
+    }
+
+
+def write_markdown(path: Path, rows: list[Row], info: dict[str, str], command: str, seconds: float) -> None:
+    misses = [r for r in rows if r.verdict == "MISS"]
+    passes = [r for r in rows if r.verdict == "PASS"]
+    text = [
+        "# Kanal benchmark results",
+        "",
+        f"Produced by `{command}` in {seconds / 60:.1f} minutes. Every figure is measured with its "
+        "baseline in the same run, on loopback, with the load in a separate process; the targets "
+        "are reported, never asserted.",
+        "",
+        *(f"- **{key}**: {value}" for key, value in info.items()),
+        "",
+        markdown_table(rows),
+        "",
+        f"Targets: {len(passes)} PASS, {len(misses)} MISS.",
+        "",
+        "![throughput and latency per scenario](results.png)",
+        "",
+    ]
+    path.write_text("\n".join(text))
+
+
+def write_png(path: Path, rows: list[Row]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    throughput = [r for r in rows if r.unit == "ev/s" and not r.scenario.startswith("triggers")]
+    latency = [r for r in rows if r.percentiles is not None]
+    triggers = [r for r in rows if r.scenario.startswith("triggers") and r.unit == "ev/s"]
+    fig, axes = plt.subplots(1, 3, figsize=(18, 6.5), gridspec_kw={"width_ratios": [1.3, 1.1, 0.8]})
+
+    ax = axes[0]
+    labels = [f"{r.scenario}: {r.measure}" for r in throughput]
+    ys = range(len(throughput))
+    ax.barh([y + 0.2 for y in ys], [r.value for r in throughput], height=0.4, label="Kanal")
+    ax.barh(
+        [y - 0.2 for y in ys],
+        [r.baseline or 0 for r in throughput],
+        height=0.4,
+        label="baseline",
+        color="tab:gray",
+    )
+    ax.set_yticks(list(ys), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("events/s")
+    ax.set_title("Throughput vs baseline (same run)")
+    ax.legend(fontsize=8)
+
+    ax = axes[1]
+    keys = ["p50_ms", "p90_ms", "p99_ms", "max_ms"]
+    width = 0.2
+    for k, key in enumerate(keys):
+        ax.bar(
+            [i + (k - 1.5) * width for i in range(len(latency))],
+            [(r.percentiles or {}).get(key, math.nan) for r in latency],
+            width=width,
+            label=key.removesuffix("_ms"),
+        )
+    ax.set_xticks(
+        range(len(latency)), [f"{r.scenario}\n{r.measure}" for r in latency], fontsize=7, rotation=15
+    )
+    ax.set_yscale("log")
+    ax.set_ylabel("ms (log)")
+    ax.set_title("Latency percentiles")
+    ax.legend(fontsize=8)
+
+    ax = axes[2]
+    if triggers:
+        names = [r.measure for r in triggers]
+        ax.bar(names, [r.value for r in triggers], color="tab:blue")
+        ax.set_ylabel("delivered events/s")
+        ax.set_title("Triggers on one Broker (1/N of events each)")
+        rss = [r for r in rows if r.scenario.startswith("triggers") and r.unit == "MiB"]
+        if rss:
+            twin = ax.twinx()
+            twin.plot([r.measure.replace(" peak RSS", "") for r in rss], [r.value for r in rss], "o-r")
+            twin.set_ylabel("dispatcher peak RSS (MiB)", color="tab:red")
+        ax.tick_params(axis="x", labelsize=7)
+    else:
+        ax.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,495 @@
+"""Every Kanal benchmark in one run, each figure beside a baseline measured in the same run.
+
+    python bench/run.py [--quick] [--only SCENARIO ...] [--out DIR]
+
+Scenarios (each on a fresh embedded broker, loopback only, bounded in count and time):
+
+- ingress     wrk -t1 -c64 POSTing binary-mode CloudEvents (1 KiB and 20 KiB JSON) to
+              `kanal ingress` (acks=all) vs a bare ASGI app on the same uvicorn+httptools stack;
+              Knative's published 2,000 events/s of 20 KB per receiver replica as a reference row;
+              ingress latency at a fixed 5,000 events/s (open loop, bench/loadgen.py).
+- dispatcher  N events pre-loaded into a Broker's topic (bare aiokafka producer, the ingress's
+              record format), then `kanal dispatcher` with one Trigger to a counting sink
+              (bench/sink.py) vs a bare aiohttp POST loop, 64 in flight, to the same sink; the
+              Kafka rows compare ingress->topic with the bare producer and topic->dispatcher
+              with a bare aiokafka consumer reading the same records.
+- latency     ingress-accept -> sink-receipt percentiles at 1,000 and 5,000 events/s.
+- triggers    1, 10, 100, 200 Triggers on one Broker, each an exact filter on one of N types,
+              delivered events/s vs the 1-Trigger case, and the dispatcher's peak RSS.
+Peak RSS (VmHWM) of every component is reported from the runs above.
+
+The full run writes bench/results/results.md and results.png; a `--quick` or `--only` run writes
+to /tmp/kanal-bench-results unless `--out` says otherwise, so it never replaces the full results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import traceback
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import ROOT, Bench, broker, trigger, wrk
+from report import Row, Target, console_table, machine, write_markdown, write_png
+
+from channel.embedded import free_port
+from channel.kafka import broker_topic
+
+BENCH = ROOT / "bench"
+NAMESPACE = "bench"
+KNATIVE_20KB_PER_REPLICA = 2_000.0  # Knative's published receiver figure: events/s of 20 KB, one CPU
+TRIGGER_COUNTS = (1, 10, 100, 200)
+APPLY_CHUNK = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    wrk_seconds: int
+    latency_seconds: int
+    dispatcher_events: int
+    trigger_events: int
+    delivery_timeout: float
+
+
+FULL = Sizes(
+    wrk_seconds=10, latency_seconds=10, dispatcher_events=50_000, trigger_events=20_000, delivery_timeout=180
+)
+QUICK = Sizes(
+    wrk_seconds=3, latency_seconds=3, dispatcher_events=10_000, trigger_events=4_000, delivery_timeout=60
+)
+
+
+class Results:
+    """Rows in the order they are measured, plus figures one scenario hands to another."""
+
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+        self.figures: dict[str, float] = {}
+        self.peaks: dict[str, float] = {}
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        print(
+            f"  {row.scenario}: {row.measure}: {row.value:,.1f} {row.unit}"
+            + (f" (baseline {row.baseline:,.1f}, ratio {row.ratio:.2f})" if row.ratio else "")
+            + (f" {row.verdict}" if row.verdict else ""),
+            flush=True,
+        )
+
+    def peak(self, bench: Bench) -> None:
+        for name, mib in bench.peaks.items():
+            self.peaks[name] = max(self.peaks.get(name, 0.0), mib)
+
+
+# ---- process helpers -------------------------------------------------------------------------
+
+
+def run_json(args: list[str], timeout: float) -> dict[str, float]:
+    """Run a bench tool in its own process; its last stdout line is a JSON object."""
+    done = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:2])} failed: {done.stderr.strip()[-800:]}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def http(method: str, url: str) -> dict[str, float]:
+    request = urllib.request.Request(url, method=method)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body = response.read()
+    return json.loads(body) if body else {}
+
+
+class Sink:
+    """The counting sink process (bench/sink.py) of one Bench."""
+
+    def __init__(self, bench: Bench) -> None:
+        self.port = free_port()
+        bench.start(
+            "sink",
+            "--raw",
+            sys.executable,
+            str(BENCH / "sink.py"),
+            str(self.port),
+            ready=f"http://127.0.0.1:{self.port}/healthz",
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def stats(self) -> dict[str, float]:
+        return http("GET", self.url + "stats")
+
+    def reset(self) -> None:
+        http("DELETE", self.url + "stats")
+
+    def wait(self, count: int, timeout: float, stall: float = 30.0) -> dict[str, float]:
+        """Poll until `count` events arrived, `timeout` passed, or nothing arrived for `stall` s."""
+        deadline = time.monotonic() + timeout
+        seen, progress = -1, time.monotonic()
+        while True:
+            stats = self.stats()
+            now = time.monotonic()
+            if stats["count"] != seen:
+                seen, progress = int(stats["count"]), now
+            if seen >= count or now > deadline or now - progress > stall:
+                return stats
+            time.sleep(0.2)
+
+
+def wait_ready(bench: Bench, kind: str, names: set[str], timeout: float = 120.0) -> None:
+    """Wait until the controller reports every named resource Ready."""
+    deadline = time.monotonic() + timeout
+    url = f"http://127.0.0.1:{bench.ports['controller']}/v1/resources/{kind}?namespace={NAMESPACE}"
+    ready: set[str] = set()
+    while time.monotonic() < deadline:
+        items = json.loads(urllib.request.urlopen(url, timeout=10).read())["items"]
+        ready = {
+            item["metadata"]["name"]
+            for item in items
+            if any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in item.get("status", {}).get("conditions", [])
+            )
+        }
+        if names <= ready:
+            return
+        time.sleep(0.25)
+    raise RuntimeError(f"{kind} not Ready within {timeout}s: {sorted(names - ready)[:5]}")
+
+
+def delivered_rate(stats: dict[str, float]) -> float:
+    span = stats["last"] - stats["first"]
+    return stats["count"] / span if span > 0 else float("nan")
+
+
+def latency_row(scenario: str, measure: str, p: dict[str, float], target_ms: float | None) -> Row:
+    targets = [Target(f"p99 < {target_ms:g} ms", p["p99_ms"] < target_ms)] if target_ms else []
+    return Row(
+        scenario,
+        measure,
+        p["p99_ms"],
+        "ms",
+        targets=targets,
+        percentiles={k: p[k] for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")},
+    )
+
+
+def loadgen(url: str, rate: int, seconds: int, *, stamp: bool = False) -> dict[str, float]:
+    args = [
+        str(BENCH / "loadgen.py"),
+        url,
+        "--rate",
+        str(rate),
+        "--seconds",
+        str(seconds),
+        "--connections",
+        "64",
+    ]
+    return run_json([*args, "--stamp"] if stamp else args, timeout=seconds * 10 + 60)
+
+
+# ---- scenarios --------------------------------------------------------------------------------
+
+
+def scenario_ingress(sizes: Sizes, out: Results) -> None:
+    seconds = sizes.wrk_seconds
+    with Bench() as bench:
+        port = free_port()
+        bench.start("hello-asgi", "--raw", sys.executable, str(BENCH / "hello_asgi.py"), str(port))
+        time.sleep(1.0)
+        bare = f"http://127.0.0.1:{port}/"
+        wrk(bare, seconds=2)  # warm-up
+        base = {size: wrk(bare, seconds=seconds, body_bytes=size) for size in (1024, 20 * 1024)}
+        bench.stop("hello-asgi")
+
+        bench.start_component("controller")
+        bench.start_component("ingress")
+        bench.apply([broker(NAMESPACE, "default")])
+        wait_ready(bench, "brokers", {"default"})
+        url = f"http://127.0.0.1:{bench.ports['ingress']}/{NAMESPACE}/default"
+        wrk(url, seconds=2)  # warm-up
+        kanal = {size: wrk(url, seconds=seconds, body_bytes=size) for size in (1024, 20 * 1024)}
+        latency = loadgen(url, 5000, sizes.latency_seconds)
+        bench.stop("ingress")
+        bench.stop("controller")
+        out.peak(bench)
+
+    k1, b1 = kanal[1024]["rps"], base[1024]["rps"]
+    out.figures["ingress_1k"] = k1
+    out.add(
+        Row(
+            "ingress",
+            "1 KiB, 64 conns, acks=all",
+            k1,
+            "ev/s",
+            "bare ASGI",
+            b1,
+            [Target("≥ 20,000 ev/s", k1 >= 20_000), Target("≥ 0.5 of bare", k1 >= 0.5 * b1)],
+            note=f"non-2xx {kanal[1024]['non_2xx']:.0f}",
+        )
+    )
+    k20, b20 = kanal[20 * 1024]["rps"], base[20 * 1024]["rps"]
+    out.add(
+        Row(
+            "ingress",
+            "20 KiB, 64 conns, acks=all",
+            k20,
+            "ev/s",
+            "bare ASGI",
+            b20,
+            note=f"non-2xx {kanal[20 * 1024]['non_2xx']:.0f}",
+        )
+    )
+    out.add(
+        Row(
+            "ingress",
+            "20 KiB vs Knative's published figure",
+            k20,
+            "ev/s",
+            "Knative 20 KB per replica, 1 CPU",
+            KNATIVE_20KB_PER_REPLICA,
+            note="reference, other hardware",
+        )
+    )
+    out.add(latency_row("ingress", "latency at 5,000 ev/s (1 KiB)", latency, 10))
+    if latency["errors"]:
+        out.rows[-1].note = f"{latency['errors']:.0f} errors"
+
+
+def scenario_dispatcher(sizes: Sizes, out: Results) -> None:
+    count = sizes.dispatcher_events
+    with Bench() as bench:
+        sink = Sink(bench)
+        bench.start_component("controller")
+        bench.apply([broker(NAMESPACE, "default"), trigger(NAMESPACE, "all", "default", sink.url)])
+        wait_ready(bench, "triggers", {"all"})
+        bootstrap, topic = bench.kafka.bootstrap_servers, broker_topic(NAMESPACE, "default")
+
+        post = run_json([str(BENCH / "postloop.py"), sink.url, "--count", str(count)], timeout=300)
+        sink.reset()
+        produced = run_json(
+            [str(BENCH / "kafka_bare.py"), "produce", bootstrap, topic, "--count", str(count)], timeout=300
+        )
+        consumed = run_json(
+            [str(BENCH / "kafka_bare.py"), "consume", bootstrap, topic, "--count", str(count)], timeout=300
+        )
+
+        started = time.monotonic()
+        bench.start("dispatcher")
+        stats = sink.wait(count, sizes.delivery_timeout)
+        wall = time.monotonic() - started
+        bench.stop("dispatcher")
+        bench.stop("controller")
+        out.peak(bench)
+
+    rate = delivered_rate(stats)
+    note = f"{stats['count']:,.0f} of {count:,} delivered, {wall:.0f} s from process start"
+    out.add(
+        Row(
+            "dispatcher",
+            "1 Trigger, 1 KiB, pre-loaded topic",
+            rate,
+            "ev/s",
+            "bare aiohttp POST loop",
+            post["rate"],
+            [Target("≥ 6,000 ev/s", rate >= 6_000), Target("≥ 0.7 of bare", rate >= 0.7 * post["rate"])],
+            note=note,
+        )
+    )
+    if "ingress_1k" in out.figures:
+        out.add(
+            Row(
+                "kafka",
+                "produce: ingress -> topic (HTTP, 1 KiB)",
+                out.figures["ingress_1k"],
+                "ev/s",
+                "bare aiokafka send, acks=all",
+                produced["rate"],
+            )
+        )
+    else:
+        out.add(
+            Row(
+                "kafka",
+                "bare aiokafka send, acks=all (1 KiB)",
+                produced["rate"],
+                "ev/s",
+                note="run the ingress scenario for the Kanal figure",
+            )
+        )
+    out.add(
+        Row(
+            "kafka",
+            "consume: topic -> dispatcher -> sink",
+            rate,
+            "ev/s",
+            "bare aiokafka consumer",
+            consumed["rate"],
+        )
+    )
+
+
+def scenario_latency(sizes: Sizes, out: Results) -> None:
+    with Bench() as bench:
+        sink = Sink(bench)
+        for name in ("controller", "ingress", "dispatcher"):
+            bench.start_component(name)
+        bench.apply([broker(NAMESPACE, "default"), trigger(NAMESPACE, "all", "default", sink.url)])
+        wait_ready(bench, "triggers", {"all"})
+        url = f"http://127.0.0.1:{bench.ports['ingress']}/{NAMESPACE}/default"
+        warm = loadgen(url, 200, 2)
+        sink.wait(int(warm["requests"]), 60)
+        results = {}
+        for rate in (1000, 5000):
+            sink.reset()
+            sent = loadgen(url, rate, sizes.latency_seconds, stamp=True)
+            received = sink.wait(int(sent["requests"]), 60, stall=15)
+            results[rate] = (sent, received)
+        for name in ("ingress", "dispatcher", "controller"):
+            bench.stop(name)
+        out.peak(bench)
+
+    for rate, (sent, received) in results.items():
+        note = f"{received['stamped']:,.0f} of {sent['requests']:,.0f} received"
+        row = latency_row(
+            "e2e", f"ingress-accept -> sink at {rate:,} ev/s", received, 25 if rate == 1000 else None
+        )
+        row.note = note
+        out.add(row)
+        ingress = latency_row("e2e", f"ingress response at {rate:,} ev/s, dispatcher running", sent, None)
+        ingress.note = f"achieved {sent['achieved_rate']:,.0f}/s, errors {sent['errors']:.0f}"
+        out.add(ingress)
+
+
+def scenario_triggers(sizes: Sizes, out: Results) -> None:
+    count = sizes.trigger_events
+    rates: dict[int, float] = {}
+    for n in TRIGGER_COUNTS:
+        with Bench() as bench:
+            sink = Sink(bench)
+            bench.start_component("controller")
+            names = {f"t{i}" for i in range(n)}
+            bench.apply([broker(NAMESPACE, "default")])
+            # The controller writes one apply as one Kafka batch (16 KiB), so Triggers go in chunks.
+            for first in range(0, n, APPLY_CHUNK):
+                bench.apply(
+                    [
+                        trigger(
+                            NAMESPACE, f"t{i}", "default", sink.url, [{"exact": {"type": f"bench.type.{i}"}}]
+                        )
+                        for i in range(first, min(n, first + APPLY_CHUNK))
+                    ]
+                )
+            wait_ready(bench, "triggers", names)
+            run_json(
+                [
+                    str(BENCH / "kafka_bare.py"),
+                    "produce",
+                    bench.kafka.bootstrap_servers,
+                    broker_topic(NAMESPACE, "default"),
+                    "--count",
+                    str(count),
+                    "--types",
+                    str(n),
+                ],
+                timeout=300,
+            )
+            started = time.monotonic()
+            bench.start("dispatcher")
+            stats = sink.wait(count, sizes.delivery_timeout)
+            wall = time.monotonic() - started
+            bench.stop("dispatcher")
+            bench.stop("controller")
+            out.peak(bench)
+            rss = bench.peaks.get("dispatcher", float("nan"))
+        rates[n] = delivered_rate(stats)
+        label = f"{n} Trigger{'s' if n > 1 else ''}"
+        note = (
+            f"{stats['count']:,.0f} of {count:,} delivered to {stats['distinct_types']:.0f} types, "
+            f"{wall:.0f} s from process start"
+        )
+        targets = [Target("≥ 0.5 of 1 Trigger", rates[n] >= 0.5 * rates[1])] if n == 200 else []
+        out.add(Row("triggers", label, rates[n], "ev/s", "1 Trigger", rates[1], targets, note=note))
+        mem_targets = [Target("< 300 MiB", rss < 300)] if n == 200 else []
+        out.add(Row("triggers", f"{label} peak RSS", rss, "MiB", targets=mem_targets, note="dispatcher"))
+
+
+SCENARIOS: dict[str, Callable[[Sizes, Results], None]] = {
+    "ingress": scenario_ingress,
+    "dispatcher": scenario_dispatcher,
+    "latency": scenario_latency,
+    "triggers": scenario_triggers,
+}
+# Rows derived from other scenarios: asking for them runs those.
+ALIASES = {"kafka": ["ingress", "dispatcher"], "rss": list(SCENARIOS)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="shorter runs and fewer events")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=[*SCENARIOS, *ALIASES],
+        metavar="SCENARIO",
+        help=f"run only these: {', '.join([*SCENARIOS, *ALIASES])}",
+    )
+    parser.add_argument("--out", type=Path, help="where results.md and results.png go")
+    args = parser.parse_args()
+    partial = args.quick or bool(args.only)
+    out_dir: Path = args.out or (Path("/tmp/kanal-bench-results") if partial else BENCH / "results")
+    wanted = [
+        s
+        for s in SCENARIOS
+        if not args.only or s in args.only or any(s in ALIASES.get(o, []) for o in args.only)
+    ]
+    sizes = QUICK if args.quick else FULL
+    info = machine()
+    print("Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), flush=True)
+
+    results, began = Results(), time.monotonic()
+    for name in wanted:
+        print(f"\n== {name}", flush=True)
+        try:
+            SCENARIOS[name](sizes, results)
+        except Exception as exc:  # one broken scenario must not lose the others' figures
+            traceback.print_exc()
+            results.rows.append(
+                Row(name, f"FAILED: {type(exc).__name__}: {str(exc)[:200]}", float("nan"), "")
+            )
+    for component in ("controller", "ingress", "dispatcher"):
+        if component in results.peaks:
+            results.add(
+                Row(
+                    "memory",
+                    f"{component} peak RSS",
+                    results.peaks[component],
+                    "MiB",
+                    note="VmHWM, highest over the scenarios above",
+                )
+            )
+    elapsed = time.monotonic() - began
+
+    print("\n" + console_table(results.rows))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    command = "python bench/run.py " + " ".join(sys.argv[1:]) if sys.argv[1:] else "make bench"
+    write_markdown(out_dir / "results.md", results.rows, info, command.strip(), elapsed)
+    write_png(out_dir / "results.png", results.rows)
+    print(f"\nwrote {out_dir / 'results.md'} and {out_dir / 'results.png'} ({elapsed / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
