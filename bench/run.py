@@ -339,8 +339,36 @@ def scenario_dispatcher(sizes: Sizes, out: Results) -> None:
     )
 
 
+def bare_latency(bench: Bench, rate: int, seconds: int, fetch_max_wait_ms: int) -> dict[str, float]:
+    topic = f"bench.bare.{rate}.{fetch_max_wait_ms}"
+    return run_json(
+        [
+            str(BENCH / "kafka_bare.py"),
+            "latency",
+            bench.kafka.bootstrap_servers,
+            topic,
+            "--rate",
+            str(rate),
+            "--seconds",
+            str(seconds),
+            "--fetch-max-wait-ms",
+            str(fetch_max_wait_ms),
+        ],
+        timeout=seconds * 10 + 60,
+    )
+
+
 def scenario_latency(sizes: Sizes, out: Results) -> None:
+    rates = (1000, 5000)
     with Bench() as bench:
+        # Baselines first, on the same broker with no Kanal process running: a bare aiokafka
+        # producer and consumer with aiokafka's defaults (which the dispatcher keeps), and with a
+        # 10 ms fetch wait, to show how much of the latency is the consumer's fetch wait.
+        bare = {
+            (rate, wait): bare_latency(bench, rate, sizes.latency_seconds, wait)
+            for rate in rates
+            for wait in (500, 10)
+        }
         sink = Sink(bench)
         for name in ("controller", "ingress", "dispatcher"):
             bench.start_component(name)
@@ -350,7 +378,7 @@ def scenario_latency(sizes: Sizes, out: Results) -> None:
         warm = loadgen(url, 200, 2)
         sink.wait(int(warm["requests"]), 60)
         results = {}
-        for rate in (1000, 5000):
+        for rate in rates:
             sink.reset()
             sent = loadgen(url, rate, sizes.latency_seconds, stamp=True)
             received = sink.wait(int(sent["requests"]), 60, stall=15)
@@ -360,12 +388,15 @@ def scenario_latency(sizes: Sizes, out: Results) -> None:
         out.peak(bench)
 
     for rate, (sent, received) in results.items():
-        note = f"{received['stamped']:,.0f} of {sent['requests']:,.0f} received"
         row = latency_row(
             "e2e", f"ingress-accept -> sink at {rate:,} ev/s", received, 25 if rate == 1000 else None
         )
-        row.note = note
+        row.note = f"{received['stamped']:,.0f} of {sent['requests']:,.0f} received"
+        row.baseline_name, row.baseline = "bare aiokafka produce -> consume, p99", bare[rate, 500]["p99_ms"]
         out.add(row)
+        tuned = latency_row("e2e", f"bare aiokafka produce -> consume at {rate:,} ev/s", bare[rate, 10], None)
+        tuned.note = "consumer fetch_max_wait_ms=10 instead of the default 500"
+        out.add(tuned)
         ingress = latency_row("e2e", f"ingress response at {rate:,} ev/s, dispatcher running", sent, None)
         ingress.note = f"achieved {sent['achieved_rate']:,.0f}/s, errors {sent['errors']:.0f}"
         out.add(ingress)
