@@ -28,6 +28,7 @@ __all__ = [
     "client_options",
     "create_admin",
     "create_producer",
+    "dispatcher_group",
     "ensure_topic",
     "subscription_group",
     "trigger_group",
@@ -63,6 +64,11 @@ def channel_topic(namespace: str, name: str, prefix: str = CHANNEL_TOPIC_PREFIX)
 def trigger_group(namespace: str, name: str, uid: str) -> str:
     """A Trigger's consumer group. The uid makes a re-created Trigger start afresh."""
     return f"kanal.trigger.{namespace}.{name}.{uid[:8]}"
+
+
+def dispatcher_group(topic: str) -> str:
+    """The group in which dispatcher processes share a topic's partitions (one reader per partition)."""
+    return _bounded(f"kanal.dispatcher.{topic}")
 
 
 def subscription_group(namespace: str, name: str, uid: str) -> str:

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     dispatcher_max_in_flight: int = Field(
         default=64, ge=1, description="Concurrent deliveries per Trigger consumer"
     )
+    dispatcher_lane_buffer: int = Field(
+        default=1024,
+        ge=1,
+        description="Events queued per Trigger before a slow Trigger is read on its own",
+    )
     dispatcher_commit_interval: float = Field(default=1.0, gt=0)
     dispatcher_default_timeout: float = Field(default=30.0, gt=0)
     dispatcher_max_hops: int = Field(default=255, ge=1)

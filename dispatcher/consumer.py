@@ -1,43 +1,105 @@
-"""One Trigger's consumer: read its Broker's topic in the Trigger's consumer group, filter, deliver.
+"""Reading a Broker's (or Channel's) topic once and fanning each event out to its Triggers.
 
-Progress is at-least-once: a record's offset is committed only after its delivery reached a
-final outcome (delivered, dead-lettered, or dropped visibly), through `offsets.OffsetTracker`,
-which commits per partition the highest offset below which everything is done. Deliveries run
-concurrently up to a limit; commits go out every `commit_interval` and synchronously when
-partitions are revoked. A killed dispatcher leaves its uncommitted records to the next owner,
-which delivers them again: duplicates are possible, loss is not.
+One `TopicConsumer` per topic per dispatcher process. Its Kafka consumer is a member of the
+topic's dispatcher group (`channel.kafka.dispatcher_group`), so the topic's partitions are spread
+over the dispatcher processes, and each record is fetched and decoded once however many Triggers
+the topic has. The filter index picks the Triggers that match; each matching Trigger's `Lane`
+delivers the event concurrently, up to its own in-flight limit.
 
-A new group starts where the Trigger was created (its creation time, through the broker's time
-index), so events accepted between `kanal apply` and the consumer's first join are delivered.
-The plan (filter, subscriber, delivery) can be swapped without recreating the consumer.
+Progress is per Trigger, at least once. Each lane tracks its records in flight per partition
+(`offsets.PartitionOffsets`) and commits, to the Trigger's own consumer group through
+`groups.GroupOffsets`, the offset below which all its records reached a final outcome (delivered,
+dead-lettered or dropped visibly). Commits go out every `dispatcher_commit_interval` and when
+partitions are revoked; a killed dispatcher leaves what was not committed to the next owner,
+which delivers it again: duplicates are possible, loss is not. On assignment the shared reader
+starts at the lowest position of all lanes; each lane skips what it had already done.
+
+A slow Trigger does not hold up the others. When a lane has `dispatcher_lane_buffer` events
+queued, the shared reader waits for it briefly, then detaches it from that partition: the lane
+goes on with a reader of its own (`_catch_up`, no consumer group, manually assigned) from the
+first record it did not take, and rejoins the shared reader once it has caught up with it. A
+Trigger added while the dispatcher runs is caught up the same way, from its committed offset or
+its creation time (through the broker's time index; a new Trigger receives the events accepted
+after it was created).
+
+Changing a Trigger's filter, subscriber or delivery swaps the plan into its lane; no consumer is
+recreated.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from channel.errors import InvalidEvent
 from channel.events import CloudEvent, from_kafka_record
-from channel.kafka import HOP_HEADER, client_options
+from channel.filters import FilterIndex
+from channel.kafka import HOP_HEADER, client_options, dispatcher_group
 from channel.settings import Settings
 from dispatcher import metrics
 from dispatcher.dispatch import Dispatcher, Source
-from dispatcher.offsets import OffsetTracker
-from dispatcher.plan import TriggerPlan
+from dispatcher.groups import GroupOffsets
+from dispatcher.offsets import PartitionOffsets
+from dispatcher.plan import Plan
 
-__all__ = ["TriggerConsumer"]
+__all__ = ["Lane", "TopicConsumer"]
 
 log = logging.getLogger(__name__)
 
+# How long per second the shared reader waits for one full lane before reading it separately.
+_DETACH_AFTER = 0.2
+# How long stopping waits for deliveries in flight; the rest are delivered again by the next owner.
+_DRAIN_TIMEOUT = 10.0
+
+
+class Lane:
+    """One Trigger's (or Subscription's) share of a topic."""
+
+    def __init__(self, plan: Plan, settings: Settings) -> None:
+        self.plan = plan
+        self.buffer = settings.dispatcher_lane_buffer
+        self.concurrency = asyncio.Semaphore(settings.dispatcher_max_in_flight)
+        self.pending = 0  # deliveries begun and not finished, all partitions
+        self.room = asyncio.Event()
+        self.room.set()
+        self.offsets: dict[TopicPartition, PartitionOffsets] = {}
+        # A partition is either attached (fed by the shared reader from `start` on) or catching
+        # up (fed by the lane's own reader, `catching` being the next offset it will read).
+        self.start: dict[TopicPartition, int] = {}
+        self.catching: dict[TopicPartition, int] = {}
+        self.moved = False  # `catching` got a partition: the lane's reader must seek again
+        # How long the shared reader waited for this lane in the current one-second window.
+        self.window = 0.0
+        self.waited = 0.0
+        # Partitions without a committed offset: records older than the Trigger are not its own.
+        self.floor: dict[TopicPartition, int] = {}
+        self.committed: dict[TopicPartition, int] = {}
+        self.order: dict[TopicPartition, asyncio.Lock] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.reader: asyncio.Task[None] | None = None
+        self.retired = False
+
+    @property
+    def key(self) -> str:
+        return self.plan.key
+
+    def full(self) -> bool:
+        return self.pending >= self.buffer
+
+    def forget(self, tp: TopicPartition) -> None:
+        for table in (self.offsets, self.start, self.catching, self.floor, self.committed, self.order):
+            table.pop(tp, None)
+
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, owner: TriggerConsumer) -> None:
+    def __init__(self, owner: TopicConsumer) -> None:
         self._owner = owner
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
@@ -47,53 +109,74 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._owner._on_assigned(list(assigned))
 
 
-class TriggerConsumer:
-    def __init__(self, plan: TriggerPlan, settings: Settings, dispatcher: Dispatcher) -> None:
-        self.plan = plan
+class TopicConsumer:
+    """Reads one topic for all the Triggers (or Subscriptions) on it."""
+
+    def __init__(self, topic: str, settings: Settings, dispatcher: Dispatcher, groups: GroupOffsets) -> None:
+        self.topic = topic
+        self.group = dispatcher_group(topic)
         self._settings = settings
         self._dispatcher = dispatcher
-        self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
-        self._limit = asyncio.Semaphore(settings.dispatcher_max_in_flight)
-        self._consumer: AIOKafkaConsumer | None = None
-        self._stopping = asyncio.Event()
-        # Per partition with no committed offset yet: skip records older than the Trigger.
-        self._floor: dict[TopicPartition, int] = {}
+        self._groups = groups
+        self._lanes: dict[str, Lane] = {}
+        self._index: FilterIndex[str] = FilterIndex()
         self._assigned: set[TopicPartition] = set()
-        self._deliveries: set[asyncio.Task[None]] = set()
-        # Ordered plans: one lock per partition. Tasks are created in offset order and
-        # asyncio.Lock wakes waiters first-in first-out, so deliveries (with their retries)
-        # happen one at a time, in order, per partition.
-        self._order: dict[TopicPartition, asyncio.Lock] = {}
+        # Per partition, the next offset the shared reader hands out: every record below it has
+        # been offered to the lanes attached at the time.
+        self._position: dict[TopicPartition, int] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        self._stopping = asyncio.Event()
 
-    def update(self, plan: TriggerPlan) -> None:
-        """Swap filter, subscriber and delivery in place; group and topic must be the same."""
-        assert plan.identity == self.plan.identity
-        self.plan = plan
+    # -- plans ----------------------------------------------------------------------------
+
+    def set_plans(self, plans: Mapping[str, Plan]) -> None:
+        """Make the lanes match `plans` (every plan on this topic): add, update, retire."""
+        for key in list(self._lanes):
+            plan = plans.get(key)
+            if plan is None or plan.group != self._lanes[key].plan.group:
+                self._retire(self._lanes.pop(key))
+        for key, plan in plans.items():
+            lane = self._lanes.get(key)
+            if lane is None:
+                lane = self._lanes[key] = Lane(plan, self._settings)
+                self._index.add(key, plan.filter)
+                if self._tasks is not None and self._assigned:
+                    self._tasks.create_task(self._join(lane, sorted(self._assigned)))
+            else:
+                lane.plan = plan
+                self._index.add(key, plan.filter)
+
+    @property
+    def lanes(self) -> Mapping[str, Lane]:
+        return self._lanes
 
     def stop(self) -> None:
         self._stopping.set()
 
+    # -- the shared reader ----------------------------------------------------------------
+
     async def run(self) -> None:
-        plan = self.plan
         consumer = AIOKafkaConsumer(
             **client_options(self._settings),
-            group_id=plan.group,
+            group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="latest",
             max_poll_interval_ms=600_000,
         )
         self._consumer = consumer
         await consumer.start()
-        consumer.subscribe([plan.topic], listener=_Rebalance(self))
-        log.info("consuming %s for trigger %s (group %s)", plan.topic, plan.key, plan.group)
+        consumer.subscribe([self.topic], listener=_Rebalance(self))
+        log.info("reading %s for %d trigger(s) (group %s)", self.topic, len(self._lanes), self.group)
         try:
             async with asyncio.TaskGroup() as tasks:
-                committer = tasks.create_task(self._commit_loop(consumer))
+                self._tasks = tasks
+                committer = tasks.create_task(self._commit_loop())
                 while not self._stopping.is_set():
                     try:
                         batches = await consumer.getmany(timeout_ms=200, max_records=500)
                     except KafkaError as exc:
-                        log.warning("fetch for trigger %s failed: %s", plan.key, exc)
+                        log.warning("fetch from %s failed: %s", self.topic, exc)
                         await asyncio.sleep(0.5)
                         continue
                     for tp, records in batches.items():
@@ -103,136 +186,388 @@ class TriggerConsumer:
                             if records and tp in consumer.assignment():
                                 consumer.seek(tp, records[0].offset)
                             continue
-                        for record in records:
-                            if self._stopping.is_set() or tp not in self._assigned:
-                                break
-                            await self._handle(tasks, tp, record)
-                await self._drain()
+                        await self._fan_out(tp, records)
+                await self._drain(list(self._lanes.values()))
                 committer.cancel()
-            await self._commit(consumer)
+            await self._commit_all(self._assigned)
         finally:
+            self._tasks = None
             self._consumer = None
             try:
                 await consumer.stop()
             except KafkaError as exc:
-                log.warning("closing consumer of %s: %s", plan.key, exc)
+                log.warning("closing the consumer of %s: %s", self.topic, exc)
 
-    async def _handle(self, tasks: asyncio.TaskGroup, tp: TopicPartition, record: ConsumerRecord) -> None:
-        plan = self.plan
-        self._tracker.begin(tp, record.offset)
-        floor = self._floor.get(tp)
-        if floor is not None and record.timestamp < floor:
-            self._tracker.done(tp, record.offset)  # accepted before the Trigger existed
-            return
+    async def _fan_out(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        lanes = self._lanes
+        valid: list[int] = []
+        matched: dict[str, int] = {}
+        for record in records:
+            if self._stopping.is_set() or tp not in self._assigned:
+                break
+            offset = record.offset
+            # Set before the lanes are offered the record (and before any wait below), so a
+            # lane rejoining meanwhile starts after it.
+            self._position[tp] = offset + 1
+            try:
+                event = from_kafka_record(record.key, record.value, record.headers)
+            except InvalidEvent as exc:
+                _skip_invalid(tp, record, exc)
+                continue
+            valid.append(offset)
+            keys = self._index.match(event.attributes)
+            if not keys:
+                continue
+            source: Source | None = None
+            for key in keys:
+                lane = lanes.get(key)
+                if lane is None:
+                    continue
+                start = lane.start.get(tp)
+                if start is None or offset < start:
+                    continue
+                floor = lane.floor.get(tp)
+                if floor is not None and record.timestamp < floor:
+                    continue
+                if lane.full() and not await self._wait_for_room(lane, tp, offset):
+                    continue
+                if source is None:
+                    source = _source(record)
+                matched[key] = matched.get(key, 0) + 1
+                self._begin(lane, tp, event, source)
+        if valid:
+            for key, lane in lanes.items():
+                start = lane.start.get(tp)
+                if start is None:
+                    continue
+                eligible = len(valid) - bisect.bisect_left(valid, start)
+                filtered = eligible - matched.get(key, 0)
+                if filtered > 0:
+                    metrics.EVENTS.labels(lane.plan.namespace, lane.plan.name, "filtered").inc(filtered)
+
+    async def _wait_for_room(self, lane: Lane, tp: TopicPartition, offset: int) -> bool:
+        """Wait for a full lane; if waiting would delay other lanes too long, detach it from `tp`.
+
+        A lane that is alone on the partition delays nobody, so the reader simply waits for it.
+        Otherwise the reader waits at most `_DETACH_AFTER` per second for any one lane; a lane
+        that needs more is slower than the others and goes on reading by itself from `offset`.
+        """
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        if began - lane.window > 1.0:
+            lane.window, lane.waited = began, 0.0
+        alone = not any(other is not lane and tp in other.start for other in self._lanes.values())
         try:
-            event = from_kafka_record(record.key, record.value, record.headers)
-        except InvalidEvent as exc:
-            log.warning(
-                "skipped record %s[%d]@%d: not a CloudEvent (%s)",
+            async with asyncio.timeout(None if alone else max(0.0, _DETACH_AFTER - lane.waited)):
+                while lane.full() and tp in lane.start and not self._stopping.is_set():
+                    lane.room.clear()
+                    await lane.room.wait()
+        except TimeoutError:
+            pass
+        lane.waited += loop.time() - began
+        if not lane.full() and tp in lane.start:
+            return True
+        if tp in lane.start and tp in self._assigned:
+            del lane.start[tp]
+            lane.catching[tp] = offset
+            lane.moved = True
+            log.info(
+                "trigger %s is behind on %s[%d] at offset %d; reading it separately",
+                lane.key,
                 tp.topic,
                 tp.partition,
-                record.offset,
-                exc,
+                offset,
             )
-            metrics.NON_EVENTS.labels(tp.topic).inc()
-            self._tracker.done(tp, record.offset)
-            return
-        if not plan.filter.matches(event.attributes):
-            metrics.EVENTS.labels(plan.namespace, plan.name, "filtered").inc()
-            self._tracker.done(tp, record.offset)
-            return
-        source = _source(record)
-        await self._limit.acquire()
-        task = tasks.create_task(self._deliver(plan, tp, event, source))
-        self._deliveries.add(task)
-        task.add_done_callback(self._deliveries.discard)
+            self._ensure_reader(lane)
+        return False
 
-    async def _deliver(
-        self, plan: TriggerPlan, tp: TopicPartition, event: CloudEvent, source: Source
-    ) -> None:
+    # -- deliveries -----------------------------------------------------------------------
+
+    def _begin(self, lane: Lane, tp: TopicPartition, event: CloudEvent, source: Source) -> None:
+        assert self._tasks is not None
+        parts = lane.offsets.get(tp)
+        if parts is None:
+            parts = lane.offsets[tp] = PartitionOffsets()
+        parts.begin(source.offset)
+        lane.pending += 1
+        if lane.full():
+            lane.room.clear()
+        task = self._tasks.create_task(self._deliver(lane, tp, event, source))
+        lane.tasks.add(task)
+        task.add_done_callback(lane.tasks.discard)
+
+    async def _deliver(self, lane: Lane, tp: TopicPartition, event: CloudEvent, source: Source) -> None:
         try:
-            if plan.ordered:
-                lock = self._order.get(tp)
+            if lane.plan.ordered:
+                # Tasks start in offset order and asyncio.Lock wakes waiters first in, first
+                # out: one delivery (with its retries) at a time per partition, in order.
+                lock = lane.order.get(tp)
                 if lock is None:
-                    lock = self._order[tp] = asyncio.Lock()
-                async with lock:
-                    await self._dispatcher.deliver(plan, event, source)
+                    lock = lane.order[tp] = asyncio.Lock()
+                async with lock, lane.concurrency:
+                    await self._dispatcher.deliver(lane.plan, event, source)
             else:
-                await self._dispatcher.deliver(plan, event, source)
+                async with lane.concurrency:
+                    await self._dispatcher.deliver(lane.plan, event, source)
         except Exception:
             # Never let one event stop the partition; it is counted and logged as dropped.
-            log.exception("delivery of event id=%s for %s failed unexpectedly", event.id, plan.key)
-            metrics.EVENTS.labels(plan.namespace, plan.name, "dropped").inc()
+            log.exception("delivery of event id=%s for %s failed unexpectedly", event.id, lane.key)
+            metrics.EVENTS.labels(lane.plan.namespace, lane.plan.name, "dropped").inc()
         finally:
-            self._limit.release()
-        self._tracker.done(tp, source.offset)
+            lane.pending -= 1
+            if not lane.full():
+                lane.room.set()
+        parts = lane.offsets.get(tp)
+        if parts is not None:
+            parts.done(source.offset)
 
-    async def _drain(self, timeout: float = 10.0) -> None:
-        """Let in-flight deliveries finish, bounded; what does not finish is redelivered later."""
-        try:
-            async with asyncio.timeout(timeout):
-                for _ in range(self._settings.dispatcher_max_in_flight):
-                    await self._limit.acquire()
-        except TimeoutError:
+    async def _drain(self, lanes: list[Lane]) -> None:
+        """Let deliveries in flight finish, bounded; what does not finish is delivered again later."""
+        tasks = [task for lane in lanes for task in lane.tasks]
+        if not tasks:
+            return
+        _, unfinished = await asyncio.wait(tasks, timeout=_DRAIN_TIMEOUT)
+        if unfinished:
             log.warning(
-                "trigger %s: %d deliveries did not finish within %ss; they will be redelivered",
-                self.plan.key,
-                len(self._deliveries),
-                timeout,
+                "%s: %d deliveries did not finish within %ss; they will be delivered again",
+                self.topic,
+                len(unfinished),
+                _DRAIN_TIMEOUT,
             )
-            for task in self._deliveries:
+            for task in unfinished:
                 task.cancel()
 
-    async def _commit_loop(self, consumer: AIOKafkaConsumer) -> None:
-        while True:
-            await asyncio.sleep(self._settings.dispatcher_commit_interval)
-            await self._commit(consumer)
+    # -- lanes reading on their own --------------------------------------------------------
 
-    async def _commit(self, consumer: AIOKafkaConsumer, only: Iterable[TopicPartition] | None = None) -> None:
-        offsets = self._tracker.commits()
-        if only is not None:
-            keep = set(only)
-            offsets = {tp: off for tp, off in offsets.items() if tp in keep}
-        offsets = {tp: off for tp, off in offsets.items() if tp in self._assigned}
-        if not offsets:
-            return
+    def _ensure_reader(self, lane: Lane) -> None:
+        if lane.reader is None and self._tasks is not None and not lane.retired:
+            lane.reader = self._tasks.create_task(self._catch_up(lane))
+
+    async def _catch_up(self, lane: Lane) -> None:
+        """Feed `lane` the partitions it is behind on, until it has caught up with the shared reader."""
+        reader = AIOKafkaConsumer(**client_options(self._settings), group_id=None, enable_auto_commit=False)
         try:
-            await consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
-            log.warning("commit for trigger %s failed (will redeliver): %s", self.plan.key, exc)
-            return
-        self._tracker.mark_committed(offsets)
-        for tp in offsets:
-            self._floor.pop(tp, None)
+            await reader.start()
+            placed: dict[TopicPartition, int] = {}
+            while lane.catching and not lane.retired and not self._stopping.is_set():
+                if lane.moved or set(placed) != set(lane.catching):
+                    lane.moved = False
+                    placed = dict(lane.catching)
+                    reader.assign(list(placed))
+                    for tp, offset in placed.items():
+                        reader.seek(tp, offset)
+                try:
+                    batches = await reader.getmany(timeout_ms=200, max_records=500)
+                except KafkaError as exc:
+                    log.warning("catch-up read of %s for %s failed: %s", self.topic, lane.key, exc)
+                    await asyncio.sleep(0.5)
+                    placed = {}
+                    continue
+                for tp, records in batches.items():
+                    await self._catch_up_records(lane, tp, records)
+                for tp in list(lane.catching):
+                    self._maybe_rejoin(lane, tp, lane.catching[tp])
+        finally:
+            lane.reader = None
+            try:
+                await reader.stop()
+            except KafkaError as exc:
+                log.warning("closing a catch-up reader of %s: %s", self.topic, exc)
+        # Detached again while this reader was closing: read on.
+        if lane.catching and not lane.retired and not self._stopping.is_set():
+            self._ensure_reader(lane)
 
-    async def _on_revoked(self, revoked: list[TopicPartition]) -> None:
-        if self._consumer is not None:
-            await self._commit(self._consumer, revoked)
-        self._assigned.difference_update(revoked)
-        self._tracker.revoke(revoked)
-        for tp in revoked:
-            self._floor.pop(tp, None)
+    async def _catch_up_records(self, lane: Lane, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        plan_filter = lane.plan.filter
+        for record in records:
+            nxt = lane.catching.get(tp)
+            if nxt is None or lane.retired or self._stopping.is_set():
+                return
+            offset = record.offset
+            if offset < nxt:
+                continue
+            if self._maybe_rejoin(lane, tp, offset):
+                return
+            lane.catching[tp] = offset + 1
+            try:
+                event = from_kafka_record(record.key, record.value, record.headers)
+            except InvalidEvent:
+                continue  # counted by the shared reader
+            floor = lane.floor.get(tp)
+            if floor is not None and record.timestamp < floor:
+                continue
+            if not plan_filter.matches(event.attributes):
+                metrics.EVENTS.labels(lane.plan.namespace, lane.plan.name, "filtered").inc()
+                continue
+            while lane.full():
+                await lane.room.wait()
+            if tp not in lane.catching:  # revoked while waiting
+                return
+            self._begin(lane, tp, event, _source(record))
+
+    def _maybe_rejoin(self, lane: Lane, tp: TopicPartition, offset: int) -> bool:
+        """Attach `tp` back to the shared reader if the lane's next record is one it has not handed out."""
+        if offset < self._position.get(tp, 0) or lane.pending * 2 > lane.buffer or tp not in self._assigned:
+            return False
+        del lane.catching[tp]
+        lane.start[tp] = offset
+        log.info("trigger %s caught up on %s[%d] at offset %d", lane.key, tp.topic, tp.partition, offset)
+        return True
+
+    # -- assignment -----------------------------------------------------------------------
+
+    async def _starts(
+        self, lane: Lane, tps: list[TopicPartition]
+    ) -> dict[TopicPartition, tuple[int, int | None]]:
+        """Where `lane` resumes on each partition: its committed offset, else its creation time."""
+        consumer = self._consumer
+        assert consumer is not None
+        found = await self._groups.fetch(lane.plan.group, tps)
+        out: dict[TopicPartition, tuple[int, int | None]] = {tp: (off, None) for tp, off in found.items()}
+        fresh = [tp for tp in tps if tp not in found]
+        if fresh:
+            created = lane.plan.created_ms
+            by_time = await consumer.offsets_for_times({tp: created for tp in fresh})
+            missing = [tp for tp in fresh if by_time.get(tp) is None]
+            ends = await consumer.end_offsets(missing) if missing else {}
+            for tp in fresh:
+                hit = by_time.get(tp)
+                # The floor keeps older records out even where the end offset is approximate.
+                out[tp] = (hit.offset if hit is not None else ends.get(tp, 0), created)
+        return out
 
     async def _on_assigned(self, assigned: list[TopicPartition]) -> None:
         consumer = self._consumer
         if consumer is None:
             return
         await self._dispatcher.caught_up()
-        fresh = []
+        lanes = list(self._lanes.values())
+        starts = await asyncio.gather(*(self._starts(lane, assigned) for lane in lanes))
         for tp in assigned:
-            if await consumer.committed(tp) is None:
-                fresh.append(tp)
-        if fresh:
-            created = self.plan.created_ms
-            found = await consumer.offsets_for_times({tp: created for tp in fresh})
-            for tp in fresh:
-                hit = found.get(tp)
-                if hit is not None:
-                    consumer.seek(tp, hit.offset)
-                else:
-                    await consumer.seek_to_end(tp)
-                self._floor[tp] = created
+            positions = [found[tp][0] for found in starts if tp in found]
+            if positions:
+                position = min(positions)
+                consumer.seek(tp, position)
+            else:
+                await consumer.seek_to_end(tp)
+                position = await consumer.position(tp)
+            self._position[tp] = position
+        for lane, found in zip(lanes, starts, strict=True):
+            for tp, (offset, floor) in found.items():
+                lane.forget(tp)
+                lane.start[tp] = offset
+                if floor is not None:
+                    lane.floor[tp] = floor
         self._assigned.update(assigned)
+        # Triggers added while the offsets above were being read start like any new Trigger.
+        for lane in self._lanes.values():
+            if lane not in lanes and self._tasks is not None:
+                self._tasks.create_task(self._join(lane, assigned))
+
+    async def _join(self, lane: Lane, tps: list[TopicPartition]) -> None:
+        """A Trigger added while running: catch it up on the partitions this process reads."""
+        try:
+            found = await self._starts(lane, tps)
+        except KafkaError as exc:
+            log.warning("cannot start trigger %s on %s yet: %s", lane.key, self.topic, exc)
+            found = {}
+        if lane.retired:
+            return
+        for tp, (offset, floor) in found.items():
+            if tp not in self._assigned or tp in lane.start or tp in lane.catching:
+                continue
+            if floor is not None:
+                lane.floor[tp] = floor
+            if offset >= self._position.get(tp, 0):
+                lane.start[tp] = offset
+            else:
+                lane.catching[tp] = offset
+                lane.moved = True
+        if lane.catching:
+            self._ensure_reader(lane)
+
+    async def _on_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._commit_all(revoked)
+        self._assigned.difference_update(revoked)
+        for tp in revoked:
+            self._position.pop(tp, None)
+            for lane in self._lanes.values():
+                lane.forget(tp)
+                _clear_lag(lane.plan, tp)
+
+    # -- commits --------------------------------------------------------------------------
+
+    def _committable(self, lane: Lane, tp: TopicPartition) -> int | None:
+        parts = lane.offsets.get(tp)
+        lowest = parts.lowest() if parts is not None else None
+        if lowest is not None:
+            return lowest
+        start = lane.start.get(tp)
+        if start is not None:
+            return max(start, self._position.get(tp, start))
+        return lane.catching.get(tp)
+
+    async def _commit_lane(self, lane: Lane, tps: Iterable[TopicPartition]) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        consumer = self._consumer
+        for tp in tps:
+            offset = self._committable(lane, tp)
+            if offset is None:
+                continue
+            if consumer is not None:
+                high = consumer.highwater(tp)
+                if high is not None:
+                    metrics.LAG.labels(lane.plan.namespace, lane.plan.name, str(tp.partition)).set(
+                        max(0, high - offset)
+                    )
+            if offset > lane.committed.get(tp, -1):
+                offsets[tp] = offset
+        if not offsets:
+            return
+        try:
+            await self._groups.commit(lane.plan.group, offsets)
+        except KafkaError as exc:
+            log.warning("commit for %s failed (will deliver again): %s", lane.key, exc)
+            return
+        for tp, offset in offsets.items():
+            if offset > lane.committed.get(tp, -1):
+                lane.committed[tp] = offset
+            lane.floor.pop(tp, None)
+
+    async def _commit_all(self, tps: Iterable[TopicPartition]) -> None:
+        keep = [tp for tp in tps if tp in self._assigned]
+        if keep:
+            await asyncio.gather(*(self._commit_lane(lane, keep) for lane in list(self._lanes.values())))
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.dispatcher_commit_interval)
+            await self._commit_all(list(self._assigned))
+
+    # -- retiring -------------------------------------------------------------------------
+
+    def _retire(self, lane: Lane) -> None:
+        """A Trigger deleted (or re-created): stop feeding it, finish what it has, commit."""
+        lane.retired = True
+        self._index.remove(lane.key)
+        if self._tasks is not None:
+            self._tasks.create_task(self._retire_lane(lane))
+
+    async def _retire_lane(self, lane: Lane) -> None:
+        await self._drain([lane])
+        await self._commit_lane(lane, [tp for tp in self._assigned])
+        for tp in self._assigned:
+            _clear_lag(lane.plan, tp)
+
+
+def _skip_invalid(tp: TopicPartition, record: ConsumerRecord, exc: InvalidEvent) -> None:
+    log.warning("skipped record %s[%d]@%d: not a CloudEvent (%s)", tp.topic, tp.partition, record.offset, exc)
+    metrics.NON_EVENTS.labels(tp.topic).inc()
+
+
+def _clear_lag(plan: Plan, tp: TopicPartition) -> None:
+    with contextlib.suppress(KeyError):
+        metrics.LAG.remove(plan.namespace, plan.name, str(tp.partition))
 
 
 def _source(record: ConsumerRecord) -> Source:

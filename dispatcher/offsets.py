@@ -10,12 +10,8 @@ transaction markers leave gaps). `begin` and `done` are O(log n) (a heap with la
 from __future__ import annotations
 
 import heapq
-from collections.abc import Hashable, Iterable, Mapping
-from typing import Generic, TypeVar
 
-__all__ = ["OffsetTracker", "PartitionOffsets"]
-
-K = TypeVar("K", bound=Hashable)
+__all__ = ["PartitionOffsets"]
 
 
 class PartitionOffsets:
@@ -43,49 +39,12 @@ class PartitionOffsets:
     def pending(self) -> int:
         return len(self._heap) - len(self._done)
 
+    def lowest(self) -> int | None:
+        """The lowest offset begun and not done, or None when nothing is in flight."""
+        return self._heap[0] if self._heap else None
+
     def committable(self) -> int | None:
         """The offset to commit (the next to read), or None before anything began."""
         if self._heap:
             return self._heap[0]
         return self._next
-
-
-class OffsetTracker(Generic[K]):
-    """In-flight offsets of many partitions; reports only commits that moved forward."""
-
-    def __init__(self) -> None:
-        self._partitions: dict[K, PartitionOffsets] = {}
-        self._committed: dict[K, int] = {}
-
-    def begin(self, key: K, offset: int) -> None:
-        partition = self._partitions.get(key)
-        if partition is None:
-            partition = self._partitions[key] = PartitionOffsets()
-        partition.begin(offset)
-
-    def done(self, key: K, offset: int) -> None:
-        partition = self._partitions.get(key)
-        if partition is not None:
-            partition.done(offset)
-
-    def pending(self, key: K) -> int:
-        partition = self._partitions.get(key)
-        return partition.pending if partition else 0
-
-    def commits(self) -> dict[K, int]:
-        out: dict[K, int] = {}
-        for key, partition in self._partitions.items():
-            offset = partition.committable()
-            if offset is not None and offset > self._committed.get(key, -1):
-                out[key] = offset
-        return out
-
-    def mark_committed(self, offsets: Mapping[K, int]) -> None:
-        for key, offset in offsets.items():
-            if offset > self._committed.get(key, -1):
-                self._committed[key] = offset
-
-    def revoke(self, keys: Iterable[K]) -> None:
-        for key in keys:
-            self._partitions.pop(key, None)
-            self._committed.pop(key, None)

@@ -1,10 +1,11 @@
-"""The dispatcher service: follows the resource log and runs one consumer per Ready Trigger.
+"""The dispatcher service: follows the resource log and reads each topic once for all its Triggers.
 
-Changes to Triggers arrive through the resource log and are applied within one fetch: a new
-Trigger gets a consumer, a deleted one (or one whose Broker went away) has its consumer stopped
-after a bounded drain, and a changed filter, subscriber or delivery is swapped into the running
-consumer without recreating it. A consumer that fails (Kafka unreachable) is restarted after a
-pause. Health and metrics are served on KANAL_DISPATCHER_PORT.
+Every Ready Trigger (and Subscription) becomes a lane of its topic's `TopicConsumer`. Changes
+arrive through the resource log and are applied within one fetch: a new Trigger gets a lane
+(and is caught up from its creation time), a deleted one (or one whose Broker went away) has its
+lane drained, bounded, and retired, and a changed filter, subscriber or delivery is swapped into
+its lane. No Kafka consumer is created per Trigger. A topic consumer that fails (Kafka
+unreachable) is restarted after a pause. Health and metrics are served on KANAL_DISPATCHER_PORT.
 """
 
 from __future__ import annotations
@@ -17,17 +18,19 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiokafka.client import AIOKafkaClient
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from channel.control.log import ResourceLog
-from channel.kafka import create_producer
+from channel.kafka import client_options, create_producer
 from channel.producer import KafkaEventSink
 from channel.settings import Settings
 from dispatcher.attempts import AttemptStore
-from dispatcher.consumer import TriggerConsumer
+from dispatcher.consumer import TopicConsumer
 from dispatcher.delivery import HttpPoster
 from dispatcher.dispatch import Dispatcher
-from dispatcher.plan import TriggerPlan, plans_from_documents
+from dispatcher.groups import GroupOffsets
+from dispatcher.plan import Plan, plans_from_documents
 
 __all__ = ["DispatcherService"]
 
@@ -38,9 +41,9 @@ class DispatcherService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._log = ResourceLog(settings, self._on_resources)
-        self._plans: dict[str, TriggerPlan] = {}
+        self._plans: dict[str, Plan] = {}
         self._changed = asyncio.Event()
-        self._running: dict[str, tuple[TriggerConsumer, asyncio.Task[None]]] = {}
+        self._running: dict[str, tuple[TopicConsumer, asyncio.Task[None]]] = {}
         self._stop = asyncio.Event()
 
     def _on_resources(self, documents: Mapping[str, dict[str, Any]], changed: frozenset[str]) -> None:
@@ -73,6 +76,9 @@ class DispatcherService:
             )
             attempts = AttemptStore(self.settings)
             await attempts.start()
+            client = AIOKafkaClient(**client_options(self.settings))
+            await client.bootstrap()
+            groups = GroupOffsets(client)
             dispatcher = Dispatcher(
                 HttpPoster(session),
                 KafkaEventSink(producer, self.settings.kafka_produce_timeout),
@@ -87,40 +93,42 @@ class DispatcherService:
                         await self._changed.wait()
                         self._changed.clear()
                         if not self._stop.is_set():
-                            self._reconcile(tg, dispatcher)
+                            self._reconcile(tg, dispatcher, groups)
                     for consumer, _ in self._running.values():
                         consumer.stop()
                     await asyncio.gather(*(t for _, t in self._running.values()), return_exceptions=True)
                     follower.cancel()
                     attempts_follower.cancel()
             finally:
+                await client.close()
                 await attempts.close()
                 await runner.cleanup()
                 await self._log.close()
                 with contextlib.suppress(Exception):
                     await producer.stop()
 
-    def _reconcile(self, tg: asyncio.TaskGroup, dispatcher: Dispatcher) -> None:
-        plans = self._plans
-        for key in list(self._running):
-            consumer, task = self._running[key]
-            plan = plans.get(key)
-            if plan is None or plan.identity != consumer.plan.identity or task.done():
+    def _reconcile(self, tg: asyncio.TaskGroup, dispatcher: Dispatcher, groups: GroupOffsets) -> None:
+        by_topic: dict[str, dict[str, Plan]] = {}
+        for key, plan in self._plans.items():
+            by_topic.setdefault(plan.topic, {})[key] = plan
+        for topic in list(self._running):
+            consumer, task = self._running[topic]
+            if topic not in by_topic or task.done():
                 consumer.stop()
-                del self._running[key]
-            elif plan != consumer.plan:
-                consumer.update(plan)
-        for key, plan in plans.items():
-            if key not in self._running:
-                consumer = TriggerConsumer(plan, self.settings, dispatcher)
-                self._running[key] = (consumer, tg.create_task(self._supervise(consumer)))
+                del self._running[topic]
+        for topic, plans in by_topic.items():
+            running = self._running.get(topic)
+            if running is None:
+                consumer = TopicConsumer(topic, self.settings, dispatcher, groups)
+                running = self._running[topic] = (consumer, tg.create_task(self._supervise(consumer)))
+            running[0].set_plans(plans)
 
-    async def _supervise(self, consumer: TriggerConsumer) -> None:
-        """Run a consumer; if it fails, ask for a fresh one after a pause."""
+    async def _supervise(self, consumer: TopicConsumer) -> None:
+        """Run a topic consumer; if it fails, ask for a fresh one after a pause."""
         try:
             await consumer.run()
         except Exception as exc:
-            log.warning("consumer for %s failed: %s; restarting", consumer.plan.key, exc)
+            log.warning("consumer of %s failed: %s; restarting", consumer.topic, exc)
             await asyncio.sleep(1.0)
             self._changed.set()
 

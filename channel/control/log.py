@@ -24,7 +24,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from channel.errors import Unavailable
+from channel.errors import Problem, Unavailable, ValidationError
 from channel.kafka import client_options, create_admin, create_producer, ensure_topic
 from channel.settings import Settings
 
@@ -175,13 +175,17 @@ class ResourceLog:
             await self._changed.wait_for(lambda: self.position > offset)
 
 
+_MAX_APPLY_BYTES = 900 * 1024  # under Kafka's default message.max.bytes (1 MiB)
+
+
 class ResourceWriter:
     """Writes resource documents (or tombstones) to the log, all of one call atomically."""
 
     def __init__(self, settings: Settings, *, topic: str | None = None) -> None:
         self._settings = settings
         self._topic = topic or settings.kafka_resources_topic
-        self._producer: AIOKafkaProducer = create_producer(settings)
+        # One apply is one batch, so that it is atomic: let a batch be as large as a request.
+        self._producer: AIOKafkaProducer = create_producer(settings, max_batch_size=_MAX_APPLY_BYTES)
         self._started = False
 
     async def start(self) -> None:
@@ -202,8 +206,14 @@ class ResourceWriter:
         for key, doc in records:
             value = None if doc is None else json.dumps(doc, separators=(",", ":")).encode()
             if batch.append(key=key.encode(), value=value, timestamp=None) is None:
-                raise Unavailable(
-                    f"{len(records)} resources do not fit in one Kafka request; apply fewer at once"
+                raise ValidationError(
+                    [
+                        Problem(
+                            "",
+                            f"{len(records)} resources are more than one apply can hold "
+                            f"({_MAX_APPLY_BYTES // 1024} KiB); apply them in several parts",
+                        )
+                    ]
                 )
         batch.close()
         try:
