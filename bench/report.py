@@ -168,7 +168,9 @@ def write_png(path: Path, rows: list[Row]) -> None:
     throughput = [r for r in rows if r.unit == "ev/s" and not r.scenario.startswith("triggers")]
     latency = [r for r in rows if r.percentiles is not None]
     triggers = [r for r in rows if r.scenario.startswith("triggers") and r.unit == "ev/s"]
-    fig, axes = plt.subplots(1, 3, figsize=(18, 6.5), gridspec_kw={"width_ratios": [1.3, 1.1, 0.8]})
+    fig = plt.figure(figsize=(16, 12))
+    grid = fig.add_gridspec(2, 2, width_ratios=[1.4, 1], height_ratios=[1, 1.1])
+    axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, :]), fig.add_subplot(grid[0, 1])]
 
     ax = axes[0]
     labels = [f"{r.scenario}: {r.measure}" for r in throughput]
@@ -188,22 +190,31 @@ def write_png(path: Path, rows: list[Row]) -> None:
     ax.legend(fontsize=8)
 
     ax = axes[1]
-    keys = ["p50_ms", "p90_ms", "p99_ms", "max_ms"]
-    width = 0.2
-    for k, key in enumerate(keys):
-        ax.bar(
-            [i + (k - 1.5) * width for i in range(len(latency))],
+    height = 0.2
+    for k, key in enumerate(PERCENTILES):
+        ax.barh(
+            [i + (k - 1.5) * height for i in range(len(latency))],
             [(r.percentiles or {}).get(key, math.nan) for r in latency],
-            width=width,
+            height=height,
             label=key.removesuffix("_ms"),
         )
-    ax.set_xticks(
-        range(len(latency)), [f"{r.scenario}\n{r.measure}" for r in latency], fontsize=7, rotation=15
-    )
-    ax.set_yscale("log")
-    ax.set_ylabel("ms (log)")
-    ax.set_title("Latency percentiles")
-    ax.legend(fontsize=8)
+        baselines = [(i, r.baseline) for i, r in enumerate(latency) if r.baseline and key == "p99_ms"]
+        if baselines:
+            ax.scatter(
+                [b for _, b in baselines],
+                [i + (k - 1.5) * height for i, _ in baselines],
+                marker="|",
+                s=300,
+                color="black",
+                label="baseline p99",
+                zorder=3,
+            )
+    ax.set_yticks(range(len(latency)), [f"{r.scenario}: {r.measure}" for r in latency], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("ms (log)")
+    ax.set_title("Latency percentiles (black mark: the baseline's p99, same run)")
+    ax.legend(fontsize=8, loc="lower right")
 
     ax = axes[2]
     if triggers:

@@ -396,7 +396,12 @@ def scenario_latency(sizes: Sizes, out: Results) -> None:
         row.note = f"{received['stamped']:,.0f} of {sent['requests']:,.0f} received"
         row.baseline_name, row.baseline = "bare aiokafka produce -> consume, p99", bare[rate, 500]["p99_ms"]
         out.add(row)
-        tuned = latency_row("e2e", f"bare aiokafka produce -> consume at {rate:,} ev/s", bare[rate, 10], None)
+        tuned = latency_row(
+            "e2e",
+            f"bare aiokafka produce -> consume at {rate:,} ev/s, 10 ms fetch wait",
+            bare[rate, 10],
+            None,
+        )
         tuned.note = "consumer fetch_max_wait_ms=10 instead of the default 500"
         out.add(tuned)
         ingress = latency_row("e2e", f"ingress response at {rate:,} ev/s, dispatcher running", sent, None)
