@@ -18,8 +18,9 @@ Scenarios (each on a fresh embedded broker, loopback only, bounded in count and 
               delivered events/s vs the 1-Trigger case, and the dispatcher's peak RSS.
 Peak RSS (VmHWM) of every component is reported from the runs above.
 
-The full run writes bench/results/results.md and results.png; a `--quick` or `--only` run writes
-to /tmp/kanal-bench-results unless `--out` says otherwise, so it never replaces the full results.
+The full run writes bench/results/results.md, results.png and results.json (the raw rows;
+`--render DIR` draws the first two again from it); a `--quick` or `--only` run writes to
+/tmp/kanal-bench-results unless `--out` says otherwise, so it never replaces the full results.
 """
 
 from __future__ import annotations
@@ -36,7 +37,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import ROOT, Bench, broker, trigger, wrk
-from report import Row, Target, console_table, machine, write_markdown, write_png
+from report import (
+    Row,
+    Target,
+    console_table,
+    load_json,
+    machine,
+    save_json,
+    write_markdown,
+    write_png,
+)
 
 from channel.embedded import free_port
 from channel.kafka import broker_topic
@@ -484,8 +494,20 @@ def main() -> int:
         metavar="SCENARIO",
         help=f"run only these: {', '.join([*SCENARIOS, *ALIASES])}",
     )
-    parser.add_argument("--out", type=Path, help="where results.md and results.png go")
+    parser.add_argument("--out", type=Path, help="where results.md, .png and .json go")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="DIR",
+        help="only draw DIR/results.md and .png again from DIR/results.json",
+    )
     args = parser.parse_args()
+    if args.render:
+        rows, info, command, seconds = load_json(args.render / "results.json")
+        write_markdown(args.render / "results.md", rows, info, command, seconds)
+        write_png(args.render / "results.png", rows)
+        print(console_table(rows))
+        return 0
     partial = args.quick or bool(args.only)
     out_dir: Path = args.out or (Path("/tmp/kanal-bench-results") if partial else BENCH / "results")
     wanted = [
@@ -523,6 +545,7 @@ def main() -> int:
     print("\n" + console_table(results.rows))
     out_dir.mkdir(parents=True, exist_ok=True)
     command = " ".join(["python bench/run.py", *sys.argv[1:]])
+    save_json(out_dir / "results.json", results.rows, info, command, elapsed)
     write_markdown(out_dir / "results.md", results.rows, info, command, elapsed)
     write_png(out_dir / "results.png", results.rows)
     print(f"\nwrote {out_dir / 'results.md'} and {out_dir / 'results.png'} ({elapsed / 60:.1f} min)")
