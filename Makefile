@@ -5,7 +5,12 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.kanal-installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean tools
+
+# Debian tools some tests and the benchmarks run for real: Prometheus (a test scrapes Kanal with
+# it) and wrk (load for the ingress benchmark). Installed with apt-get when missing.
+TOOLS = prometheus wrk
+APT   = $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +23,15 @@ demo: $(STAMP)
 	$(BIN)/kanal dev --apply examples/getting-started \
 	  --sink hello-display=9001 --sink goodbye-display=9002
 
+tools:
+	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (Debian packages)"; \
+	  $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
 ## Lint, types and the whole test suite (what CI runs).
-test: $(STAMP) lint typecheck
+test: $(STAMP) tools lint typecheck
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -35,7 +47,7 @@ unit: $(STAMP)
 ## Every benchmark with its same-run baseline (~15 min, not part of `make test`); writes
 ## bench/results/results.md and results.png. `make bench BENCH_FLAGS=--quick` for a short run.
 BENCH_FLAGS ?=
-bench: $(STAMP)
+bench: $(STAMP) tools
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/run.py $(BENCH_FLAGS)
 	$(BIN)/python bench/filters_bench.py

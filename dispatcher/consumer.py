@@ -32,7 +32,9 @@ import asyncio
 import bisect
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Coroutine, Iterable, Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -59,13 +61,22 @@ _DETACH_AFTER = 0.2
 _DRAIN_TIMEOUT = 10.0
 
 
+# A delivery waiting for a worker: the partition's in-flight offsets it belongs to, the event, its origin.
+_Item = tuple[PartitionOffsets, CloudEvent, Source]
+
+
 class Lane:
     """One Trigger's (or Subscription's) share of a topic."""
 
     def __init__(self, plan: Plan, settings: Settings) -> None:
         self.plan = plan
         self.buffer = settings.dispatcher_lane_buffer
-        self.concurrency = asyncio.Semaphore(settings.dispatcher_max_in_flight)
+        self.limit = settings.dispatcher_max_in_flight
+        # Deliveries waiting for a worker: unordered lanes share one queue served by up to
+        # `limit` workers; ordered lanes have one queue and one worker per partition.
+        self.queue: deque[_Item] = deque()
+        self.workers = 0
+        self.serial: dict[TopicPartition, deque[_Item]] = {}
         self.pending = 0  # deliveries begun and not finished, all partitions
         self.room = asyncio.Event()
         self.room.set()
@@ -81,8 +92,7 @@ class Lane:
         # Partitions without a committed offset: records older than the Trigger are not its own.
         self.floor: dict[TopicPartition, int] = {}
         self.committed: dict[TopicPartition, int] = {}
-        self.order: dict[TopicPartition, asyncio.Lock] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Task[None]] = set()  # the workers
         self.reader: asyncio.Task[None] | None = None
         self.retired = False
 
@@ -94,7 +104,7 @@ class Lane:
         return self.pending >= self.buffer
 
     def forget(self, tp: TopicPartition) -> None:
-        for table in (self.offsets, self.start, self.catching, self.floor, self.committed, self.order):
+        for table in (self.offsets, self.start, self.catching, self.floor, self.committed):
             table.pop(tp, None)
 
 
@@ -284,7 +294,6 @@ class TopicConsumer:
     # -- deliveries -----------------------------------------------------------------------
 
     def _begin(self, lane: Lane, tp: TopicPartition, event: CloudEvent, source: Source) -> None:
-        assert self._tasks is not None
         parts = lane.offsets.get(tp)
         if parts is None:
             parts = lane.offsets[tp] = PartitionOffsets()
@@ -292,23 +301,45 @@ class TopicConsumer:
         lane.pending += 1
         if lane.full():
             lane.room.clear()
-        task = self._tasks.create_task(self._deliver(lane, tp, event, source))
+        item = (parts, event, source)
+        if lane.plan.ordered:
+            # One worker per partition takes its queue first in, first out: one delivery (with
+            # its retries) at a time, in offset order.
+            queue = lane.serial.get(tp)
+            if queue is None:
+                queue = lane.serial[tp] = deque()
+                queue.append(item)
+                self._spawn(lane, self._work(lane, queue, tp))
+            else:
+                queue.append(item)
+        else:
+            lane.queue.append(item)
+            if lane.workers < lane.limit:
+                lane.workers += 1
+                self._spawn(lane, self._work(lane, lane.queue, None))
+
+    def _spawn(self, lane: Lane, work: Coroutine[Any, Any, None]) -> None:
+        assert self._tasks is not None
+        task = self._tasks.create_task(work)
         lane.tasks.add(task)
         task.add_done_callback(lane.tasks.discard)
 
-    async def _deliver(self, lane: Lane, tp: TopicPartition, event: CloudEvent, source: Source) -> None:
+    async def _work(self, lane: Lane, queue: deque[_Item], serial: TopicPartition | None) -> None:
+        """Deliver from `queue` until it is empty; stop early when stopping or retired."""
         try:
-            if lane.plan.ordered:
-                # Tasks start in offset order and asyncio.Lock wakes waiters first in, first
-                # out: one delivery (with its retries) at a time per partition, in order.
-                lock = lane.order.get(tp)
-                if lock is None:
-                    lock = lane.order[tp] = asyncio.Lock()
-                async with lock, lane.concurrency:
-                    await self._dispatcher.deliver(lane.plan, event, source)
-            else:
-                async with lane.concurrency:
-                    await self._dispatcher.deliver(lane.plan, event, source)
+            while queue and not self._stopping.is_set() and not lane.retired:
+                await self._deliver(lane, *queue.popleft())
+        finally:
+            if serial is None:
+                lane.workers -= 1
+            elif lane.serial.get(serial) is queue:
+                del lane.serial[serial]
+
+    async def _deliver(self, lane: Lane, parts: PartitionOffsets, event: CloudEvent, source: Source) -> None:
+        try:
+            if lane.offsets.get(TopicPartition(self.topic, source.partition)) is parts:
+                await self._dispatcher.deliver(lane.plan, event, source)
+            # else: the partition was revoked since; its next owner delivers the event.
         except Exception:
             # Never let one event stop the partition; it is counted and logged as dropped.
             log.exception("delivery of event id=%s for %s failed unexpectedly", event.id, lane.key)
@@ -317,9 +348,7 @@ class TopicConsumer:
             lane.pending -= 1
             if not lane.full():
                 lane.room.set()
-        parts = lane.offsets.get(tp)
-        if parts is not None:
-            parts.done(source.offset)
+        parts.done(source.offset)
 
     async def _drain(self, lanes: list[Lane]) -> None:
         """Let deliveries in flight finish, bounded; what does not finish is delivered again later."""

@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from prometheus_client import Counter, Gauge, Histogram
 
-__all__ = ["ATTEMPTS", "DELIVERY_LATENCY", "EVENTS", "LAG", "NON_EVENTS", "REPLIES"]
+__all__ = ["ATTEMPTS", "DELIVERY_LATENCY", "EVENTS", "LAG", "NON_EVENTS", "REPLIES", "child"]
+
+M = TypeVar("M", Counter, Histogram)
+_children: dict[tuple[object, tuple[str, ...]], object] = {}
+
+
+def child(metric: M, *labels: str) -> M:
+    """`metric.labels(*labels)`, looked up once: `labels` validates and locks on every call, and
+    the delivery path counts several times per event. Only for metrics whose labelled series are
+    never removed (not LAG)."""
+    key = (metric, labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*labels)
+    return found  # type: ignore[return-value]
+
 
 EVENTS = Counter(
     "kanal_dispatcher_events",
