@@ -37,6 +37,8 @@ from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
@@ -173,6 +175,9 @@ class TopicConsumer:
             enable_auto_commit=False,
             auto_offset_reset="latest",
             max_poll_interval_ms=600_000,
+            # aiokafka has no cooperative rebalancing; the sticky assignor is the closest it
+            # offers: a rebalance moves as few partitions as it can.
+            partition_assignment_strategy=(StickyPartitionAssignor, RoundRobinPartitionAssignor),
         )
         self._consumer = consumer
         await consumer.start()
