@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         default="kanal.attempts",
         description="Compacted topic of delivery attempts of events being retried (survives rebalances)",
     )
+    kafka_fetch_max_wait_ms: int = Field(
+        default=500,
+        ge=1,
+        description="How long a fetch waits for new records; Kafka answers as soon as one arrives, the "
+        "embedded broker only when this expires (kanal dev sets 20)",
+    )
     kafka_produce_timeout: float = Field(
         default=5.0, gt=0, description="Seconds a write may wait for Kafka before 503"
     )

@@ -175,6 +175,7 @@ class TopicConsumer:
             enable_auto_commit=False,
             auto_offset_reset="latest",
             max_poll_interval_ms=600_000,
+            fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
             # aiokafka has no cooperative rebalancing; the sticky assignor is the closest it
             # offers: a rebalance moves as few partitions as it can.
             partition_assignment_strategy=(StickyPartitionAssignor, RoundRobinPartitionAssignor),
@@ -379,7 +380,12 @@ class TopicConsumer:
 
     async def _catch_up(self, lane: Lane) -> None:
         """Feed `lane` the partitions it is behind on, until it has caught up with the shared reader."""
-        reader = AIOKafkaConsumer(**client_options(self._settings), group_id=None, enable_auto_commit=False)
+        reader = AIOKafkaConsumer(
+            **client_options(self._settings),
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
+        )
         try:
             await reader.start()
             placed: dict[TopicPartition, int] = {}

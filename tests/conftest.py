@@ -44,4 +44,4 @@ def kafka(request: pytest.FixtureRequest) -> Iterator[KafkaUnderTest]:
     from channel.embedded import EmbeddedKafka
 
     with EmbeddedKafka() as broker:
-        yield KafkaUnderTest(broker.bootstrap_servers, idempotence=False)
+        yield KafkaUnderTest(broker.bootstrap_servers, idempotence=False, fetch_max_wait_ms=20)

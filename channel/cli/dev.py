@@ -88,6 +88,8 @@ async def run_dev(settings: Settings, apply_paths: list[str], sinks: list[tuple[
         broker = EmbeddedKafka(host="127.0.0.1").start()
         env["KANAL_KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
         env["KANAL_KAFKA_IDEMPOTENCE"] = "false"  # the embedded broker has no InitProducerId
+        # The embedded broker answers a fetch only when its wait expires, not when records arrive.
+        env.setdefault("KANAL_KAFKA_FETCH_MAX_WAIT_MS", "20")
         print(
             f"kanal dev: embedded Kafka-protocol broker (Tansu) on {broker.bootstrap_servers}",
             flush=True,

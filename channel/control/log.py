@@ -81,6 +81,7 @@ class ResourceLog:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
         )
         await self._consumer.start()
         self._consumer.assign([self._tp])

@@ -124,13 +124,15 @@ async def test_a_slow_trigger_does_not_delay_the_others(cluster: KanalCluster) -
             {"specversion": "1.0", "id": i, "type": t, "source": "fanout-test", "data": {"id": i}}
             for i, t in events
         ]
-        async with aiohttp.ClientSession() as session:
-            async with session.post(
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
                 cluster.broker_url("fan", "default"),
                 data=json.dumps(batch),
                 headers={"content-type": "application/cloudevents-batch+json"},
-            ) as response:
-                assert response.status == 202, await response.text()
+            ) as response,
+        ):
+            assert response.status == 202, await response.text()
         # All 300 are in Kafka at once. The slow subscriber takes 4 requests at a time, 0.1 s
         # each, so it needs at least 7.5 s for them; the fast Trigger must not wait for it.
         await fast_sink.wait_for(len(events), timeout=30)

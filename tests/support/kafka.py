@@ -12,11 +12,14 @@ from channel.settings import Settings
 class KafkaUnderTest:
     bootstrap_servers: str
     idempotence: bool
+    # The embedded broker answers a fetch only when the wait expires (Kafka: when records arrive).
+    fetch_max_wait_ms: int = 500
 
     def env(self) -> dict[str, str]:
         return {
             "KANAL_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
             "KANAL_KAFKA_IDEMPOTENCE": "true" if self.idempotence else "false",
+            "KANAL_KAFKA_FETCH_MAX_WAIT_MS": str(self.fetch_max_wait_ms),
         }
 
     def settings(self, **overrides: object) -> Settings:
@@ -24,6 +27,7 @@ class KafkaUnderTest:
         values: dict[str, object] = {
             "kafka_bootstrap_servers": self.bootstrap_servers,
             "kafka_idempotence": self.idempotence,
+            "kafka_fetch_max_wait_ms": self.fetch_max_wait_ms,
             "kafka_resources_topic": f"kanal.resources.{uuid.uuid4().hex[:10]}",
             "kafka_topic_prefix": f"t{uuid.uuid4().hex[:8]}",
             "kafka_topic_partitions": 3,
