@@ -5,6 +5,8 @@ kanal controller | ingress | dispatcher             one component (as the Helm c
 kanal apply -f FILE|DIR|-                           create or update resources
 kanal get KIND [NAME] [-n NS | -A] [-o json|yaml]   list resources
 kanal delete KIND NAME [-n NS] | -f FILE            delete resources
+kanal send --broker NAME -n NS --type T --source S  post a CloudEvent
+kanal source run --sink URL -- COMMAND...           run a program as an event source (K_SINK)
 kanal event-display [--port N]                      a sink that prints events
 """
 
@@ -143,6 +145,18 @@ def _cmd_get(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_send(args: argparse.Namespace) -> int:
+    from channel.cli.send import run_send
+
+    return run_send(args, _client(args))
+
+
+def _cmd_source(args: argparse.Namespace) -> int:
+    from channel.cli.source import run_source
+
+    return run_source(args, _client(args))
+
+
 def _cmd_component(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     configure_logging(settings.log_level)
@@ -245,6 +259,16 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("-n", "--namespace")
     add_settings_flags(delete)
     delete.set_defaults(func=_cmd_delete)
+
+    from channel.cli.send import add_send_parser
+    from channel.cli.source import add_source_parser
+
+    send = add_send_parser(sub)
+    add_settings_flags(send)
+    send.set_defaults(func=_cmd_send)
+    source = add_source_parser(sub)
+    add_settings_flags(source)
+    source.set_defaults(func=_cmd_source)
 
     display = sub.add_parser("event-display", help="a sink that prints the CloudEvents it receives")
     display.add_argument("--port", type=int, default=8080)
