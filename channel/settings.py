@@ -51,6 +51,14 @@ class Settings(BaseSettings):
         description="How long a fetch waits for new records; Kafka answers as soon as one arrives, the "
         "embedded broker only when this expires (kanal dev sets 20)",
     )
+    kafka_ticks_topic: str = Field(
+        default="kanal.ticks", description="Compacted topic of the last tick sent per PingSource"
+    )
+    ping_catch_up: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds a missed PingSource tick may be late and still be sent (older ones are skipped)",
+    )
     kafka_produce_timeout: float = Field(
         default=5.0, gt=0, description="Seconds a write may wait for Kafka before 503"
     )

@@ -32,8 +32,10 @@ _GROUPS = {
     "Channel": "messaging.knative.dev",
     "KafkaChannel": "messaging.knative.dev",
     "Subscription": "messaging.knative.dev",
+    "PingSource": "sources.knative.dev",
 }
-_KINDS_HELP = "brokers, triggers, channels, kafkachannels, subscriptions"
+_KINDS_HELP = "brokers, triggers, channels, kafkachannels, subscriptions, pingsources, sources"
+_SOURCE_KINDS = ("PingSource",)
 
 
 def _read_manifests(paths: list[str]) -> list[tuple[str, dict[str, Any]]]:
@@ -128,6 +130,18 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 def _cmd_get(args: argparse.Namespace) -> int:
     from channel.cli.tables import render
 
+    if args.kind.lower() in ("source", "sources"):
+        client = _client(args)
+        namespace = None if args.all_namespaces else (args.namespace or "default")
+        docs = [doc for kind in _SOURCE_KINDS for doc in client.list(kind, namespace)]
+        if args.name:
+            docs = [d for d in docs if (d.get("metadata") or {}).get("name") == args.name]
+        if not docs and args.output not in ("json", "yaml"):
+            where = "any namespace" if namespace is None else f"{namespace} namespace"
+            print(f"No resources found in {where}.", file=sys.stderr)
+            return 0
+        print(render("Sources", docs, args.output or "", args.all_namespaces))
+        return 0
     model = resource_class(args.kind)
     if model is None:
         raise SystemExit(f"kanal: unknown kind {args.kind!r} ({_KINDS_HELP})")

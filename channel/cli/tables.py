@@ -78,7 +78,37 @@ def _subscription_row(doc: Doc) -> list[str]:
     ]
 
 
+def _ping_row(doc: Doc) -> list[str]:
+    ready, reason = _ready(doc)
+    spec = doc.get("spec") or {}
+    return [
+        _meta(doc, "name"),
+        str(spec.get("schedule", "")),
+        str((doc.get("status") or {}).get("sinkUri", "")),
+        age(_meta(doc, "creationTimestamp")),
+        ready,
+        reason,
+    ]
+
+
+def _source_row(doc: Doc) -> list[str]:
+    """`kanal get sources`, as `kubectl get sources` shows any source kind."""
+    ready, reason = _ready(doc)
+    group = str(doc.get("apiVersion", "")).split("/")[0]
+    return [
+        _meta(doc, "name"),
+        str(doc.get("kind", "")),
+        f"{str(doc.get('kind', '')).lower()}s.{group}",
+        str((doc.get("status") or {}).get("sinkUri", "")),
+        age(_meta(doc, "creationTimestamp")),
+        ready,
+        reason,
+    ]
+
+
 COLUMNS: dict[str, tuple[list[str], Callable[[Doc], list[str]]]] = {
+    "PingSource": (["NAME", "SCHEDULE", "SINK", "AGE", "READY", "REASON"], _ping_row),
+    "Sources": (["NAME", "TYPE", "RESOURCE", "SINK", "AGE", "READY", "REASON"], _source_row),
     "Broker": (["NAME", "URL", "AGE", "READY", "REASON"], _broker_row),
     "Channel": (["NAME", "URL", "AGE", "READY", "REASON"], _broker_row),
     "KafkaChannel": (["NAME", "URL", "AGE", "READY", "REASON"], _broker_row),

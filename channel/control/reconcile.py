@@ -20,6 +20,7 @@ from channel.resources.model import (
     Channel,
     Condition,
     PhysicalSubscription,
+    PingSource,
     Resource,
     Status,
     SubscriberSpec,
@@ -229,6 +230,21 @@ def reconcile(
             conditions=_with_times([_ready(conds), *conds], trigger.status, now),
             subscriberUri=subscriber,
             deadLetterSinkUri=dls,
+        )
+
+    for key, source in ((k, r) for k, r in resources.items() if isinstance(r, PingSource)):
+        sink = _resolve(source.spec.sink, source.metadata.namespace, addressing, addresses)
+        sink_cond = (
+            _condition("SinkProvided", True)
+            if sink
+            else _condition(
+                "SinkProvided", False, "NotFound", f"cannot resolve sink {_describe(source.spec.sink)}"
+            )
+        )
+        statuses[key] = Status(
+            observedGeneration=source.metadata.generation,
+            conditions=_with_times([_ready([sink_cond]), sink_cond], source.status, now),
+            sinkUri=sink,
         )
     return statuses
 

@@ -9,7 +9,9 @@ from aiohttp import web
 
 from channel.control.api import create_admin_app
 from channel.control.controller import Controller
+from channel.resources.model import PingSource
 from channel.settings import Settings
+from channel.sources.ping import PingScheduler
 
 __all__ = ["ControllerService"]
 
@@ -21,6 +23,16 @@ class ControllerService:
         self.settings = settings
         self.controller = Controller(settings)
         self._stop = asyncio.Event()
+
+    def _ping_sources(self) -> list[PingSource]:
+        sources = []
+        for key, doc in self.controller.log.documents.items():
+            if key.startswith("PingSource/"):
+                try:
+                    sources.append(PingSource.model_validate(doc))
+                except ValueError:
+                    log.error("stored %s is not a valid PingSource; not scheduled", key)
+        return sources
 
     def shutdown(self) -> None:
         self._stop.set()
@@ -37,10 +49,13 @@ class ControllerService:
                 self.settings.host,
                 self.settings.controller_port,
             )
+            scheduler = PingScheduler(self.settings, self._ping_sources)
             async with asyncio.TaskGroup() as tg:
                 work = tg.create_task(self.controller.run())
+                pings = tg.create_task(scheduler.run())
                 await self._stop.wait()
                 work.cancel()
+                pings.cancel()
         finally:
             await runner.cleanup()
             await self.controller.close()

@@ -17,7 +17,15 @@ import yaml
 
 from channel.errors import Problem, ValidationError
 from channel.filters import compile_trigger_filter
-from channel.resources.model import Broker, Channel, KafkaChannel, Resource, Subscription, Trigger
+from channel.resources.model import (
+    Broker,
+    Channel,
+    KafkaChannel,
+    PingSource,
+    Resource,
+    Subscription,
+    Trigger,
+)
 
 __all__ = [
     "KINDS",
@@ -35,6 +43,7 @@ KINDS: dict[tuple[str, str], type[Resource]] = {
     (Channel.API_VERSION, Channel.KIND): Channel,
     (KafkaChannel.API_VERSION, KafkaChannel.KIND): KafkaChannel,
     (Subscription.API_VERSION, Subscription.KIND): Subscription,
+    (PingSource.API_VERSION, PingSource.KIND): PingSource,
 }
 _KNATIVE_GROUPS = ("knative.dev/",)
 

@@ -8,10 +8,12 @@ from Knative's documentation apply unchanged. Status is computed by the controll
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Any, ClassVar, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from channel.resources.delivery import DeliverySpec
 from channel.resources.destination import Destination
@@ -19,6 +21,7 @@ from channel.resources.destination import Destination
 __all__ = [
     "EVENTING_V1",
     "MESSAGING_V1",
+    "SOURCES_V1",
     "Addressable",
     "Broker",
     "BrokerSpec",
@@ -28,6 +31,8 @@ __all__ = [
     "KafkaChannel",
     "ObjectMeta",
     "PhysicalSubscription",
+    "PingSource",
+    "PingSourceSpec",
     "Resource",
     "Status",
     "Subscription",
@@ -40,6 +45,7 @@ __all__ = [
 EVENTING_V1: Final = "eventing.knative.dev/v1"
 MESSAGING_V1: Final = "messaging.knative.dev/v1"
 MESSAGING_V1BETA1: Final = "messaging.knative.dev/v1beta1"
+SOURCES_V1: Final = "sources.knative.dev/v1"
 
 # Kubernetes names: namespaces are DNS-1123 labels, object names DNS-1123 subdomains.
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -125,6 +131,7 @@ class Status(_Model):
     dead_letter_sink_uri: str | None = Field(default=None, alias="deadLetterSinkUri")
     physical_subscription: PhysicalSubscription | None = Field(default=None, alias="physicalSubscription")
     subscribers: list[SubscriberStatus] | None = None
+    sink_uri: str | None = Field(default=None, alias="sinkUri")
 
     def condition(self, type_: str = "Ready") -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
@@ -258,3 +265,58 @@ class Subscription(Resource):
     KIND: ClassVar[str] = "Subscription"
     kind: Literal["Subscription"]
     spec: SubscriptionSpec
+
+
+class CloudEventOverrides(_Model):
+    extensions: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("extensions")
+    @classmethod
+    def _names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [name for name in value if not re.fullmatch(r"[a-z0-9]+", name)]
+        if bad:
+            raise ValueError(f"extension names are lower-case letters and digits: {', '.join(bad)}")
+        return value
+
+
+class PingSourceSpec(_Model):
+    schedule: str = Field(min_length=1)
+    timezone: str | None = None
+    content_type: str | None = Field(default=None, alias="contentType")
+    data: str | None = None
+    data_base64: str | None = Field(default=None, alias="dataBase64")
+    sink: Destination
+    ce_overrides: CloudEventOverrides | None = Field(default=None, alias="ceOverrides")
+
+    @model_validator(mode="after")
+    def _check(self) -> PingSourceSpec:
+        from channel.sources.schedule import Schedule, ScheduleError
+
+        try:
+            Schedule(self.schedule, self.timezone)
+        except ScheduleError as exc:
+            field = "timezone" if "time zone" in str(exc) else "schedule"
+            raise ValueError(f"{field}: {exc}") from None
+        if self.data is not None and self.data_base64 is not None:
+            raise ValueError("data and dataBase64: give one of them, not both")
+        if self.data_base64 is not None:
+            try:
+                base64.b64decode(self.data_base64, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("dataBase64: not valid base64") from None
+        return self
+
+    def payload(self) -> bytes | None:
+        """The bytes each ping carries."""
+        if self.data_base64 is not None:
+            return base64.b64decode(self.data_base64)
+        return None if self.data is None else self.data.encode()
+
+
+class PingSource(Resource):
+    """A PingSource: events of type dev.knative.sources.ping to a sink, on a cron schedule."""
+
+    API_VERSION: ClassVar[str] = SOURCES_V1
+    KIND: ClassVar[str] = "PingSource"
+    kind: Literal["PingSource"]
+    spec: PingSourceSpec

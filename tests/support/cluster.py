@@ -36,6 +36,7 @@ class KanalCluster:
                 "KANAL_DISPATCHER_PORT": str(self.ports["dispatcher"]),
                 "KANAL_KAFKA_RESOURCES_TOPIC": f"kanal.resources.{uuid.uuid4().hex[:10]}",
                 "KANAL_KAFKA_ATTEMPTS_TOPIC": f"kanal.attempts.{uuid.uuid4().hex[:10]}",
+                "KANAL_KAFKA_TICKS_TOPIC": f"kanal.ticks.{uuid.uuid4().hex[:10]}",
                 "KANAL_KAFKA_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:8]}",
                 "KANAL_KAFKA_TOPIC_PARTITIONS": "3",
                 "KANAL_DISPATCHER_COMMIT_INTERVAL": "0.2",

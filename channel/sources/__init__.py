@@ -1,0 +1,1 @@
+"""Event sources run by Kanal itself: PingSource."""
