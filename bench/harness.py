@@ -24,6 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from channel.embedded import EmbeddedKafka, free_port  # noqa: E402
 
+EMBEDDED_FETCH_WAIT_MS = 20
+
 
 def peak_rss_mib(pid: int) -> float:
     """Peak resident set size (VmHWM) of a live process, in MiB."""
@@ -98,6 +100,8 @@ class Bench:
             os.environ,
             KANAL_KAFKA_BOOTSTRAP_SERVERS=self.kafka.bootstrap_servers,
             KANAL_KAFKA_IDEMPOTENCE="false",
+            # As `kanal dev` does: the embedded broker answers a fetch only when its wait expires.
+            KANAL_KAFKA_FETCH_MAX_WAIT_MS=str(EMBEDDED_FETCH_WAIT_MS),
             KANAL_HOST="127.0.0.1",
             KANAL_INGRESS_PORT=str(self.ports["ingress"]),
             KANAL_CONTROLLER_PORT=str(self.ports["controller"]),
