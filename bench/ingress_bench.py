@@ -1,5 +1,8 @@
 """Ingress throughput and latency against a bare server on the same HTTP stack, in one run.
 
+The ingress scenario of bench/run.py (which `make bench` runs) measures the same and more; this
+script is the ingress alone, with its own `--seconds`.
+
     python bench/ingress_bench.py [--seconds 10]
 
 1. Baseline: a bare ASGI app on uvicorn+httptools answering 202 (bench/hello_asgi.py).
@@ -16,7 +19,9 @@ import json
 import subprocess
 import sys
 
-from harness import ROOT, Bench, broker, free_port, machine, peak_rss_mib, wait_ok, wrk
+from harness import ROOT, Bench, broker, machine, peak_rss_mib, wait_ok, wrk
+
+from channel.embedded import free_port
 
 
 def _percentiles(latency: dict[str, float]) -> str:
