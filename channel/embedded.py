@@ -58,6 +58,11 @@ class EmbeddedKafka:
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs (to signal it in fault tests)."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
 

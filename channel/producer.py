@@ -32,20 +32,29 @@ class KafkaEventSink:
         self._producer = producer
         self._timeout = timeout
         self._spread = itertools.count()
+        # Set when a write failed, cleared by the next that succeeds: readiness reports it.
+        self.failing = False
+
+    def healthy(self) -> bool:
+        """False from a failed write until a write succeeds again."""
+        return not self.failing
 
     async def send(self, topic: str, records: Sequence[KafkaRecord]) -> None:
         try:
             async with asyncio.timeout(self._timeout):
                 if len(records) == 1:
                     await (await self._send_one(topic, records[0]))
-                    return
-                futures = [await self._send_one(topic, r) for r in records]
-                for future in futures:
-                    await future
+                else:
+                    futures = [await self._send_one(topic, r) for r in records]
+                    for future in futures:
+                        await future
         except TimeoutError:
+            self.failing = True
             raise Unavailable(f"Kafka did not acknowledge within {self._timeout}s") from None
         except KafkaError as exc:
+            self.failing = True
             raise Unavailable(f"Kafka refused the write: {exc}") from exc
+        self.failing = False
 
     async def _send_one(self, topic: str, record: KafkaRecord) -> asyncio.Future[object]:
         if record.key is not None or record.value is not None:

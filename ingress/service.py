@@ -12,6 +12,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from aiokafka.errors import KafkaError
+
 from channel.control.log import ResourceLog
 from channel.kafka import create_producer
 from channel.producer import EventSink, KafkaEventSink
@@ -36,10 +38,13 @@ class IngressService:
         self.settings = settings
         self._producer = create_producer(settings)
         self._log = ResourceLog(settings, self._on_resources)
+        sink = self._sink = KafkaEventSink(self._producer, settings.kafka_produce_timeout)
         self.app = IngressApp(
             settings,
-            KafkaEventSink(self._producer, settings.kafka_produce_timeout),
-            ready=lambda: self._log.healthy(),
+            sink,
+            # Not ready while Kafka is unreachable: the resource log cannot fetch, or the last
+            # write failed (until a write succeeds or `_recover` reaches Kafka again).
+            ready=lambda: self._log.healthy() and sink.healthy(),
             refresh=self._log.caught_up,
             auth=authenticator_from_settings(settings),
         )
@@ -76,13 +81,31 @@ class IngressService:
                     self.settings.host,
                     self.settings.ingress_port,
                 )
+                recover = tg.create_task(self._recover())
                 await self._server.serve()
                 follower.cancel()
+                recover.cancel()
         finally:
             with contextlib.suppress(Exception):
                 await self._producer.flush()
             await self._producer.stop()
             await self._log.close()
+
+    async def _recover(self, interval: float = 1.0) -> None:
+        """While writes fail, ask Kafka for metadata; when it answers, report ready again, so an
+        ingress taken out of its Service by readiness gets traffic back without a restart."""
+        while True:
+            await asyncio.sleep(interval)
+            if not self._sink.failing:
+                continue
+            try:
+                async with asyncio.timeout(self.settings.kafka_produce_timeout):
+                    reachable = await self._producer.client.force_metadata_update()
+            except (TimeoutError, KafkaError):
+                reachable = False
+            if reachable:
+                log.info("Kafka is reachable again")
+                self._sink.failing = False
 
     def shutdown(self) -> None:
         self._stopping.set()
