@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import ssl
 from typing import Final
 
@@ -21,6 +22,7 @@ from channel.settings import Settings
 __all__ = [
     "BROKER_TOPIC_PREFIX",
     "CHANNEL_TOPIC_PREFIX",
+    "DEAD_LETTER_TOPIC_ANNOTATION",
     "HOP_HEADER",
     "MAX_TOPIC_LENGTH",
     "broker_topic",
@@ -32,6 +34,7 @@ __all__ = [
     "ensure_topic",
     "subscription_group",
     "trigger_group",
+    "valid_topic_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,16 @@ def channel_topic(namespace: str, name: str, prefix: str = CHANNEL_TOPIC_PREFIX)
 def trigger_group(namespace: str, name: str, uid: str) -> str:
     """A Trigger's consumer group. The uid makes a re-created Trigger start afresh."""
     return f"kanal.trigger.{namespace}.{name}.{uid[:8]}"
+
+
+# A Trigger's or Subscription's annotation naming a Kafka topic for its dead letters (Knative's
+# delivery spec has no field for one, so manifests with it stay valid Knative YAML).
+DEAD_LETTER_TOPIC_ANNOTATION = "kanal.dev/dead-letter-topic"
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def valid_topic_name(name: str) -> bool:
+    return bool(_TOPIC_NAME.fullmatch(name)) and name not in (".", "..")
 
 
 def dispatcher_group(topic: str) -> str:

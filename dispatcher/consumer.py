@@ -53,7 +53,7 @@ from dispatcher.groups import GroupOffsets
 from dispatcher.offsets import PartitionOffsets
 from dispatcher.plan import Plan
 
-__all__ = ["Lane", "TopicConsumer"]
+__all__ = ["Lane", "TopicConsumer", "source_of"]
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ class TopicConsumer:
                 if lane.full() and not await self._wait_for_room(lane, tp, offset):
                     continue
                 if source is None:
-                    source = _source(record)
+                    source = source_of(record)
                 matched[key] = matched.get(key, 0) + 1
                 self._begin(lane, tp, event, source)
         if valid:
@@ -443,7 +443,7 @@ class TopicConsumer:
                 await lane.room.wait()
             if tp not in lane.catching:  # revoked while waiting
                 return
-            self._begin(lane, tp, event, _source(record))
+            self._begin(lane, tp, event, source_of(record))
 
     def _maybe_rejoin(self, lane: Lane, tp: TopicPartition, offset: int) -> bool:
         """Attach `tp` back to the shared reader if the lane's next record is one it has not handed out."""
@@ -610,7 +610,8 @@ def _clear_lag(plan: Plan, tp: TopicPartition) -> None:
         metrics.LAG.remove(plan.namespace, plan.name, str(tp.partition))
 
 
-def _source(record: ConsumerRecord) -> Source:
+def source_of(record: ConsumerRecord) -> Source:
+    """Where a record came from, for logs and replies: partition, offset, hops, traceparent."""
     hops = 0
     trace = None
     for key, value in record.headers or ():

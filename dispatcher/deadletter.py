@@ -13,11 +13,13 @@ import base64
 from collections.abc import Mapping
 from typing import Final
 
-__all__ = ["ERROR_CODE", "ERROR_DATA", "ERROR_DEST", "error_extensions", "with_extensions"]
+__all__ = ["ERROR_CODE", "ERROR_DATA", "ERROR_DEST", "ORIGIN", "error_extensions", "with_extensions"]
 
 ERROR_DEST: Final = "knativeerrordest"
 ERROR_CODE: Final = "knativeerrorcode"
 ERROR_DATA: Final = "knativeerrordata"
+# On dead letters in a dead-letter topic: whose they are, e.g. "Trigger/ns/name".
+ORIGIN: Final = "kanalorigin"
 
 
 def error_extensions(

@@ -22,7 +22,7 @@ from channel.kafka import HOP_HEADER
 from channel.producer import EventSink
 from dispatcher import metrics
 from dispatcher.attempts import Attempts, MemoryAttempts
-from dispatcher.deadletter import error_extensions, with_extensions
+from dispatcher.deadletter import ORIGIN, error_extensions, with_extensions
 from dispatcher.delivery import Attempt, Poster
 from dispatcher.plan import TriggerPlan
 from dispatcher.retry import Outcome, classify_status, parse_retry_after
@@ -87,6 +87,12 @@ class Dispatcher:
             )
         if last is None:
             return self._finish(plan, event, source, Result.DELIVERED)
+        extensions = error_extensions(dest, last.status, last.body)
+        stored = False
+        if plan.dead_letter_topic is not None:
+            stored = await self._dead_letter_to_topic(plan, event, extensions, source)
+            if plan.dead_letter is None:
+                return self._finish(plan, event, source, Result.DEAD_LETTERED if stored else Result.DROPPED)
         if plan.dead_letter is None:
             log.warning(
                 "dropped event id=%s trigger=%s partition=%d offset=%d: %s failed with %s and the "
@@ -99,10 +105,7 @@ class Dispatcher:
                 last.status or last.error,
             )
             return self._finish(plan, event, source, Result.DROPPED)
-        dead = CloudEvent(
-            with_extensions(event.attributes, error_extensions(dest, last.status, last.body)),
-            event.data,
-        )
+        dead = CloudEvent(with_extensions(event.attributes, extensions), event.data)
         dead_last, _ = await self._with_retries(
             plan, plan.dead_letter, dead, {"Kn-Namespace": plan.namespace}, source, reply=False
         )
@@ -117,7 +120,8 @@ class Dispatcher:
             )
             return self._finish(plan, event, source, Result.DEAD_LETTERED)
         log.warning(
-            "dropped event id=%s trigger=%s partition=%d offset=%d: dead-letter sink %s failed with %s",
+            "%s event id=%s trigger=%s partition=%d offset=%d: dead-letter sink %s failed with %s",
+            "dead-lettered to the topic only:" if stored else "dropped",
             event.id,
             plan.key,
             source.partition,
@@ -125,7 +129,39 @@ class Dispatcher:
             plan.dead_letter,
             dead_last.status or dead_last.error,
         )
-        return self._finish(plan, event, source, Result.DROPPED)
+        return self._finish(plan, event, source, Result.DEAD_LETTERED if stored else Result.DROPPED)
+
+    async def _dead_letter_to_topic(
+        self, plan: TriggerPlan, event: CloudEvent, extensions: dict[str, str], source: Source
+    ) -> bool:
+        """Write the dead letter to the plan's dead-letter topic, retrying while Kafka is away."""
+        topic = plan.dead_letter_topic
+        assert topic is not None
+        dead = CloudEvent(with_extensions(event.attributes, {**extensions, ORIGIN: plan.key}), event.data)
+        record = to_kafka_record(dead)
+        delay = 0.2
+        for attempt in range(1, 6):
+            try:
+                await self._replies.send(topic, [record])
+            except Unavailable as exc:
+                if attempt == 5:
+                    log.warning(
+                        "cannot write dead letter id=%s of %s to topic %s: %s", event.id, plan.key, topic, exc
+                    )
+                    return False
+                await asyncio.sleep(delay)
+                delay *= 2
+                continue
+            log.info(
+                "dead-lettered event id=%s %s partition=%d offset=%d to topic %s",
+                event.id,
+                plan.key,
+                source.partition,
+                source.offset,
+                topic,
+            )
+            return True
+        return False
 
     def _finish(self, plan: TriggerPlan, event: CloudEvent, source: Source, result: Result) -> Result:
         metrics.child(metrics.EVENTS, plan.namespace, plan.name, result.value).inc()

@@ -19,7 +19,13 @@ from typing import Any, Literal
 
 from channel.errors import ValidationError
 from channel.filters import Filter, compile_trigger_filter
-from channel.kafka import broker_topic, channel_topic, subscription_group, trigger_group
+from channel.kafka import (
+    DEAD_LETTER_TOPIC_ANNOTATION,
+    broker_topic,
+    channel_topic,
+    subscription_group,
+    trigger_group,
+)
 from channel.resources.delivery import DeliverySpec, effective_delivery
 from channel.resources.model import Broker, Channel, Subscription, Trigger
 from dispatcher.retry import RetryPolicy
@@ -59,6 +65,8 @@ class Plan:
     retry: RetryPolicy
     generation: int = 0
     ordered: bool = False
+    # A Kafka topic that gets a copy of every dead letter (annotation kanal.dev/dead-letter-topic).
+    dead_letter_topic: str | None = None
     filter: Filter = field(default=MATCH_ALL, compare=False)
 
     @property
@@ -174,6 +182,7 @@ def _trigger_plan(
         retry=RetryPolicy.from_spec(delivery, default_timeout=timeout),
         generation=trigger.metadata.generation,
         ordered=trigger.metadata.annotations.get(ORDER_ANNOTATION) == "ordered",
+        dead_letter_topic=trigger.metadata.annotations.get(DEAD_LETTER_TOPIC_ANNOTATION) or None,
         filter=compile_trigger_filter(spec_filter, trigger.spec.filters),
     )
 
@@ -203,4 +212,5 @@ def _subscription_plan(
         retry=RetryPolicy.from_spec(delivery, default_timeout=timeout),
         generation=sub.metadata.generation,
         ordered=sub.metadata.annotations.get(ORDER_ANNOTATION) == "ordered",
+        dead_letter_topic=sub.metadata.annotations.get(DEAD_LETTER_TOPIC_ANNOTATION) or None,
     )

@@ -7,6 +7,8 @@ kanal get KIND [NAME] [-n NS | -A] [-o json|yaml]   list resources
 kanal delete KIND NAME [-n NS] | -f FILE            delete resources
 kanal send --broker NAME -n NS --type T --source S  post a CloudEvent
 kanal source run --sink URL -- COMMAND...           run a program as an event source (K_SINK)
+kanal replay trigger NAME -n NS --from TIME|OFFSET  deliver a Trigger's events again
+kanal deadletters list|redrive --trigger NAME -n NS dead letters kept in a Kafka topic
 kanal event-display [--port N]                      a sink that prints events
 """
 
@@ -171,6 +173,18 @@ def _cmd_source(args: argparse.Namespace) -> int:
     return run_source(args, _client(args))
 
 
+def _cmd_deadletters(args: argparse.Namespace) -> int:
+    from channel.cli.deadletters import run_deadletters
+
+    return run_deadletters(args, settings_from_args(args), _client(args))
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from channel.cli.replay import run_replay_command
+
+    return run_replay_command(args, settings_from_args(args), _client(args))
+
+
 def _cmd_component(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     configure_logging(settings.log_level)
@@ -283,6 +297,30 @@ def build_parser() -> argparse.ArgumentParser:
     source = add_source_parser(sub)
     add_settings_flags(source)
     source.set_defaults(func=_cmd_source)
+
+    from channel.cli.deadletters import add_deadletters_parser
+
+    for p in add_deadletters_parser(sub):
+        add_settings_flags(p)
+        p.set_defaults(func=_cmd_deadletters)
+    replay = sub.add_parser("replay", help="deliver a Trigger's events again from its Broker's log")
+    replay_kinds = replay.add_subparsers(dest="replay_kind", required=True)
+    replay_trigger = replay_kinds.add_parser("trigger", help="replay to a Trigger")
+    replay_trigger.add_argument("name")
+    replay_trigger.add_argument("-n", "--namespace", default="default")
+    replay_trigger.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        help="RFC 3339 time, a duration ago (2h), an offset for every partition, or P:O,P:O",
+    )
+    replay_trigger.add_argument(
+        "--to", dest="until", help="stop before this time (default: the log's end now)"
+    )
+    replay_trigger.add_argument("--dry-run", action="store_true", help="count what would be delivered")
+    replay_trigger.add_argument("--concurrency", type=int, default=64)
+    add_settings_flags(replay_trigger)
+    replay_trigger.set_defaults(func=_cmd_replay)
 
     display = sub.add_parser("event-display", help="a sink that prints the CloudEvents it receives")
     display.add_argument("--port", type=int, default=8080)

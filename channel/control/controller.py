@@ -24,7 +24,14 @@ from aiokafka.errors import KafkaError
 from channel.control.log import ResourceLog, ResourceWriter
 from channel.control.reconcile import Addressing, channel_subscribers, reconcile
 from channel.errors import Conflict, NotFound, Problem, ValidationError
-from channel.kafka import broker_topic, channel_topic, create_admin, delete_topic, ensure_topic
+from channel.kafka import (
+    DEAD_LETTER_TOPIC_ANNOTATION,
+    broker_topic,
+    channel_topic,
+    create_admin,
+    delete_topic,
+    ensure_topic,
+)
 from channel.resources.manifests import KINDS, parse_resource
 from channel.resources.model import Broker, Channel, Resource, Subscription, Trigger
 from channel.settings import Settings
@@ -189,9 +196,12 @@ class Controller:
 
     async def _ensure_topics(self, resources: Mapping[str, Resource]) -> None:
         for res in resources.values():
-            if not isinstance(res, Broker | Channel):
+            if isinstance(res, Broker | Channel):
+                topic = self._topic(res)
+            elif dead_letters := res.metadata.annotations.get(DEAD_LETTER_TOPIC_ANNOTATION):
+                topic = dead_letters
+            else:
                 continue
-            topic = self._topic(res)
             if topic in self._topics:
                 continue
             try:

@@ -17,6 +17,7 @@ import yaml
 
 from channel.errors import Problem, ValidationError
 from channel.filters import compile_trigger_filter
+from channel.kafka import DEAD_LETTER_TOPIC_ANNOTATION, valid_topic_name
 from channel.resources.model import (
     Broker,
     Channel,
@@ -140,6 +141,12 @@ def parse_resource(doc: Mapping[str, Any], where: str = "document") -> Resource 
             compile_trigger_filter(spec_filter, resource.spec.filters, path="spec")
         except ValidationError as exc:
             raise ValidationError(Problem(f"{label}: {p.path}", p.message) for p in exc.problems) from None
+    topic = resource.metadata.annotations.get(DEAD_LETTER_TOPIC_ANNOTATION)
+    if topic is not None and not (isinstance(resource, Trigger | Subscription) and valid_topic_name(topic)):
+        raise ValidationError.single(
+            f"{label}: metadata.annotations.{DEAD_LETTER_TOPIC_ANNOTATION}",
+            "a Kafka topic name (letters, digits, '.', '_', '-'; at most 249) on a Trigger or Subscription",
+        )
     if isinstance(resource, Subscription):
         ref = resource.spec.channel
         problems = []

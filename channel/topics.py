@@ -1,0 +1,125 @@
+"""Reading a stretch of a topic's log, outside any consumer group: for replay and dead letters.
+
+`TopicRange` reads every partition of a topic from a start (the beginning, a time through the
+broker's time index, or given offsets) up to an end (a time, or the end of the log as it was when
+reading began) and stops by itself. It never joins a consumer group and never commits, so running
+dispatchers are not affected by it. The end of the log is taken from fetch responses' high
+watermarks, which every Kafka-protocol broker reports correctly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from channel.errors import NotFound
+from channel.kafka import client_options
+from channel.settings import Settings
+
+__all__ = ["RangeStart", "TopicRange"]
+
+
+@dataclass(frozen=True, slots=True)
+class RangeStart:
+    """Where to start: at a time (ms), at one offset on every partition, at offsets per partition
+    (others from the beginning), or from the beginning when none is given."""
+
+    time_ms: int | None = None
+    offset: int | None = None
+    offsets: Mapping[int, int] = field(default_factory=dict)
+
+
+class TopicRange:
+    def __init__(
+        self, settings: Settings, topic: str, start: RangeStart | None = None, until_ms: int | None = None
+    ) -> None:
+        self._settings = settings
+        self.topic = topic
+        self._start = start or RangeStart()
+        self._until_ms = until_ms
+        self.begin: dict[TopicPartition, int] = {}
+        self.stop: dict[TopicPartition, int] = {}  # exclusive; known once the end was seen
+        self.read = 0
+
+    @property
+    def total(self) -> int | None:
+        """Records in the range, once the end of every partition is known."""
+        if len(self.stop) < len(self.begin):
+            return None
+        return sum(max(0, self.stop[tp] - self.begin[tp]) for tp in self.begin)
+
+    async def records(self) -> AsyncIterator[ConsumerRecord]:
+        consumer = AIOKafkaConsumer(
+            **client_options(self._settings),
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
+        )
+        await consumer.start()
+        try:
+            partitions = await self._partitions(consumer)
+            consumer.assign(partitions)
+            await self._seek_start(consumer, partitions)
+            until = await self._until_offsets(consumer, partitions)
+            open_parts = set(partitions)
+            empty_polls = dict.fromkeys(partitions, 0)
+            while open_parts:
+                batches = await consumer.getmany(*open_parts, timeout_ms=500, max_records=1000)
+                for tp in list(open_parts):
+                    if tp not in self.stop:
+                        high = consumer.highwater(tp)
+                        if high is not None:
+                            self.stop[tp] = min(high, until.get(tp, high))
+                    for record in batches.get(tp, ()):
+                        if tp in self.stop and record.offset >= self.stop[tp]:
+                            break
+                        self.read += 1
+                        yield record
+                    position = await consumer.position(tp)
+                    if tp in self.stop and position >= self.stop[tp]:
+                        open_parts.discard(tp)
+                    elif not batches.get(tp):
+                        empty_polls[tp] += 1
+                        if empty_polls[tp] >= 3 and tp not in self.stop:
+                            # Nothing there, and no high watermark reported: an empty partition.
+                            self.stop[tp] = position
+                            open_parts.discard(tp)
+        finally:
+            await consumer.stop()
+
+    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        topics = await consumer.topics()
+        if self.topic not in topics:
+            raise NotFound(f"topic {self.topic} does not exist")
+        numbers = consumer.partitions_for_topic(self.topic) or set()
+        return [TopicPartition(self.topic, p) for p in sorted(numbers)]
+
+    async def _seek_start(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
+        start = self._start
+        if start.time_ms is not None:
+            found = await consumer.offsets_for_times(dict.fromkeys(partitions, start.time_ms))
+            for tp in partitions:
+                hit = found.get(tp)
+                if hit is None:
+                    await consumer.seek_to_end(tp)
+                else:
+                    consumer.seek(tp, hit.offset)
+        else:
+            await consumer.seek_to_beginning(*partitions)
+            for tp in partitions:
+                offset = start.offsets.get(tp.partition, start.offset)
+                if offset is not None:
+                    consumer.seek(tp, offset)
+        for tp in partitions:
+            self.begin[tp] = await consumer.position(tp)
+
+    async def _until_offsets(
+        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        if self._until_ms is None:
+            return {}
+        found = await consumer.offsets_for_times(dict.fromkeys(partitions, self._until_ms))
+        return {tp: hit.offset for tp, hit in found.items() if hit is not None}

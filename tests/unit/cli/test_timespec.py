@@ -1,0 +1,62 @@
+"""Times, offsets and the progress bar of `kanal replay` and `kanal deadletters`."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from channel.cli.replay import parse_start, progress_bar
+from channel.cli.timespec import parse_offsets, parse_time_ms
+from channel.errors import ValidationError
+from channel.resources.manifests import parse_resource
+from channel.topics import RangeStart
+
+
+def test_times() -> None:
+    assert parse_time_ms("2026-11-25T10:00:00Z") == 1795600800000
+    assert parse_time_ms("2026-11-25T11:00:00+01:00") == 1795600800000
+    assert parse_time_ms("2026-11-25T10:00:00") == 1795600800000  # no zone: UTC
+    assert parse_time_ms("90s", now=1000.0) == 910_000
+    assert parse_time_ms("2h", now=10_000.0) == 2_800_000
+    with pytest.raises(ValueError, match="RFC 3339"):
+        parse_time_ms("yesterday")
+
+
+def test_offsets_and_starts() -> None:
+    assert parse_offsets("120") == 120
+    assert parse_offsets("0:120, 1:80") == {0: 120, 1: 80}
+    assert parse_offsets("0:x") is None
+    assert parse_start("7") == RangeStart(offset=7)
+    assert parse_start("1:5") == RangeStart(offsets={1: 5})
+    assert parse_start("2026-11-25T10:00:00Z") == RangeStart(time_ms=1795600800000)
+
+
+def test_progress_bar() -> None:
+    assert progress_bar(0, None) == "replayed 0 records"
+    assert progress_bar(25, 100, width=8) == "replayed 25/100 [##......] 25%"
+    assert progress_bar(100, 100, width=4) == "replayed 100/100 [####] 100%"
+
+
+TRIGGER: dict[str, Any] = {
+    "apiVersion": "eventing.knative.dev/v1",
+    "kind": "Trigger",
+    "metadata": {"name": "t", "namespace": "n", "annotations": {"kanal.dev/dead-letter-topic": "dead.t"}},
+    "spec": {"broker": "default", "subscriber": {"uri": "http://s/"}},
+}
+
+
+def test_dead_letter_topic_annotation_is_validated() -> None:
+    parse_resource(TRIGGER)
+    bad = copy.deepcopy(TRIGGER)
+    bad["metadata"]["annotations"]["kanal.dev/dead-letter-topic"] = "no spaces allowed"
+    with pytest.raises(ValidationError, match="dead-letter-topic"):
+        parse_resource(bad)
+    broker = {
+        "apiVersion": "eventing.knative.dev/v1",
+        "kind": "Broker",
+        "metadata": {"name": "b", "annotations": {"kanal.dev/dead-letter-topic": "x"}},
+    }
+    with pytest.raises(ValidationError, match="Trigger or Subscription"):
+        parse_resource(broker)
