@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         description="How long a fetch waits for new records; Kafka answers as soon as one arrives, the "
         "embedded broker only when this expires (kanal dev sets 20)",
     )
+    kafka_session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1000,
+        description="Consumer-group session timeout: how soon a dead dispatcher's partitions move "
+        "(the embedded broker also waits half of it before a group forms; kanal dev sets 4000)",
+    )
     kafka_ticks_topic: str = Field(
         default="kanal.ticks", description="Compacted topic of the last tick sent per PingSource"
     )
@@ -108,6 +114,11 @@ class Settings(BaseSettings):
     dispatcher_max_hops: int = Field(default=255, ge=1)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def group_options(self) -> dict[str, int]:
+        """Session and heartbeat settings of Kanal's consumer groups."""
+        session = self.kafka_session_timeout_ms
+        return {"session_timeout_ms": session, "heartbeat_interval_ms": max(300, min(3000, session // 3))}
 
     def bootstrap(self) -> str:
         """The bootstrap servers, or a clear error if none are configured."""

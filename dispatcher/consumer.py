@@ -176,6 +176,7 @@ class TopicConsumer:
             auto_offset_reset="latest",
             max_poll_interval_ms=600_000,
             fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
+            **self._settings.group_options(),
             # aiokafka has no cooperative rebalancing; the sticky assignor is the closest it
             # offers: a rebalance moves as few partitions as it can.
             partition_assignment_strategy=(StickyPartitionAssignor, RoundRobinPartitionAssignor),

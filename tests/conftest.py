@@ -44,4 +44,6 @@ def kafka(request: pytest.FixtureRequest) -> Iterator[KafkaUnderTest]:
     from channel.embedded import EmbeddedKafka
 
     with EmbeddedKafka() as broker:
-        yield KafkaUnderTest(broker.bootstrap_servers, idempotence=False, fetch_max_wait_ms=20)
+        yield KafkaUnderTest(
+            broker.bootstrap_servers, idempotence=False, fetch_max_wait_ms=20, session_timeout_ms=4000
+        )

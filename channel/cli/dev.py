@@ -90,6 +90,8 @@ async def run_dev(settings: Settings, apply_paths: list[str], sinks: list[tuple[
         env["KANAL_KAFKA_IDEMPOTENCE"] = "false"  # the embedded broker has no InitProducerId
         # The embedded broker answers a fetch only when its wait expires, not when records arrive.
         env.setdefault("KANAL_KAFKA_FETCH_MAX_WAIT_MS", "20")
+        # It also holds a new group's first join for half the session timeout.
+        env.setdefault("KANAL_KAFKA_SESSION_TIMEOUT_MS", "4000")
         print(
             f"kanal dev: embedded Kafka-protocol broker (Tansu) on {broker.bootstrap_servers}",
             flush=True,

@@ -152,8 +152,7 @@ class PingScheduler:
             **client_options(self._settings),
             group_id=f"{self._topic}.scheduler",
             enable_auto_commit=False,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
+            **self._settings.group_options(),
         )
         self._consumer = consumer
         try:

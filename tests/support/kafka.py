@@ -14,12 +14,15 @@ class KafkaUnderTest:
     idempotence: bool
     # The embedded broker answers a fetch only when the wait expires (Kafka: when records arrive).
     fetch_max_wait_ms: int = 500
+    # The embedded broker holds a group's first join for half the session timeout.
+    session_timeout_ms: int = 10_000
 
     def env(self) -> dict[str, str]:
         return {
             "KANAL_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
             "KANAL_KAFKA_IDEMPOTENCE": "true" if self.idempotence else "false",
             "KANAL_KAFKA_FETCH_MAX_WAIT_MS": str(self.fetch_max_wait_ms),
+            "KANAL_KAFKA_SESSION_TIMEOUT_MS": str(self.session_timeout_ms),
         }
 
     def settings(self, **overrides: object) -> Settings:
@@ -28,6 +31,7 @@ class KafkaUnderTest:
             "kafka_bootstrap_servers": self.bootstrap_servers,
             "kafka_idempotence": self.idempotence,
             "kafka_fetch_max_wait_ms": self.fetch_max_wait_ms,
+            "kafka_session_timeout_ms": self.session_timeout_ms,
             "kafka_resources_topic": f"kanal.resources.{uuid.uuid4().hex[:10]}",
             "kafka_topic_prefix": f"t{uuid.uuid4().hex[:8]}",
             "kafka_topic_partitions": 3,
