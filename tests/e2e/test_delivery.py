@@ -6,28 +6,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import urllib.request
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from support.cluster import KanalCluster
-from support.kafka import KafkaUnderTest
 from support.sinks import Received, RecordingSink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
-
-
-@pytest.fixture
-async def cluster(kafka: KafkaUnderTest, tmp_path: Path) -> AsyncIterator[KanalCluster]:
-    cluster = KanalCluster(kafka, tmp_path)
-    try:
-        await cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def answer(status: int, body: bytes = b"", headers: dict[str, str] | None = None):

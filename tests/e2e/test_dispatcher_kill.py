@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from support.cluster import KanalCluster
-from support.kafka import KafkaUnderTest
 from support.sinks import RecordingSink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
@@ -33,13 +30,8 @@ spec:
 
 
 @pytest.fixture
-async def cluster(kafka: KafkaUnderTest, tmp_path: Path) -> AsyncIterator[KanalCluster]:
-    cluster = KanalCluster(kafka, tmp_path, dispatcher_max_in_flight="16")
-    try:
-        await cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
+def cluster_settings() -> dict[str, str]:
+    return {"dispatcher_max_in_flight": "16"}
 
 
 async def test_sigkill_dispatcher_mid_stream_loses_nothing(cluster: KanalCluster) -> None:

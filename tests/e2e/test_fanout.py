@@ -8,15 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from support.cluster import KanalCluster
-from support.kafka import KafkaUnderTest
+from support.events import post_batch
 from support.sinks import Received, RecordingSink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
@@ -39,14 +37,9 @@ metadata: {name: default, namespace: fan}
 
 
 @pytest.fixture
-async def cluster(kafka: KafkaUnderTest, tmp_path: Path) -> AsyncIterator[KanalCluster]:
+def cluster_settings() -> dict[str, str]:
     # A small lane buffer, so that a slow subscriber makes its Trigger fall behind quickly.
-    cluster = KanalCluster(kafka, tmp_path, dispatcher_lane_buffer="16", dispatcher_max_in_flight="4")
-    try:
-        await cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
+    return {"dispatcher_lane_buffer": "16", "dispatcher_max_in_flight": "4"}
 
 
 async def _send(session: aiohttp.ClientSession, url: str, ids: list[tuple[str, str]]) -> None:
@@ -120,19 +113,7 @@ async def test_a_slow_trigger_does_not_delay_the_others(cluster: KanalCluster) -
             + TRIGGER.format(name="slow", type="x", url=slow_sink.url)
         )
         events = [(f"e{i}", "x") for i in range(300)]
-        batch = [
-            {"specversion": "1.0", "id": i, "type": t, "source": "fanout-test", "data": {"id": i}}
-            for i, t in events
-        ]
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(
-                cluster.broker_url("fan", "default"),
-                data=json.dumps(batch),
-                headers={"content-type": "application/cloudevents-batch+json"},
-            ) as response,
-        ):
-            assert response.status == 202, await response.text()
+        await post_batch(cluster.broker_url("fan", "default"), events, "fanout-test")
         # All 300 are in Kafka at once. The slow subscriber takes 4 requests at a time, 0.1 s
         # each, so it needs at least 7.5 s for them; the fast Trigger must not wait for it.
         await fast_sink.wait_for(len(events), timeout=30)

@@ -4,28 +4,15 @@ order, retries included, even with a flaky subscriber."""
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from support.cluster import KanalCluster
-from support.kafka import KafkaUnderTest
 from support.sinks import Received, RecordingSink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
-
-
-@pytest.fixture
-async def cluster(kafka: KafkaUnderTest, tmp_path: Path) -> AsyncIterator[KanalCluster]:
-    cluster = KanalCluster(kafka, tmp_path)
-    try:
-        await cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 async def test_ordered_per_key_with_a_flaky_subscriber(cluster: KanalCluster) -> None:

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +17,11 @@ import pytest
 
 from channel.embedded import free_port
 from support.cluster import KanalCluster
-from support.kafka import KafkaUnderTest
 from support.sinks import RecordingSink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-
-
-@pytest.fixture
-async def cluster(kafka: KafkaUnderTest, tmp_path: Path) -> AsyncIterator[KanalCluster]:
-    cluster = KanalCluster(kafka, tmp_path)
-    try:
-        await cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture

@@ -8,45 +8,20 @@ import asyncio
 import json
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from support.cluster import KanalCluster
-from support.kafka import KafkaUnderTest
+from support.events import post_batch
 from support.sinks import Received, RecordingSink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
 
-@pytest.fixture
-async def cluster(kafka: KafkaUnderTest, tmp_path: Path) -> AsyncIterator[KanalCluster]:
-    cluster = KanalCluster(kafka, tmp_path)
-    try:
-        await cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
-
-
 async def _post_batch(cluster: KanalCluster, events: list[tuple[str, str]]) -> None:
-    batch = [
-        {"specversion": "1.0", "id": i, "type": t, "source": "replay-test", "data": {"id": i}}
-        for i, t in events
-    ]
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            cluster.broker_url("rp", "default"),
-            data=json.dumps(batch),
-            headers={"content-type": "application/cloudevents-batch+json"},
-        ) as response,
-    ):
-        assert response.status == 202, await response.text()
+    await post_batch(cluster.broker_url("rp", "default"), events, "replay-test")
 
 
 async def _kanal(cluster: KanalCluster, *args: str) -> tuple[int, str, str]:

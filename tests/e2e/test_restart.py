@@ -4,27 +4,14 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
 
 from support.cluster import KanalCluster
-from support.kafka import KafkaUnderTest
 from support.sinks import RecordingSink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
-
-
-@pytest.fixture
-async def cluster(kafka: KafkaUnderTest, tmp_path: Path) -> AsyncIterator[KanalCluster]:
-    cluster = KanalCluster(kafka, tmp_path)
-    try:
-        await cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 async def test_restart_everything_keeps_resources_and_events(cluster: KanalCluster) -> None:

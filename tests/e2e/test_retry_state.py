@@ -5,28 +5,15 @@ the one attempt that was in flight (Knative #3746 retried one event 184 times)."
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from support.cluster import KanalCluster
-from support.kafka import KafkaUnderTest
 from support.sinks import RecordingSink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
-
-
-@pytest.fixture
-async def cluster(kafka: KafkaUnderTest, tmp_path: Path) -> AsyncIterator[KanalCluster]:
-    cluster = KanalCluster(kafka, tmp_path)
-    try:
-        await cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 async def test_attempts_continue_after_sigkill(cluster: KanalCluster) -> None:

@@ -12,20 +12,9 @@ from pathlib import Path
 import pytest
 
 from support.cluster import KanalCluster
-from support.kafka import KafkaUnderTest
 from support.sinks import RecordingSink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
-
-
-@pytest.fixture
-async def cluster(kafka: KafkaUnderTest, tmp_path: Path) -> AsyncIterator[KanalCluster]:
-    cluster = KanalCluster(kafka, tmp_path)
-    try:
-        await cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture

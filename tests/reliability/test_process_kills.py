@@ -9,30 +9,17 @@ import json
 import random
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
 
 from support.cluster import KanalCluster
-from support.kafka import KafkaUnderTest
 from support.report import summary
 from support.sinks import RecordingSink
 
 pytestmark = [pytest.mark.reliability, pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
 
 EVENTS = 1500
-
-
-@pytest.fixture
-async def cluster(kafka: KafkaUnderTest, tmp_path: Path) -> AsyncIterator[KanalCluster]:
-    cluster = KanalCluster(kafka, tmp_path)
-    try:
-        await cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.mark.timeout(240)

@@ -10,7 +10,6 @@ import random
 import re
 import time
 import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -18,7 +17,6 @@ import pytest
 from aiohttp import web
 
 from support.cluster import KanalCluster
-from support.kafka import KafkaUnderTest
 from support.report import summary
 from support.sinks import Received, RecordingSink
 
@@ -33,16 +31,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(DURATION + 300),
 ]
-
-
-@pytest.fixture
-async def cluster(kafka: KafkaUnderTest, tmp_path: Path) -> AsyncIterator[KanalCluster]:
-    cluster = KanalCluster(kafka, tmp_path)
-    try:
-        await cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def _rss_mib(pid: int) -> float:

@@ -5,33 +5,19 @@ exact: attempts = retry + 1 for every event that keeps failing, one dead letter 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from support.cluster import KanalCluster
-from support.kafka import KafkaUnderTest
+from support.events import post_batch
 from support.report import summary
 from support.sinks import Received, RecordingSink
 
 pytestmark = [pytest.mark.reliability, pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
 
 EVENTS = 20
-
-
-@pytest.fixture
-async def cluster(kafka: KafkaUnderTest, tmp_path: Path) -> AsyncIterator[KanalCluster]:
-    cluster = KanalCluster(kafka, tmp_path)
-    try:
-        await cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def _trigger(name: str, url: str, delivery: str = "") -> str:
@@ -106,20 +92,8 @@ metadata: {name: default, namespace: faults}
             )
         )
         await cluster.apply(manifest)
-        batch = [
-            {"specversion": "1.0", "id": f"f{i}", "type": "t", "source": "faults", "data": {"i": i}}
-            for i in range(EVENTS)
-        ]
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(
-                cluster.broker_url("faults", "default"),
-                data=json.dumps(batch),
-                headers={"content-type": "application/cloudevents-batch+json"},
-            ) as response,
-        ):
-            assert response.status == 202, await response.text()
-        ids = sorted(e["id"] for e in batch)
+        events = [(f"f{i}", "t") for i in range(EVENTS)]
+        ids = sorted(await post_batch(cluster.broker_url("faults", "default"), events, "faults"))
 
         await sinks["healthy"].wait_for(EVENTS, timeout=20)
         assert not slow_answered, "the healthy Trigger waited for the slow subscriber"

@@ -1,0 +1,24 @@
+"""Sending test events to a real ingress."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import aiohttp
+
+
+async def post_batch(url: str, events: Iterable[tuple[str, str]], source: str) -> list[str]:
+    """POST (id, type) pairs as one batched-mode request (data: {"id": id}); asserts the 202.
+    Returns the ids sent."""
+    batch = [
+        {"specversion": "1.0", "id": i, "type": t, "source": source, "data": {"id": i}} for i, t in events
+    ]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            url, data=json.dumps(batch), headers={"content-type": "application/cloudevents-batch+json"}
+        ) as response,
+    ):
+        assert response.status == 202, await response.text()
+    return [str(e["id"]) for e in batch]
