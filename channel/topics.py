@@ -4,7 +4,9 @@
 broker's time index, or given offsets) up to an end (a time, or the end of the log as it was when
 reading began) and stops by itself. It never joins a consumer group and never commits, so running
 dispatchers are not affected by it. The end of the log is taken from fetch responses' high
-watermarks, which every Kafka-protocol broker reports correctly.
+watermarks, which every Kafka-protocol broker reports correctly. Times are applied to each
+record's timestamp as well: the broker's time index only says where to begin reading, and some
+brokers (the embedded one) answer with an offset before the time.
 """
 
 from __future__ import annotations
@@ -42,11 +44,12 @@ class TopicRange:
         self._until_ms = until_ms
         self.begin: dict[TopicPartition, int] = {}
         self.stop: dict[TopicPartition, int] = {}  # exclusive; known once the end was seen
-        self.read = 0
+        self.read = 0  # records in the range, yielded
+        self.scanned = 0  # records looked at (out-of-range times included): progress against `total`
 
     @property
     def total(self) -> int | None:
-        """Records in the range, once the end of every partition is known."""
+        """Records to look at, once the end of every partition is known."""
         if len(self.stop) < len(self.begin):
             return None
         return sum(max(0, self.stop[tp] - self.begin[tp]) for tp in self.begin)
@@ -62,8 +65,8 @@ class TopicRange:
         try:
             partitions = await self._partitions(consumer)
             consumer.assign(partitions)
-            await self._seek_start(consumer, partitions)
-            until = await self._until_offsets(consumer, partitions)
+            partitions = await self._seek_start(consumer, partitions)
+            since, until = self._start.time_ms, self._until_ms
             open_parts = set(partitions)
             empty_polls = dict.fromkeys(partitions, 0)
             while open_parts:
@@ -72,10 +75,15 @@ class TopicRange:
                     if tp not in self.stop:
                         high = consumer.highwater(tp)
                         if high is not None:
-                            self.stop[tp] = min(high, until.get(tp, high))
+                            self.stop[tp] = high
                     for record in batches.get(tp, ()):
                         if tp in self.stop and record.offset >= self.stop[tp]:
                             break
+                        self.scanned += 1
+                        if (since is not None and record.timestamp < since) or (
+                            until is not None and record.timestamp >= until
+                        ):
+                            continue
                         self.read += 1
                         yield record
                     position = await consumer.position(tp)
@@ -97,16 +105,19 @@ class TopicRange:
         numbers = consumer.partitions_for_topic(self.topic) or set()
         return [TopicPartition(self.topic, p) for p in sorted(numbers)]
 
-    async def _seek_start(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
+    async def _seek_start(
+        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+    ) -> list[TopicPartition]:
+        """Position each partition at the start; the partitions that have anything to read."""
         start = self._start
         if start.time_ms is not None:
             found = await consumer.offsets_for_times(dict.fromkeys(partitions, start.time_ms))
+            # A partition with no record at or after the time has nothing in the range. (Not
+            # "seek to the end": some brokers report the end of a multi-record batch wrongly.)
+            partitions = [tp for tp in partitions if found.get(tp) is not None]
+            consumer.assign(partitions)
             for tp in partitions:
-                hit = found.get(tp)
-                if hit is None:
-                    await consumer.seek_to_end(tp)
-                else:
-                    consumer.seek(tp, hit.offset)
+                consumer.seek(tp, found[tp].offset)
         else:
             await consumer.seek_to_beginning(*partitions)
             for tp in partitions:
@@ -115,11 +126,4 @@ class TopicRange:
                     consumer.seek(tp, offset)
         for tp in partitions:
             self.begin[tp] = await consumer.position(tp)
-
-    async def _until_offsets(
-        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
-    ) -> dict[TopicPartition, int]:
-        if self._until_ms is None:
-            return {}
-        found = await consumer.offsets_for_times(dict.fromkeys(partitions, self._until_ms))
-        return {tp: hit.offset for tp, hit in found.items() if hit is not None}
+        return partitions

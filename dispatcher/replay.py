@@ -39,6 +39,7 @@ class ReplaySummary:
     matched: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     total: int | None = None
+    scanned: int = 0
     seconds: float = 0.0
 
     def line(self) -> str:
@@ -105,7 +106,7 @@ async def run_replay(
 
             async for record in reader.records():
                 summary.read += 1
-                summary.total = reader.total
+                summary.total, summary.scanned = reader.total, reader.scanned
                 try:
                     event = from_kafka_record(record.key, record.value, record.headers)
                 except InvalidEvent:
@@ -122,7 +123,7 @@ async def run_replay(
                     progress(summary)
     finally:
         await producer.stop()
-    summary.total = reader.total
+    summary.total, summary.scanned = reader.total, reader.scanned
     summary.seconds = time.monotonic() - began
     if progress is not None:
         progress(summary)

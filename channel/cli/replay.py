@@ -52,7 +52,7 @@ def run_replay_command(args: argparse.Namespace, settings: Settings, client: Adm
     interactive = sys.stderr.isatty()
 
     def show(summary: ReplaySummary) -> None:
-        line = progress_bar(summary.read, summary.total)
+        line = progress_bar(summary.scanned, summary.total)
         print(
             ("\r" + line) if interactive else line,
             end="" if interactive else "\n",

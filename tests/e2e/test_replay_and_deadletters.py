@@ -20,8 +20,8 @@ from support.sinks import Received, RecordingSink
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
 
-async def _post_batch(cluster: KanalCluster, events: list[tuple[str, str]]) -> None:
-    await post_batch(cluster.broker_url("rp", "default"), events, "replay-test")
+async def _post_batch(cluster: KanalCluster, events: list[tuple[str, str]], **extensions: str) -> None:
+    await post_batch(cluster.broker_url("rp", "default"), events, "replay-test", **extensions)
 
 
 async def _kanal(cluster: KanalCluster, *args: str) -> tuple[int, str, str]:
@@ -50,7 +50,9 @@ spec:
         await asyncio.sleep(1.1)
         middle = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         await asyncio.sleep(0.1)
-        await _post_batch(cluster, [(f"b{i}", "x") for i in range(10)])
+        # One partition key: the other partitions get nothing after `middle`, and must add
+        # nothing to the replay.
+        await _post_batch(cluster, [(f"b{i}", "x") for i in range(10)], partitionkey="one")
         await sink.wait_for(30)
 
         code, out, err = await _kanal(
