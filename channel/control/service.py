@@ -55,7 +55,12 @@ class ControllerService:
                 pings = tg.create_task(scheduler.run())
                 await self._stop.wait()
                 work.cancel()
-                pings.cancel()
+                scheduler.stop()
+                try:
+                    async with asyncio.timeout(15):
+                        await asyncio.shield(pings)
+                except TimeoutError:
+                    pings.cancel()
         finally:
             await runner.cleanup()
             await self.controller.close()

@@ -127,6 +127,7 @@ class PingScheduler:
         self._ticks = ResourceLog(settings, topic=self._topic)
         self._writer = ResourceWriter(settings, topic=self._topic)
         self._owner = False
+        self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._schedules: dict[tuple[str, str | None], Schedule] = {}
 
@@ -140,6 +141,10 @@ class PingScheduler:
         self._owner = owner
         if owner and self._consumer is not None:
             self._consumer.pause(self._tp)  # membership is all this consumer is for
+
+    def stop(self) -> None:
+        """Stop after the tick being sent (if any) is recorded, so a graceful stop repeats none."""
+        self._stopping.set()
 
     def _holds_partition(self) -> bool:
         consumer = self._consumer
@@ -161,7 +166,7 @@ class PingScheduler:
             async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as tasks:
                 follower = tasks.create_task(self._ticks.run())
                 try:
-                    while True:
+                    while not self._stopping.is_set():
                         with contextlib.suppress(KafkaError):
                             await consumer.getmany(timeout_ms=200)
                         if self._holds_partition() and self._ticks.loaded.is_set():
@@ -218,8 +223,8 @@ class PingScheduler:
         self, session: aiohttp.ClientSession, source: PingSource, ticks: list[datetime]
     ) -> None:
         for tick in ticks:
-            if not self._holds_partition():
-                return  # another controller took over; it will send what is left
+            if not self._holds_partition() or self._stopping.is_set():
+                return  # another controller takes over; it will send what is left
             outcome = await self._send(session, source, tick)
             PINGS.labels(source.metadata.namespace, source.metadata.name, outcome).inc()
             try:
