@@ -1,13 +1,29 @@
-"""Fault tests get a Kafka-protocol broker of their own, so freezing it harms no other test."""
+"""Fault tests get a Kafka-protocol broker of their own, so freezing it harms no other test.
+
+The soak test is opt-in. `addopts` deselects it with `-m 'not soak'`, but any `-m` given on the
+command line replaces that one, so `pytest -m reliability` would start a ten-minute run. This
+hook deselects it (deselected, never skipped) unless the `-m` expression names `soak` or
+KANAL_SOAK=1 is set.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from channel.embedded import EmbeddedKafka
 from support.kafka import KafkaUnderTest
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if "soak" in (config.option.markexpr or "") or os.environ.get("KANAL_SOAK") == "1":
+        return
+    soak = [item for item in items if item.get_closest_marker("soak") is not None]
+    if soak:
+        config.hook.pytest_deselected(items=soak)
+        items[:] = [item for item in items if item.get_closest_marker("soak") is None]
 
 
 @pytest.fixture
