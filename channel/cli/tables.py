@@ -83,8 +83,8 @@ def _ping_row(doc: Doc) -> list[str]:
     spec = doc.get("spec") or {}
     return [
         _meta(doc, "name"),
-        str(spec.get("schedule", "")),
         str((doc.get("status") or {}).get("sinkUri", "")),
+        str(spec.get("schedule", "")),
         age(_meta(doc, "creationTimestamp")),
         ready,
         reason,
@@ -92,7 +92,7 @@ def _ping_row(doc: Doc) -> list[str]:
 
 
 def _source_row(doc: Doc) -> list[str]:
-    """`kanal get sources`, as `kubectl get sources` shows any source kind."""
+    """`kanal get sources`: any source kind, in `kn source list`'s columns plus REASON and AGE."""
     ready, reason = _ready(doc)
     group = str(doc.get("apiVersion", "")).split("/")[0]
     return [
@@ -100,15 +100,16 @@ def _source_row(doc: Doc) -> list[str]:
         str(doc.get("kind", "")),
         f"{str(doc.get('kind', '')).lower()}s.{group}",
         str((doc.get("status") or {}).get("sinkUri", "")),
-        age(_meta(doc, "creationTimestamp")),
         ready,
         reason,
+        age(_meta(doc, "creationTimestamp")),
     ]
 
 
 COLUMNS: dict[str, tuple[list[str], Callable[[Doc], list[str]]]] = {
-    "PingSource": (["NAME", "SCHEDULE", "SINK", "AGE", "READY", "REASON"], _ping_row),
-    "Sources": (["NAME", "TYPE", "RESOURCE", "SINK", "AGE", "READY", "REASON"], _source_row),
+    # Knative's PingSource CRD printer columns (what `kubectl get pingsources` shows).
+    "PingSource": (["NAME", "SINK", "SCHEDULE", "AGE", "READY", "REASON"], _ping_row),
+    "Sources": (["NAME", "TYPE", "RESOURCE", "SINK", "READY", "REASON", "AGE"], _source_row),
     "Broker": (["NAME", "URL", "AGE", "READY", "REASON"], _broker_row),
     "Channel": (["NAME", "URL", "AGE", "READY", "REASON"], _broker_row),
     "KafkaChannel": (["NAME", "URL", "AGE", "READY", "REASON"], _broker_row),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from aiohttp import web
 
@@ -11,7 +12,7 @@ from channel.control.api import create_admin_app
 from channel.control.controller import Controller
 from channel.resources.model import PingSource
 from channel.settings import Settings
-from channel.sources.ping import PingScheduler
+from channel.sources.scheduler import PingScheduler
 
 __all__ = ["ControllerService"]
 
@@ -23,16 +24,24 @@ class ControllerService:
         self.settings = settings
         self.controller = Controller(settings)
         self._stop = asyncio.Event()
+        self._pings: dict[str, tuple[dict[str, Any], PingSource]] = {}
 
     def _ping_sources(self) -> list[PingSource]:
-        sources = []
+        # Parsed once per stored version: the log replaces a document's dict when it changes.
+        parsed: dict[str, tuple[dict[str, Any], PingSource]] = {}
         for key, doc in self.controller.log.documents.items():
-            if key.startswith("PingSource/"):
-                try:
-                    sources.append(PingSource.model_validate(doc))
-                except ValueError:
-                    log.error("stored %s is not a valid PingSource; not scheduled", key)
-        return sources
+            if not key.startswith("PingSource/"):
+                continue
+            known = self._pings.get(key)
+            if known is not None and known[0] is doc:
+                parsed[key] = known
+                continue
+            try:
+                parsed[key] = (doc, PingSource.model_validate(doc))
+            except ValueError:
+                log.error("stored %s is not a valid PingSource; not scheduled", key)
+        self._pings = parsed
+        return [source for _, source in parsed.values()]
 
     def shutdown(self) -> None:
         self._stop.set()

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 
 from channel.cli.tables import render
+from channel.control.reconcile import Addressing, reconcile
 from channel.errors import ValidationError
+from channel.kafka import broker_topic
 from channel.resources.manifests import parse_resource
-from channel.resources.model import PingSource
-from channel.sources.ping import PING_TYPE, due_ticks, ping_event
+from channel.resources.model import PingSource, Resource
+from channel.sources.ping import PING_TYPE, Due, due_ticks, ping_event
 from channel.sources.schedule import Schedule, ScheduleError
 
 BASE: dict[str, Any] = {
@@ -88,13 +90,34 @@ def test_due_ticks_resume_after_the_last_and_skip_what_is_too_old() -> None:
     schedule = Schedule("* * * * *")
     created = datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC)
     now = created + timedelta(minutes=10)
-    ticks, skipped = due_ticks(schedule, None, created, now, catch_up=300)
-    assert skipped == 5 and len(ticks) == 5
-    assert ticks[0] == datetime(2026, 1, 1, 0, 6, tzinfo=UTC)
-    last = ticks[-1]
-    assert due_ticks(schedule, last, created, now, catch_up=300) == ([], 0)
-    later, skipped = due_ticks(schedule, last, created, now + timedelta(minutes=2), catch_up=300)
-    assert skipped == 0 and later == [last + timedelta(minutes=1), last + timedelta(minutes=2)]
+    due = due_ticks(schedule, None, created, now, catch_up=300)
+    assert due.skipped == 5 and len(due.send) == 5
+    assert due.skipped_until == datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
+    assert due.send[0] == datetime(2026, 1, 1, 0, 6, tzinfo=UTC)
+    last = due.send[-1]
+    assert due_ticks(schedule, last, created, now, catch_up=300) == Due([])
+    later = due_ticks(schedule, last, created, now + timedelta(minutes=2), catch_up=300)
+    assert later == Due([last + timedelta(minutes=1), last + timedelta(minutes=2)])
+
+
+def test_skipped_ticks_are_reported_once_and_count_as_handled() -> None:
+    # Hourly, and the controller is back 10 minutes after the hour: nothing is young enough.
+    schedule = Schedule("0 * * * *")
+    last = datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
+    now = datetime(2026, 1, 1, 2, 10, tzinfo=UTC)
+    due = due_ticks(schedule, last, last, now, catch_up=300)
+    assert due == Due([], 2, datetime(2026, 1, 1, 2, 0, tzinfo=UTC))
+    assert due_ticks(schedule, due.skipped_until, last, now, catch_up=300) == Due([])
+
+
+def test_a_long_outage_of_a_seconds_schedule_is_cheap() -> None:
+    schedule = Schedule("* * * * * *")
+    last = datetime(2026, 1, 1, tzinfo=UTC)
+    now = last + timedelta(days=30)
+    due = due_ticks(schedule, last, last, now, catch_up=3)
+    assert due.skipped == 10_000  # counting stops there; the newest skipped is still exact
+    assert due.skipped_until == now - timedelta(seconds=4)
+    assert due.send == [now - timedelta(seconds=s) for s in (3, 2, 1, 0)]
 
 
 def test_the_event_of_a_tick() -> None:
@@ -120,7 +143,63 @@ def test_get_sources_table() -> None:
     doc["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
     doc["status"] = {"sinkUri": "http://s/", "conditions": [{"type": "Ready", "status": "True"}]}
     lines = render("Sources", [doc], "", False).splitlines()
-    assert lines[0].split() == ["NAME", "TYPE", "RESOURCE", "SINK", "AGE", "READY", "REASON"]
-    assert lines[1].split()[:4] == ["heartbeat", "PingSource", "pingsources.sources.knative.dev", "http://s/"]
+    # `kn source list`'s columns, then REASON and AGE.
+    assert lines[0].split() == ["NAME", "TYPE", "RESOURCE", "SINK", "READY", "REASON", "AGE"]
+    assert lines[1].split()[:5] == [
+        "heartbeat",
+        "PingSource",
+        "pingsources.sources.knative.dev",
+        "http://s/",
+        "True",
+    ]
+    # Knative's PingSource printer columns.
     ping = render("PingSource", [doc], "", True).splitlines()
-    assert ping[0].split() == ["NAMESPACE", "NAME", "SCHEDULE", "SINK", "AGE", "READY", "REASON"]
+    assert ping[0].split() == ["NAMESPACE", "NAME", "SINK", "SCHEDULE", "AGE", "READY", "REASON"]
+    assert ping[1].split()[:4] == ["ns", "heartbeat", "http://s/", "*/2"]
+
+
+@pytest.mark.parametrize(
+    ("sink", "broker_topic_exists", "expected"),
+    [
+        (
+            {"ref": {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "default"}},
+            True,
+            ("True", "http://127.0.0.1:8080/ns/default"),
+        ),
+        (
+            {"ref": {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "default"}},
+            False,
+            ("False", None),
+        ),
+        (
+            {"ref": {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "nope"}},
+            True,
+            ("False", None),
+        ),
+        ({"uri": "http://sink.example/"}, False, ("True", "http://sink.example/")),
+    ],
+    ids=["broker-ref", "broker-not-ready", "missing-broker", "uri"],
+)
+def test_the_sink_resolves_like_a_triggers_subscriber(
+    sink: dict[str, Any], broker_topic_exists: bool, expected: tuple[str, str | None]
+) -> None:
+    broker = parse_resource(
+        {
+            "apiVersion": "eventing.knative.dev/v1",
+            "kind": "Broker",
+            "metadata": {"name": "default", "namespace": "ns"},
+        }
+    )
+    assert isinstance(broker, Resource)
+    source = _source(sink=sink)
+    topics = frozenset({broker_topic("ns", "default")} if broker_topic_exists else ())
+    statuses = reconcile(
+        {broker.key: broker, source.key: source},
+        topics,
+        Addressing(ingress_url="http://127.0.0.1:8080"),
+        "2026-01-01T00:00:00Z",
+    )
+    status = statuses[source.key]
+    ready = status.condition("Ready")
+    assert ready is not None
+    assert (ready.status, status.sink_uri) == expected

@@ -1,0 +1,281 @@
+"""The PingSource scheduler: each Ready PingSource's event, once per tick, from one controller.
+
+Who schedules: the controllers of a deployment are members of one Kafka consumer group on the
+one-partition ticks topic (`KANAL_KAFKA_TICKS_TOPIC`); the member that holds the partition is
+the scheduler, the others stand by. When it stops or dies, Kafka gives the partition to another
+member, which takes over. Before each tick the scheduler checks that it still holds the partition.
+
+What was sent: after a tick's event was answered (or its retries ran out), the scheduler writes
+the tick's time to the ticks topic (compacted, keyed by the PingSource's uid). A scheduler that
+takes over first reads that topic to its end, so it neither repeats nor skips a tick. Which ticks
+are due and what they carry is decided in `channel.sources.ping`.
+
+Hand-over: when Kafka moves the partition (a replica joins or leaves), the member losing it
+finishes and records the ticks it is sending before it lets the rebalance go on (aiokafka waits
+for `on_partitions_revoked`), so a graceful hand-over repeats nothing. One window remains: a
+scheduler killed (or cut off from Kafka long enough to be expelled from the group) after its
+event was accepted and before the tick was recorded; its successor sends that tick again, with
+the same event id, so sinks can drop the repeat.
+
+Each source is sent by a task of its own, so a slow or failing sink delays only its own ticks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter
+
+from channel.control.log import ResourceLog, ResourceWriter
+from channel.errors import Unavailable
+from channel.events import to_http_binary
+from channel.kafka import client_options
+from channel.resources.model import PingSource
+from channel.settings import Settings
+from channel.sources.ping import due_ticks, format_time, parse_time, ping_event
+from channel.sources.schedule import Schedule
+
+__all__ = ["PingScheduler"]
+
+log = logging.getLogger(__name__)
+
+_ATTEMPTS = 4  # one send and three retries, 0.5 s, 1 s, 2 s apart
+_TIMEOUT = 10.0  # seconds per attempt
+_HANDOVER_TIMEOUT = 60.0  # longer than a send with all its retries
+_RETRYABLE_4XX = frozenset({404, 408, 409, 429})  # as the dispatcher retries them
+
+PINGS = Counter(
+    "kanal_ping_events",
+    "PingSource events, by outcome: sent, failed (retries exhausted), skipped (too late to send)",
+    ["namespace", "source", "outcome"],
+)
+
+
+class _Membership(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, scheduler: PingScheduler) -> None:
+        self._scheduler = scheduler
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self._scheduler._release()
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self._scheduler._acquire(bool(list(assigned)))
+
+
+class PingScheduler:
+    """Sends PingSource events on schedule while this process holds the ticks partition.
+
+    `sources()` gives the current PingSources (the controller's view); `clock()` the time.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        sources: Callable[[], Iterable[PingSource]],
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._settings = settings
+        self._sources = sources
+        self._clock = clock
+        self._topic = settings.kafka_ticks_topic
+        self._tp = TopicPartition(self._topic, 0)
+        self._ticks = ResourceLog(settings, topic=self._topic)
+        self._writer = ResourceWriter(settings, topic=self._topic)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._owner = False
+        self._loaded = False  # the ticks topic was read to its end since this process became owner
+        self._stopping = asyncio.Event()
+        self._schedules: dict[tuple[str, str | None], Schedule] = {}
+        self._handled: dict[str, datetime] = {}  # uid -> last tick this process sent or skipped
+        self._busy: dict[str, asyncio.Task[None]] = {}  # uid -> the task sending its ticks
+
+    @property
+    def owner(self) -> bool:
+        """Whether this process is the one scheduling PingSources."""
+        return self._owner
+
+    def stop(self) -> None:
+        """Stop after the ticks being sent are recorded, so a graceful stop repeats none."""
+        self._stopping.set()
+
+    def _acquire(self, assigned: bool) -> None:
+        if assigned and not self._owner:
+            log.info("ping scheduler: this controller schedules PingSources")
+            self._loaded = False
+        self._owner = assigned
+        if assigned and self._consumer is not None:
+            self._consumer.pause(self._tp)  # membership is all this consumer is for
+
+    async def _release(self) -> None:
+        if self._owner:
+            log.info("ping scheduler: handing over")
+        self._owner = False
+        busy = [task for task in self._busy.values() if not task.done()]
+        if busy:
+            # Each task stops after its current tick; recording it before the partition moves
+            # is what keeps the next owner from sending it again.
+            await asyncio.wait(busy, timeout=_HANDOVER_TIMEOUT)
+
+    def _holds_partition(self) -> bool:
+        consumer = self._consumer
+        return self._owner and consumer is not None and self._tp in consumer.assignment()
+
+    async def run(self) -> None:
+        """Take part in the election and schedule while elected, until `stop()`."""
+        await self._ticks.start()
+        await self._writer.start()
+        consumer = AIOKafkaConsumer(
+            **client_options(self._settings),
+            group_id=f"{self._topic}.scheduler",
+            enable_auto_commit=False,
+            **self._settings.group_options(),
+        )
+        self._consumer = consumer
+        try:
+            await consumer.start()
+            consumer.subscribe([self._topic], listener=_Membership(self))
+            async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as tasks:
+                follower = tasks.create_task(self._ticks.run())
+                try:
+                    while not self._stopping.is_set():
+                        # Polling keeps the membership alive; it returns nothing (paused).
+                        with contextlib.suppress(KafkaError, TimeoutError):
+                            async with asyncio.timeout(1.0):
+                                await consumer.getmany(timeout_ms=200)
+                        if self._holds_partition() and await self._load(consumer):
+                            self._start_due(session, tasks)
+                finally:
+                    follower.cancel()
+        finally:
+            self._owner = False
+            self._consumer = None
+            with contextlib.suppress(KafkaError):
+                await consumer.stop()
+            await self._writer.close()
+            await self._ticks.close()
+
+    async def _load(self, consumer: AIOKafkaConsumer) -> bool:
+        """Read the ticks topic to its end once after becoming owner: the previous owner's last
+        records were written before it let go of the partition, so they are all before the end."""
+        if self._loaded:
+            return True
+        try:
+            end = (await consumer.end_offsets([self._tp]))[self._tp]
+            if end > 0:
+                await self._ticks.wait_for_offset(end - 1, timeout=5.0)
+        except (KafkaError, TimeoutError) as exc:
+            log.warning("ping scheduler: cannot read the ticks topic yet: %s", exc)
+            return False
+        self._loaded = True
+        return True
+
+    def _schedule(self, source: PingSource) -> Schedule:
+        key = (source.spec.schedule, source.spec.timezone)
+        found = self._schedules.get(key)
+        if found is None:
+            found = self._schedules[key] = Schedule(*key)
+        return found
+
+    def _last_tick(self, source: PingSource) -> datetime | None:
+        uid = source.metadata.uid
+        doc: Mapping[str, Any] | None = self._ticks.documents.get(uid)
+        recorded = parse_time(str(doc.get("tick", ""))) if doc else None
+        known = [t for t in (recorded, self._handled.get(uid)) if t is not None]
+        return max(known) if known else None
+
+    def _start_due(self, session: aiohttp.ClientSession, tasks: asyncio.TaskGroup) -> None:
+        now = self._clock()
+        for source in self._sources():
+            uid = source.metadata.uid
+            if uid in self._busy or not uid or not source.status.ready or not source.status.sink_uri:
+                continue
+            created = parse_time(source.metadata.creation_timestamp) or now
+            due = due_ticks(
+                self._schedule(source), self._last_tick(source), created, now, self._settings.ping_catch_up
+            )
+            if due.skipped_until is not None:
+                log.warning(
+                    "pingsource %s: %d%s ticks older than %ss were missed and are skipped (up to %s)",
+                    source.key,
+                    due.skipped,
+                    "+" if due.skipped >= 10_000 else "",
+                    self._settings.ping_catch_up,
+                    format_time(due.skipped_until),
+                )
+                PINGS.labels(source.metadata.namespace, source.metadata.name, "skipped").inc(due.skipped)
+                self._handled[uid] = due.skipped_until
+            if due.send:
+                work = self._send_ticks(session, source, due.send)
+            elif due.skipped_until is not None:
+                work = self._record(source, due.skipped_until, "skipped")
+            else:
+                continue
+            task = tasks.create_task(work)
+            self._busy[uid] = task
+            task.add_done_callback(functools.partial(self._done, uid))
+
+    def _done(self, uid: str, task: asyncio.Task[None]) -> None:
+        if self._busy.get(uid) is task:
+            del self._busy[uid]
+
+    async def _send_ticks(
+        self, session: aiohttp.ClientSession, source: PingSource, ticks: list[datetime]
+    ) -> None:
+        try:
+            for tick in ticks:
+                if not self._holds_partition() or self._stopping.is_set():
+                    return  # the next owner (or this one, restarted) sends what is left
+                outcome = await self._send(session, source, tick)
+                PINGS.labels(source.metadata.namespace, source.metadata.name, outcome).inc()
+                self._handled[source.metadata.uid] = tick
+                await self._record(source, tick, outcome)
+        except Exception:
+            # A task of the scheduler's group: one source's bug must not stop the others.
+            log.exception("pingsource %s: sending ticks failed", source.key)
+
+    async def _record(self, source: PingSource, tick: datetime, outcome: str) -> None:
+        record = {"tick": format_time(tick), "source": source.key, "outcome": outcome}
+        try:
+            await self._writer.write([(source.metadata.uid, record)])
+        except Unavailable as exc:
+            # This process remembers the tick; a successor would send it again, with the same id.
+            log.warning("pingsource %s: cannot record tick %s: %s", source.key, record["tick"], exc)
+
+    async def _send(self, session: aiohttp.ClientSession, source: PingSource, tick: datetime) -> str:
+        event = ping_event(source, tick)
+        headers, body = to_http_binary(event)
+        url = source.status.sink_uri or ""
+        delay = 0.5
+        problem = ""
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                async with (
+                    asyncio.timeout(_TIMEOUT),
+                    session.post(url, data=body, headers=headers, allow_redirects=False) as response,
+                ):
+                    await response.read()
+                    if 200 <= response.status < 300:
+                        log.info(
+                            "ping %s id=%s time=%s -> %s", source.key, event.id, event.attributes["time"], url
+                        )
+                        return "sent"
+                    problem = f"HTTP {response.status}"
+                    if 400 <= response.status < 500 and response.status not in _RETRYABLE_4XX:
+                        break
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            if attempt < _ATTEMPTS:
+                await asyncio.sleep(delay)
+                delay *= 2
+        log.warning("ping %s id=%s to %s failed: %s", source.key, event.id, url, problem)
+        return "failed"
