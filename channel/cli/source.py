@@ -7,7 +7,8 @@ SinkBinding do, by giving it the sink's address in its environment.
 The command gets `K_SINK` (where to POST CloudEvents) and, with `--ce-override`, `K_CE_OVERRIDES`
 (`{"extensions": {...}}`: extensions the program should set on every event it sends). A
 `broker:NAMESPACE/NAME` or `channel:NAMESPACE/NAME` sink is resolved through the controller.
-SIGINT and SIGTERM are passed on to the command; `kanal` exits with the command's exit code.
+SIGINT, SIGTERM and SIGHUP are passed on to the command (which runs in a session of its own);
+`kanal` exits with the command's exit code.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from types import FrameType
 from channel.cli.client import AdminClient
 
 __all__ = ["add_source_parser", "resolve_sink", "source_environment"]
+
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def add_source_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -80,17 +83,27 @@ def run_source(args: argparse.Namespace, client: AdminClient | None) -> int:
         raise SystemExit("kanal source run: give the command after --")
     env = dict(os.environ)
     env.update(source_environment(resolve_sink(args.sink, client), args.ce_override))
-    try:
-        child = subprocess.Popen(command, env=env)
-    except OSError as exc:
-        print(f"kanal source run: cannot start {command[0]}: {exc.strerror}", file=sys.stderr)
-        return 127
+    # Handlers first: a signal that comes while the command starts is passed on once it runs.
+    child: subprocess.Popen[bytes] | None = None
+    pending: list[int] = []
 
     def forward(signum: int, frame: FrameType | None) -> None:
-        child.send_signal(signum)
+        if child is None:
+            pending.append(signum)
+        else:
+            child.send_signal(signum)
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, forward) for sig in _FORWARDED}
     try:
+        try:
+            # A session of its own, as dumb-init does: a Ctrl-C in the terminal reaches the
+            # command once (passed on by us), not twice (from the terminal and from us).
+            child = subprocess.Popen(command, env=env, start_new_session=True)
+        except OSError as exc:
+            print(f"kanal source run: cannot start {command[0]}: {exc.strerror}", file=sys.stderr)
+            return 127
+        for signum in pending:
+            child.send_signal(signum)
         code = child.wait()
     finally:
         for sig, handler in previous.items():

@@ -13,7 +13,7 @@ import binascii
 import re
 from typing import Any, ClassVar, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from channel.resources.delivery import DeliverySpec
 from channel.resources.destination import Destination
@@ -288,23 +288,41 @@ class PingSourceSpec(_Model):
     sink: Destination
     ce_overrides: CloudEventOverrides | None = Field(default=None, alias="ceOverrides")
 
-    @model_validator(mode="after")
-    def _check(self) -> PingSourceSpec:
+    # One validator per field, so that every problem is reported, each at its own field.
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
         from channel.sources.schedule import Schedule, ScheduleError
 
         try:
-            Schedule(self.schedule, self.timezone)
+            Schedule(value)
         except ScheduleError as exc:
-            field = "timezone" if "time zone" in str(exc) else "schedule"
-            raise ValueError(f"{field}: {exc}") from None
-        if self.data is not None and self.data_base64 is not None:
-            raise ValueError("data and dataBase64: give one of them, not both")
-        if self.data_base64 is not None:
-            try:
-                base64.b64decode(self.data_base64, validate=True)
-            except (binascii.Error, ValueError):
-                raise ValueError("dataBase64: not valid base64") from None
-        return self
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        from channel.sources.schedule import Schedule, ScheduleError
+
+        try:
+            Schedule("* * * * *", value)
+        except ScheduleError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("data_base64")
+    @classmethod
+    def _data_base64(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if info.data.get("data") is not None:
+            raise ValueError("give data or dataBase64, not both")
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("not valid base64") from None
+        return value
 
     def payload(self) -> bytes | None:
         """The bytes each ping carries."""

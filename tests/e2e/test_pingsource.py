@@ -1,5 +1,6 @@
 """PingSource with real controllers: one event per tick to the sink; after a SIGKILL and a
-restart no tick is missing; with two controller replicas no tick is sent twice."""
+restart no tick is missing (and one in flight at the kill may come again, with its id); with
+controller replicas joining and leaving, no tick is missing and none is sent twice."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -55,6 +57,9 @@ def _assert_every_tick_once(requests: list[Received], allowed_repeats: int = 0) 
     assert times == expected, f"missing ticks: {sorted(set(expected) - set(times))}"
     repeats = [(i, n) for i, n in Counter(r.header("ce-id") for r in requests).items() if n > 1]
     assert len(repeats) <= allowed_repeats, repeats
+    # A tick has one id, whoever sent it and however often: sinks dedupe on it.
+    ids = {(r.header("ce-time"), r.header("ce-id")) for r in requests}
+    assert len(ids) == len(times), sorted(ids)
     for r in requests:
         assert r.header("ce-type") == "dev.knative.sources.ping"
         assert r.header("ce-source") == "/apis/v1/namespaces/ping/pingsources/heartbeat"
@@ -85,30 +90,55 @@ async def test_ticks_survive_a_controller_kill(cluster: KanalCluster) -> None:
         await sink.close()
 
 
-async def test_two_controllers_send_each_tick_once(cluster: KanalCluster, tmp_path: Path) -> None:
+async def test_replicas_joining_and_leaving_send_each_tick_once(
+    cluster: KanalCluster, tmp_path: Path
+) -> None:
     sink = await RecordingSink().start()
-    env = dict(cluster.env, KANAL_CONTROLLER_PORT=str(free_port()))
+    port = free_port()
+    env = dict(cluster.env, KANAL_CONTROLLER_PORT=str(port))
     log = (tmp_path / "controller-2.log").open("wb")
-    second = subprocess.Popen(
-        [sys.executable, "-m", "channel.cli.main", "controller"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    second: subprocess.Popen[bytes] | None = None
     try:
         await cluster.apply(PING.format(url=sink.url))
-        await sink.wait_for(5, timeout=40)
+        await sink.wait_for(3, timeout=30)
+        # A second replica joins while ticks are sent: Kafka rebalances the ticks partition,
+        # possibly to the newcomer; the one losing it records its tick before letting go.
+        second = subprocess.Popen(
+            [sys.executable, "-m", "channel.cli.main", "controller"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        await _wait_ready(port)
+        count = len(sink.requests)
+        await sink.wait_for(count + 4, timeout=60)
         _assert_every_tick_once(list(sink.requests))
-        # Stop whichever is the scheduler's replica too: the other takes over.
+        # The first replica stops: whichever held the partition, the other one goes on.
         cluster.kill("controller", signal.SIGTERM)
         count = len(sink.requests)
         await sink.wait_for(count + 4, timeout=60)
         _assert_every_tick_once(list(sink.requests))
     finally:
-        second.send_signal(signal.SIGTERM)
-        try:
-            second.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            second.kill()
+        if second is not None:
+            second.send_signal(signal.SIGTERM)
+            try:
+                second.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                second.kill()
         log.close()
         await sink.close()
+
+
+async def _wait_ready(port: int, timeout: float = 60.0) -> None:
+    url = f"http://127.0.0.1:{port}/readyz"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        try:
+            with await asyncio.to_thread(urllib.request.urlopen, url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the second controller was not ready within {timeout}s")

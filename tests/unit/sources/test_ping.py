@@ -40,21 +40,30 @@ def test_knatives_example_applies() -> None:
 
 
 @pytest.mark.parametrize(
-    ("spec", "message"),
+    ("spec", "field", "message"),
     [
-        ({"schedule": "* * *"}, "schedule"),
-        ({"schedule": "99 * * * *"}, "schedule"),
-        ({"timezone": "Moon/Tranquility"}, "timezone"),
-        ({"dataBase64": "aGk="}, "data and dataBase64"),
-        ({"data": None, "dataBase64": "@@@"}, "dataBase64"),
-        ({"sink": {}}, "sink"),
-        ({"ceOverrides": {"extensions": {"Bad-Name": "x"}}}, "extension names"),
+        ({"schedule": "* * *"}, "spec.schedule", "has 3 fields"),
+        ({"schedule": "99 * * * *"}, "spec.schedule", "not a valid cron schedule"),
+        ({"timezone": "Moon/Tranquility"}, "spec.timezone", "unknown time zone"),
+        ({"dataBase64": "aGk="}, "spec.dataBase64", "not both"),
+        ({"data": None, "dataBase64": "@@@"}, "spec.dataBase64", "not valid base64"),
+        ({"sink": {}}, "spec.sink", "ref or uri"),
+        ({"ceOverrides": {"extensions": {"Bad-Name": "x"}}}, "spec.ceOverrides", "extension names"),
     ],
+    ids=["fields", "range", "timezone", "both-data", "base64", "sink", "extension"],
 )
-def test_invalid_specs_name_the_field(spec: dict[str, Any], message: str) -> None:
+def test_invalid_specs_name_the_field(spec: dict[str, Any], field: str, message: str) -> None:
     with pytest.raises(ValidationError) as info:
         _source(**spec)
-    assert any(message in str(p) for p in info.value.problems), info.value.problems
+    [problem] = info.value.problems
+    assert field in problem.path and message in problem.message, problem
+
+
+def test_every_problem_is_listed() -> None:
+    with pytest.raises(ValidationError) as info:
+        _source(schedule="61 * * * *", timezone="Nowhere/Land", dataBase64="aGk=")
+    paths = sorted(p.path.rsplit(" ", 1)[-1] for p in info.value.problems)
+    assert paths == ["spec.dataBase64", "spec.schedule", "spec.timezone"], info.value.problems
 
 
 def test_data_base64_is_decoded() -> None:
