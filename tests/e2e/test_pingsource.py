@@ -5,18 +5,22 @@ controller replicas joining and leaving, no tick is missing and none is sent twi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import sys
 import urllib.request
+import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from channel.embedded import free_port
+from channel.resources.model import PingSource
+from channel.sources.scheduler import PingScheduler
 from support.cluster import KanalCluster
 from support.kafka import KafkaUnderTest
 from support.sinks import Received, RecordingSink
@@ -142,3 +146,88 @@ async def _wait_ready(port: int, timeout: float = 60.0) -> None:
             pass
         await asyncio.sleep(0.2)
     raise AssertionError(f"the second controller was not ready within {timeout}s")
+
+
+class _Clock:
+    """The scheduler's clock, moved by the test: Knative's minute schedules in seconds."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _ready_source(sink_url: str) -> PingSource:
+    return PingSource.model_validate(
+        {
+            "apiVersion": "sources.knative.dev/v1",
+            "kind": "PingSource",
+            "metadata": {
+                "name": "minutely",
+                "namespace": "ping",
+                "uid": str(uuid.uuid4()),
+                "creationTimestamp": "2026-01-01T00:00:00Z",
+            },
+            "spec": {"schedule": "* * * * *", "data": "tick", "sink": {"uri": sink_url}},
+            "status": {"sinkUri": sink_url, "conditions": [{"type": "Ready", "status": "True"}]},
+        }
+    )
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.05)
+
+
+async def test_minute_schedule_with_a_moved_clock(kafka: KafkaUnderTest) -> None:
+    """`* * * * *` with an injected clock: a graceful stop and a take-over repeat and skip
+    nothing, ticks missed while no scheduler ran are sent late up to the catch-up limit, and a
+    second replica sends nothing twice."""
+    settings = kafka.settings(kafka_ticks_topic=f"kanal.ticks.{uuid.uuid4().hex[:10]}", ping_catch_up=300)
+    sink = await RecordingSink().start()
+    source = _ready_source(sink.url)
+    clock = _Clock(datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC))
+    minute = timedelta(minutes=1)
+
+    running: list[tuple[PingScheduler, asyncio.Task[None]]] = []
+
+    def scheduler() -> tuple[PingScheduler, asyncio.Task[None]]:
+        made = PingScheduler(settings, lambda: [source], clock=clock)
+        running.append((made, asyncio.create_task(made.run())))
+        return running[-1]
+
+    def minutes() -> list[int]:
+        return sorted(_time(r).minute for r in sink.requests)
+
+    first, first_task = scheduler()
+    try:
+        await _until(lambda: first.owner)
+        clock.now += 3 * minute  # 00:03:30
+        await sink.wait_for(3)
+        first.stop()
+        await asyncio.wait_for(first_task, 30)
+        assert minutes() == [1, 2, 3]
+        # Nine minutes pass with no scheduler: 00:04 to 00:12 are due, the last five are young
+        # enough (300 s) and are sent late with their own time, 00:04 to 00:07 are skipped.
+        clock.now += 9 * minute
+        second, _ = scheduler()
+        await _until(lambda: second.owner)
+        await sink.wait_for(8)
+        assert minutes() == [1, 2, 3, 8, 9, 10, 11, 12]
+        # A replica joins; each further minute is sent once, by whichever holds the partition.
+        scheduler()
+        for _ in range(3):
+            clock.now += minute
+            await sink.wait_for(len(sink.requests) + 1, timeout=40)
+        await asyncio.sleep(1.0)
+        assert minutes() == [1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15]
+        assert len({r.header("ce-id") for r in sink.requests}) == len(sink.requests)
+        assert {r.body for r in sink.requests} == {b"tick"}
+    finally:
+        for made, task in running:
+            made.stop()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(task, 30)
+        await sink.close()
