@@ -43,6 +43,16 @@ class ControllerService:
         self._pings = parsed
         return [source for _, source in parsed.values()]
 
+    def _ping_uids(self) -> set[str] | None:
+        """The uids of every stored PingSource (valid or not), None until the log is loaded."""
+        if not self.controller.log.loaded.is_set():
+            return None
+        return {
+            str((doc.get("metadata") or {}).get("uid", ""))
+            for key, doc in self.controller.log.documents.items()
+            if key.startswith("PingSource/")
+        }
+
     def shutdown(self) -> None:
         self._stop.set()
 
@@ -58,7 +68,7 @@ class ControllerService:
                 self.settings.host,
                 self.settings.controller_port,
             )
-            scheduler = PingScheduler(self.settings, self._ping_sources)
+            scheduler = PingScheduler(self.settings, self._ping_sources, live_uids=self._ping_uids)
             async with asyncio.TaskGroup() as tg:
                 work = tg.create_task(self.controller.run())
                 pings = tg.create_task(scheduler.run())

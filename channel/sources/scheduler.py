@@ -26,7 +26,8 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 _ATTEMPTS = 4  # one send and three retries, 0.5 s, 1 s, 2 s apart
 _TIMEOUT = 10.0  # seconds per attempt
 _HANDOVER_TIMEOUT = 60.0  # longer than a send with all its retries
+_CLEANUP_INTERVAL = 60.0  # seconds between looks for tick records of deleted sources
 _RETRYABLE_4XX = frozenset({404, 408, 409, 429})  # as the dispatcher retries them
 
 PINGS = Counter(
@@ -74,7 +76,9 @@ class _Membership(ConsumerRebalanceListener):  # type: ignore[misc]
 class PingScheduler:
     """Sends PingSource events on schedule while this process holds the ticks partition.
 
-    `sources()` gives the current PingSources (the controller's view); `clock()` the time.
+    `sources()` gives the current PingSources (the controller's view); `clock()` the time;
+    `live_uids()` the uids of every stored PingSource, or None while they are not known yet
+    (the tick records of the others are deleted).
     """
 
     def __init__(
@@ -83,10 +87,13 @@ class PingScheduler:
         sources: Callable[[], Iterable[PingSource]],
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        live_uids: Callable[[], Collection[str] | None] | None = None,
     ) -> None:
         self._settings = settings
         self._sources = sources
         self._clock = clock
+        self._live_uids = live_uids or (lambda: {source.metadata.uid for source in sources()})
+        self._next_cleanup = 0.0
         self._topic = settings.kafka_ticks_topic
         self._tp = TopicPartition(self._topic, 0)
         self._ticks = ResourceLog(settings, topic=self._topic)
@@ -154,6 +161,7 @@ class PingScheduler:
                                 await consumer.getmany(timeout_ms=200)
                         if self._holds_partition() and await self._load(consumer):
                             self._start_due(session, tasks)
+                            await self._forget_deleted()
                 finally:
                     follower.cancel()
         finally:
@@ -178,6 +186,26 @@ class PingScheduler:
             return False
         self._loaded = True
         return True
+
+    async def _forget_deleted(self) -> None:
+        """Now and then, delete the tick records of PingSources that no longer exist."""
+        if time.monotonic() < self._next_cleanup:
+            return
+        self._next_cleanup = time.monotonic() + _CLEANUP_INTERVAL
+        live = self._live_uids()
+        if live is None:
+            return
+        stale = [uid for uid in self._ticks.documents if uid not in live and uid not in self._busy]
+        if not stale:
+            return
+        try:
+            await self._writer.write([(uid, None) for uid in stale])
+        except Unavailable as exc:
+            log.warning("ping scheduler: cannot delete %d old tick records: %s", len(stale), exc)
+            return
+        for uid in stale:
+            self._handled.pop(uid, None)
+        log.info("ping scheduler: deleted the tick records of %d deleted PingSources", len(stale))
 
     def _schedule(self, source: PingSource) -> Schedule:
         key = (source.spec.schedule, source.spec.timezone)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from channel.control.log import ResourceLog
 from channel.embedded import free_port
 from channel.resources.model import PingSource
 from channel.sources.scheduler import PingScheduler
@@ -183,8 +184,8 @@ async def _until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 
 async def test_minute_schedule_with_a_moved_clock(kafka: KafkaUnderTest) -> None:
     """`* * * * *` with an injected clock: a graceful stop and a take-over repeat and skip
-    nothing, ticks missed while no scheduler ran are sent late up to the catch-up limit, and a
-    second replica sends nothing twice."""
+    nothing, ticks missed while no scheduler ran are sent late up to the catch-up limit, a
+    second replica sends nothing twice, and a deleted source's tick record goes."""
     settings = kafka.settings(kafka_ticks_topic=f"kanal.ticks.{uuid.uuid4().hex[:10]}", ping_catch_up=300)
     sink = await RecordingSink().start()
     source = _ready_source(sink.url)
@@ -225,6 +226,19 @@ async def test_minute_schedule_with_a_moved_clock(kafka: KafkaUnderTest) -> None
         assert minutes() == [1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15]
         assert len({r.header("ce-id") for r in sink.requests}) == len(sink.requests)
         assert {r.body for r in sink.requests} == {b"tick"}
+        # The source is deleted: the scheduler that holds the partition deletes its tick record.
+        for made, task in running:
+            made.stop()
+            await asyncio.wait_for(task, 30)
+        running.clear()
+        ticks = ResourceLog(settings, topic=settings.kafka_ticks_topic)
+        async with ticks, asyncio.TaskGroup() as tasks:
+            follower = tasks.create_task(ticks.run())
+            await _until(lambda: source.metadata.uid in ticks.documents)
+            cleaner = PingScheduler(settings, list, clock=clock, live_uids=set)
+            running.append((cleaner, asyncio.create_task(cleaner.run())))
+            await _until(lambda: source.metadata.uid not in ticks.documents)
+            follower.cancel()
     finally:
         for made, task in running:
             made.stop()
