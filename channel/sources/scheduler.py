@@ -105,6 +105,7 @@ class PingScheduler:
         self._schedules: dict[tuple[str, str | None], Schedule] = {}
         self._handled: dict[str, datetime] = {}  # uid -> last tick this process sent or skipped
         self._busy: dict[str, asyncio.Task[None]] = {}  # uid -> the task sending its ticks
+        self._next: dict[str, tuple[tuple[str, str | None, datetime], datetime]] = {}  # uid -> next tick
 
     @property
     def owner(self) -> bool:
@@ -223,14 +224,17 @@ class PingScheduler:
 
     def _start_due(self, session: aiohttp.ClientSession, tasks: asyncio.TaskGroup) -> None:
         now = self._clock()
+        seen: set[str] = set()
         for source in self._sources():
             uid = source.metadata.uid
+            seen.add(uid)
             if uid in self._busy or not uid or not source.status.ready or not source.status.sink_uri:
                 continue
             created = parse_time(source.metadata.creation_timestamp) or now
-            due = due_ticks(
-                self._schedule(source), self._last_tick(source), created, now, self._settings.ping_catch_up
-            )
+            last = self._last_tick(source)
+            if now < self._next_tick(source, last or created):
+                continue  # the common case, without a walk through the schedule
+            due = due_ticks(self._schedule(source), last, created, now, self._settings.ping_catch_up)
             if due.skipped_until is not None:
                 log.warning(
                     "pingsource %s: %d%s ticks older than %ss were missed and are skipped (up to %s)",
@@ -251,6 +255,16 @@ class PingScheduler:
             task = tasks.create_task(work)
             self._busy[uid] = task
             task.add_done_callback(functools.partial(self._done, uid))
+        for uid in self._next.keys() - seen:
+            del self._next[uid]
+
+    def _next_tick(self, source: PingSource, after: datetime) -> datetime:
+        """The source's first tick after `after`, computed once per (schedule, after)."""
+        key = (source.spec.schedule, source.spec.timezone, after)
+        cached = self._next.get(source.metadata.uid)
+        if cached is None or cached[0] != key:
+            cached = self._next[source.metadata.uid] = (key, self._schedule(source).next_after(after))
+        return cached[1]
 
     def _done(self, uid: str, task: asyncio.Task[None]) -> None:
         if self._busy.get(uid) is task:
