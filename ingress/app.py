@@ -44,6 +44,10 @@ class _TooLarge(Exception):
     pass
 
 
+class _Disconnected(Exception):
+    """The client went away before the whole body arrived: nothing of it may be stored."""
+
+
 class IngressApp:
     """The ASGI callable. `routes` is replaced wholesale when the resource log changes."""
 
@@ -136,6 +140,10 @@ class IngressApp:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         try:
             body = await self._read_body(headers, receive)
+        except _Disconnected:
+            # No answer can reach the client; 499 (client closed request) in logs and metrics.
+            self._count(route, "", 499)
+            return 499
         except _TooLarge:
             await _respond(send, 413, {"error": f"body larger than {self._max_body} bytes"})
             self._count(route, "", 413)
@@ -187,7 +195,7 @@ class IngressApp:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                break
+                raise _Disconnected
             chunk: bytes = message.get("body", b"")
             size += len(chunk)
             if size > self._max_body:

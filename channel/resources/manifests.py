@@ -109,13 +109,23 @@ def _label(doc: Mapping[str, Any], where: str) -> str:
 
 def parse_resource(doc: Mapping[str, Any], where: str = "document") -> Resource | Skipped:
     """One document as a validated resource, or Skipped; raises ValidationError with all problems."""
-    api_version = str(doc.get("apiVersion", ""))
-    kind = str(doc.get("kind", ""))
-    model = KINDS.get((api_version, kind))
     label = _label(doc, where)
+    raw_version, raw_kind = doc.get("apiVersion"), doc.get("kind")
+    missing = [name for name, value in (("apiVersion", raw_version), ("kind", raw_kind)) if not value]
+    if missing:
+        raise ValidationError.single(
+            label, f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required"
+        )
+    wrong = [
+        name
+        for name, value in (("apiVersion", raw_version), ("kind", raw_kind))
+        if not isinstance(value, str)
+    ]
+    if wrong:
+        raise ValidationError.single(label, f"{' and '.join(wrong)} must be a string")
+    api_version, kind = str(raw_version), str(raw_kind)
+    model = KINDS.get((api_version, kind))
     if model is None:
-        if not api_version or not kind:
-            raise ValidationError.single(label, "apiVersion and kind are required")
         if any(group in api_version for group in _KNATIVE_GROUPS):
             served = ", ".join(f"{k} ({v})" for v, k in KINDS)
             raise ValidationError.single(
