@@ -36,6 +36,17 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+def _merged(overrides: dict[str, Any], base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """values.yaml with `overrides` merged in, as `helm install -f` merges them."""
+    out = copy.deepcopy(VALUES if base is None else base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(value, out[key])
+        else:
+            out[key] = value
+    return out
+
+
 def _lookup(tree: Any, path: list[str]) -> bool:
     for part in path:
         if not isinstance(tree, dict) or part not in tree:
@@ -64,6 +75,8 @@ def test_values_match_the_schema() -> None:
         (["dispatcher", "replicas"], "two"),
         (["metrics", "serviceMonitor", "interval"], "soon"),
         (["image", "pullPolicy"], "Sometimes"),
+        (["resources"], [{"kind": "Broker", "metadata": {"name": "b"}}]),
+        (["applyJob", "replicas"], 2),
     ],
 )
 def test_the_schema_rejects_bad_values(path: list[str], value: object) -> None:
@@ -76,11 +89,82 @@ def test_the_schema_rejects_bad_values(path: list[str], value: object) -> None:
         jsonschema.validate(values, SCHEMA)
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"config": {"kafkaSecurityProtocol": "SASL_SSL"}}, id="sasl-without-mechanism"),
+        pytest.param({"config": {"kafkaSaslMechanism": "SCRAM-SHA-512"}}, id="mechanism-without-secret"),
+        pytest.param({"kafka": {"tls": {"clientCertificate": True}}}, id="client-cert-without-secret"),
+        pytest.param({"config": {"ingressAuth": "tokens"}}, id="tokens-without-secret"),
+        pytest.param({"config": {"ingressAuth": "jwt"}}, id="jwt-without-issuer"),
+    ],
+)
+def test_the_schema_rejects_incomplete_security_settings(overrides: dict[str, Any]) -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(_merged(overrides), SCHEMA)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param(
+            {
+                "config": {"kafkaSecurityProtocol": "SASL_SSL", "kafkaSaslMechanism": "SCRAM-SHA-256"},
+                "kafka": {"sasl": {"existingSecret": "kafka-user"}, "tls": {"existingSecret": "kafka-ca"}},
+            },
+            id="sasl-ssl",
+        ),
+        pytest.param(
+            {
+                "config": {"kafkaSecurityProtocol": "SSL"},
+                "kafka": {"tls": {"existingSecret": "kafka-ca", "clientCertificate": True}},
+            },
+            id="mutual-tls",
+        ),
+        pytest.param(
+            {"config": {"ingressAuth": "tokens"}, "ingress": {"auth": {"tokensSecret": "t"}}}, id="tokens"
+        ),
+    ],
+)
+def test_the_schema_accepts_complete_security_settings(overrides: dict[str, Any]) -> None:
+    jsonschema.validate(_merged(overrides), SCHEMA)
+
+
 def test_every_config_value_is_a_kanal_setting() -> None:
     fields = set(Settings.model_fields)
     for name in VALUES["config"]:
         assert _snake(name) in fields, f"config.{name} is no setting (KANAL_{_snake(name).upper()})"
     assert set(SCHEMA["properties"]["config"]["properties"]) == set(VALUES["config"])
+
+
+# Settings the chart sets without a `config` value, and why; and those it leaves out.
+SET_BY_TEMPLATES = {
+    "host": "always 0.0.0.0 in a pod",
+    "controller_url": "the controller Service",
+    "kafka_sasl_username": "kafka.sasl.existingSecret",
+    "kafka_sasl_password": "kafka.sasl.existingSecret",
+    "kafka_ssl_cafile": "kafka.tls.existingSecret, mounted",
+    "kafka_ssl_certfile": "kafka.tls.existingSecret, mounted",
+    "kafka_ssl_keyfile": "kafka.tls.existingSecret, mounted",
+    "ingress_auth_tokens_file": "ingress.auth.tokensSecret, mounted",
+}
+NOT_IN_CHART = {
+    "ingress_tls_certfile": "HTTPS to the ingress is left to the cluster's Ingress or mesh",
+    "ingress_tls_keyfile": "HTTPS to the ingress is left to the cluster's Ingress or mesh",
+}
+
+
+def test_every_setting_is_in_the_chart_or_left_out_on_purpose() -> None:
+    fields = set(Settings.model_fields)
+    in_config = {_snake(name) for name in VALUES["config"]}
+    env_in_templates = {
+        m.group(1).lower() for text in TEMPLATES.values() for m in re.finditer(r"name: KANAL_([A-Z_]+)", text)
+    }
+    assert env_in_templates <= fields, f"templates set unknown settings: {env_in_templates - fields}"
+    assert set(SET_BY_TEMPLATES) <= env_in_templates, set(SET_BY_TEMPLATES) - env_in_templates
+    missing = fields - in_config - env_in_templates - set(NOT_IN_CHART)
+    assert not missing, f"settings the chart neither sets nor lists in NOT_IN_CHART: {sorted(missing)}"
+    assert not set(NOT_IN_CHART) & (in_config | env_in_templates)
 
 
 def test_config_values_are_valid_settings() -> None:
@@ -126,39 +210,65 @@ def test_probes_security_and_the_ingress_url_pattern() -> None:
     assert VALUES["securityContext"]["readOnlyRootFilesystem"] is True
     assert VALUES["podSecurityContext"]["runAsNonRoot"] is True
     assert "mountPath: /tmp" in helpers  # the only writable place
+    assert '"http://%s-ingress.%s.svc.cluster.local" (include "kanal.fullname" .)' in helpers
     notes = TEMPLATES["NOTES.txt"]
-    assert "-ingress.{{ .Release.Namespace }}.svc.cluster.local/<namespace>/<broker>" in notes
+    assert '{{ include "kanal.ingressUrl" . }}/<namespace>/<broker>' in notes
+
+
+def test_the_settings_configmap_writes_numbers_as_json() -> None:
+    # Helm reads numbers from values files as floats; toString writes 1048576 as "1.048576e+06",
+    # which the integer settings refuse. toJson writes "1048576".
+    line = next(x for x in TEMPLATES["configmap.yaml"].splitlines() if x.strip().startswith("KANAL_"))
+    assert "toJson" in line and 'kindIs "string"' in line
+
+
+HELM_VALUES = {
+    "resources": [
+        {
+            "apiVersion": "eventing.knative.dev/v1",
+            "kind": "Broker",
+            "metadata": {"name": "b", "namespace": "n"},
+        }
+    ],
+    "metrics": {
+        "serviceMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True},
+        "grafanaDashboard": {"enabled": True},
+    },
+    "config": {
+        "kafkaSecurityProtocol": "SASL_SSL",
+        "kafkaSaslMechanism": "SCRAM-SHA-512",
+        "ingressAuth": "tokens",
+        "ingressMaxBodyBytes": 20_000_000,
+        "dispatcherCommitInterval": 0.5,
+    },
+    "ingress": {"autoscaling": {"enabled": True}, "auth": {"tokensSecret": "tokens"}},
+    "kafka": {"sasl": {"existingSecret": "s"}, "tls": {"existingSecret": "t", "clientCertificate": True}},
+}
+
+
+def _container_settings(configmap: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
+    env = dict(configmap["data"])
+    for var in container.get("env", []):
+        env[var["name"]] = var.get("value", "from-a-secret")
+    return env
 
 
 @pytest.mark.skipif(shutil.which("helm") is None, reason="no helm binary on PATH (not installable here)")
 def test_helm_renders_the_chart(tmp_path: Path) -> None:  # pragma: no cover - needs helm
+    """`helm template` with every option on: each component's environment is a valid Settings."""
     values = tmp_path / "values.yaml"
-    values.write_text(
-        yaml.safe_dump(
-            {
-                "resources": [
-                    {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "metadata": {"name": "b"}}
-                ],
-                "metrics": {
-                    "serviceMonitor": {"enabled": True},
-                    "prometheusRule": {"enabled": True},
-                    "grafanaDashboard": {"enabled": True},
-                },
-                "ingress": {"autoscaling": {"enabled": True}},
-                "kafka": {
-                    "sasl": {"existingSecret": "s"},
-                    "tls": {"existingSecret": "t", "clientCertificate": True},
-                },
-            }
-        )
-    )
+    values.write_text(yaml.safe_dump(HELM_VALUES))
     out = subprocess.run(
-        ["helm", "template", "kanal", str(CHART), "-f", str(values)],
+        ["helm", "template", "kanal", str(CHART), "--namespace", "ops", "-f", str(values)],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    kinds = [d["kind"] for d in yaml.safe_load_all(out) if d]
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        by_kind.setdefault(doc["kind"], []).append(doc)
     for kind in (
         "Deployment",
         "Service",
@@ -166,8 +276,37 @@ def test_helm_renders_the_chart(tmp_path: Path) -> None:  # pragma: no cover - n
         "Job",
         "PodDisruptionBudget",
         "HorizontalPodAutoscaler",
+        "ServiceMonitor",
+        "PrometheusRule",
     ):
-        assert kind in kinds
+        assert kind in by_kind, kind
+    configmaps = {c["metadata"]["name"]: c for c in by_kind["ConfigMap"]}
+    settings_map = configmaps["kanal-settings"]
+    assert settings_map["data"]["KANAL_INGRESS_MAX_BODY_BYTES"] == "20000000"
+    deployments = {d["metadata"]["name"]: d for d in by_kind["Deployment"]}
+    assert set(deployments) == {f"kanal-{c}" for c in COMPONENTS}
+    assert "replicas" not in deployments["kanal-ingress"]["spec"]  # the HPA owns it
+    for component in COMPONENTS:
+        pod = deployments[f"kanal-{component}"]["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["args"] == [component]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        env = _container_settings(settings_map, container)
+        settings = Settings(**{k.removeprefix("KANAL_").lower(): v for k, v in env.items()})
+        assert container["ports"][0]["containerPort"] == getattr(settings, f"{component}_port")
+        assert settings.kafka_ssl_cafile == "/etc/kanal/kafka-tls/ca.crt"
+        assert settings.public_ingress_url() == "http://kanal-ingress.ops.svc.cluster.local"
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert {"/tmp", "/etc/kanal/kafka-tls"} <= mounts
+        assert (settings.ingress_auth_tokens_file is not None) == (component == "ingress")
+    (job,) = by_kind["Job"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"][:2] == ["apply", "-f"]
+    applied = list(yaml.safe_load_all(configmaps["kanal-resources"]["data"]["resources.yaml"]))
+    assert [d for d in applied if d] == HELM_VALUES["resources"]
+    dashboard = next(c for c in by_kind["ConfigMap"] if "grafana_dashboard" in c["metadata"]["labels"])
+    assert json.loads(dashboard["data"]["kanal.json"])["panels"]
 
 
 # -- alerts and dashboard --------------------------------------------------------------------

@@ -30,7 +30,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.config.ingressUrl -}}
 {{- .Values.config.ingressUrl -}}
 {{- else -}}
-{{- printf "http://%s-ingress.%s.svc.cluster.local" (include "kanal.fullname" .) .Release.Namespace -}}
+{{- $base := printf "http://%s-ingress.%s.svc.cluster.local" (include "kanal.fullname" .) .Release.Namespace -}}
+{{- if eq (int .Values.ingress.service.port) 80 -}}
+{{- $base -}}
+{{- else -}}
+{{- printf "%s:%d" $base (int .Values.ingress.service.port) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -144,6 +149,10 @@ spec:
                 name: {{ include "kanal.fullname" $root }}-settings
           env:
             {{- include "kanal.env" $root | nindent 12 }}
+            {{- if and (eq .component "ingress") $root.Values.ingress.auth.tokensSecret }}
+            - name: KANAL_INGRESS_AUTH_TOKENS_FILE
+              value: /etc/kanal/ingress-auth/{{ $root.Values.ingress.auth.tokensKey }}
+            {{- end }}
           startupProbe:
             httpGet: {path: /healthz, port: http}
             periodSeconds: 2
@@ -162,8 +171,18 @@ spec:
             {{- toYaml $root.Values.securityContext | nindent 12 }}
           volumeMounts:
             {{- include "kanal.volumeMounts" $root | nindent 12 }}
+            {{- if and (eq .component "ingress") $root.Values.ingress.auth.tokensSecret }}
+            - name: ingress-auth
+              mountPath: /etc/kanal/ingress-auth
+              readOnly: true
+            {{- end }}
       volumes:
         {{- include "kanal.volumes" $root | nindent 8 }}
+        {{- if and (eq .component "ingress") $root.Values.ingress.auth.tokensSecret }}
+        - name: ingress-auth
+          secret:
+            secretName: {{ $root.Values.ingress.auth.tokensSecret }}
+        {{- end }}
       {{- with .values.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
