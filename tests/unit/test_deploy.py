@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -409,6 +410,45 @@ def test_compose_kafka_is_kraft_and_the_example_is_applied() -> None:
             if not isinstance(parsed, Skipped):
                 kinds.append(doc["kind"])
     assert sorted(kinds) == ["Broker", "Trigger", "Trigger"]
+
+
+def test_compose_starts_services_in_order() -> None:
+    services = COMPOSE["services"]
+    for name, service in services.items():
+        depends = service.get("depends_on", {})
+        conditions = depends if isinstance(depends, dict) else {d: {} for d in depends}
+        for other, spec in conditions.items():
+            assert other in services, f"{name} depends on unknown service {other}"
+            if spec.get("condition") == "service_healthy":
+                assert "healthcheck" in services[other], f"{name} waits for {other}, which has no healthcheck"
+    for component in COMPONENTS:
+        assert services[component]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert services["setup"]["depends_on"]["controller"]["condition"] == "service_healthy"
+    assert services["setup"]["restart"] == "no"
+
+
+def test_compose_triggers_reach_the_event_displays() -> None:
+    """Each Trigger's subscriber, resolved as the controller resolves a Service ref (the
+    compose controller's KANAL_SERVICE_URL_TEMPLATE), is a display service on its own port."""
+    services = COMPOSE["services"]
+    template = services["controller"]["environment"]["KANAL_SERVICE_URL_TEMPLATE"]
+    triggers = [
+        doc
+        for doc in load_documents((ROOT / "deploy" / "compose" / "02-triggers.yaml").read_text(), "triggers")
+        if doc["kind"] == "Trigger"
+    ]
+    reached = set()
+    for trigger in triggers:
+        ref = trigger["spec"]["subscriber"]["ref"]
+        assert ref["kind"] == "Service"
+        namespace = trigger["metadata"]["namespace"]
+        url = urllib.parse.urlsplit(template.format(name=ref["name"], namespace=namespace))
+        display = services[url.hostname]
+        args = build_parser().parse_args(display["command"])
+        assert args.command == "event-display" and args.host == "0.0.0.0"
+        assert args.port == (url.port or 80), trigger["metadata"]["name"]
+        reached.add(url.hostname)
+    assert reached == {"hello-display", "goodbye-display"}
 
 
 def test_dockerfile_is_multi_stage_and_non_root() -> None:
