@@ -116,6 +116,10 @@ def create_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer
         linger_ms=0,  # batches still form while a request is in flight; waiting only adds latency
         request_timeout_ms=int(settings.kafka_produce_timeout * 1000),
         max_request_size=max(settings.ingress_max_body_bytes * 2, 1024 * 1024),
+        # Up to this much per partition in one produce request (aiokafka's default is 16 KiB): the
+        # ingress's batches hold many HTTP requests' events, and Kafka's default limit for one
+        # batch (message.max.bytes) is 1 MiB. A single larger record still goes alone.
+        max_batch_size=256 * 1024,
     )
     opts.update(overrides)
     return AIOKafkaProducer(**opts)

@@ -1,0 +1,156 @@
+"""The ingress's Kafka sink against a real Kafka-protocol broker: what concurrent callers hand it is
+written whole, in order per key, to the partitions Kafka's partitioner picks, and a write Kafka
+cannot take is refused without being stored later."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from channel.embedded import EmbeddedKafka
+from channel.errors import Unavailable
+from channel.events import KafkaRecord
+from channel.kafka import create_admin, create_producer, ensure_topic
+from channel.producer import KafkaEventSink
+from support.kafka import KafkaUnderTest
+
+pytestmark = pytest.mark.kafka
+
+PARTITIONS = 4
+
+
+async def _topic(kafka: KafkaUnderTest) -> str:
+    topic = f"sink-{uuid.uuid4().hex[:8]}"
+    admin = create_admin(kafka.settings())
+    await admin.start()
+    try:
+        await ensure_topic(admin, topic, partitions=PARTITIONS, replication_factor=1)
+    finally:
+        await admin.close()
+    return topic
+
+
+Seen = list[tuple[int, bytes | None, bytes | None]]  # partition, key, value
+
+
+async def _read_all(kafka: KafkaUnderTest, topic: str, expected: int) -> Seen:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers, auto_offset_reset="earliest", fetch_max_wait_ms=20
+    )
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+        seen: Seen = []
+        async with asyncio.timeout(30):
+            while len(seen) < expected:
+                for tp, records in (await consumer.getmany(timeout_ms=200)).items():
+                    seen.extend((tp.partition, r.key, r.value) for r in records)
+        await asyncio.sleep(0.3)  # anything beyond `expected` would show up here
+        for tp, records in (await consumer.getmany(timeout_ms=200)).items():
+            seen.extend((tp.partition, r.key, r.value) for r in records)
+        return seen
+    finally:
+        await consumer.stop()
+
+
+async def test_concurrent_sends_are_all_written_in_order_per_key(kafka: KafkaUnderTest) -> None:
+    topic = await _topic(kafka)
+    producer = create_producer(kafka.settings())
+    await producer.start()
+    sink = KafkaEventSink(producer, timeout=10)
+    try:
+        # 50 callers at once, each with 20 records: keyed ones (5 keys) and keyless ones.
+        async def caller(n: int) -> None:
+            records = [
+                KafkaRecord(
+                    f"key-{i % 5}".encode() if i % 2 else None,
+                    f"{n}:{i}".encode(),
+                    [("ce_id", f"{n}-{i}".encode())],
+                )
+                for i in range(20)
+            ]
+            await sink.send(topic, records)
+
+        await asyncio.gather(*(caller(n) for n in range(50)))
+        # An event without data and without a key: a record with a null key and a null value.
+        await sink.send(topic, [KafkaRecord(None, None, [("ce_id", b"empty")])])
+    finally:
+        await producer.stop()
+
+    seen = await _read_all(kafka, topic, 50 * 20 + 1)
+    assert len(seen) == 50 * 20 + 1
+    assert sum(1 for _, key, value in seen if key is None and value is None) == 1
+    values = [value for _, _, value in seen if value is not None]
+    assert len(set(values)) == 50 * 20  # each written exactly once
+    # Keyed records land where aiokafka's (and Kafka's) default partitioner puts them ...
+    reference = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    await reference.start()
+    try:
+        expected_partition = {
+            f"key-{k}".encode(): (
+                await (await reference.send(topic, b"probe", key=f"key-{k}".encode()))
+            ).partition
+            for k in range(5)
+        }
+    finally:
+        await reference.stop()
+    for partition, key, _ in seen:
+        if key is not None:
+            assert partition == expected_partition[key]
+    # ... and each caller's records of one key are in the order it sent them.
+    for n in range(50):
+        for k in range(5):
+            mine = [
+                v
+                for _, key, v in seen
+                if key == f"key-{k}".encode() and v is not None and v.startswith(f"{n}:".encode())
+            ]
+            assert mine == sorted(mine, key=lambda v: int(v.split(b":")[1]))
+
+
+async def test_a_write_not_handed_over_in_time_is_refused_and_never_stored() -> None:
+    """Its own broker, frozen with SIGSTOP while callers wait. The first caller's batch is in a
+    request, the second's queued behind it in the producer (both may still be stored: their
+    Unavailable is ambiguous); the third waits for the queue and is never handed over: it gets
+    Unavailable and, after the broker resumes, is not in the topic."""
+    with EmbeddedKafka() as broker:
+        kafka = KafkaUnderTest(broker.bootstrap_servers, idempotence=False, fetch_max_wait_ms=20)
+        topic = await _topic(kafka)
+        # The producer's request outlasts the callers' wait, so the first request stays in flight
+        # while the broker is frozen and the third batch cannot get into the producer in time.
+        producer = create_producer(kafka.settings(kafka_produce_timeout=10.0))
+        await producer.start()
+        sink = KafkaEventSink(producer, timeout=1.5)
+        try:
+            await sink.send(topic, [KafkaRecord(b"k", b"before", [])])
+            assert not sink.failing
+            assert broker.pid is not None
+            os.kill(broker.pid, signal.SIGSTOP)
+            try:
+                sends = []
+                for name in (b"in-request", b"queued", b"never"):
+                    sends.append(asyncio.create_task(sink.send(topic, [KafkaRecord(b"k", name, [])])))
+                    await asyncio.sleep(0.2)  # each its own flush, one key: one partition
+                results = await asyncio.gather(*sends, return_exceptions=True)
+            finally:
+                os.kill(broker.pid, signal.SIGCONT)
+            assert all(isinstance(r, Unavailable) for r in results), results
+            assert sink.failing
+            async with asyncio.timeout(30):
+                while True:
+                    try:
+                        await sink.send(topic, [KafkaRecord(b"k", b"after", [])])
+                        break
+                    except Unavailable:
+                        await asyncio.sleep(0.5)  # the producer reconnects to the resumed broker
+            assert not sink.failing
+        finally:
+            await producer.stop()
+        values = [value for _, _, value in await _read_all(kafka, topic, 2)]
+        assert values[0] == b"before" and b"after" in values
+        assert b"never" not in values, values
