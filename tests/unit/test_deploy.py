@@ -318,13 +318,18 @@ def _kanal_metric_names() -> set[str]:
 
     import dispatcher.metrics
     import ingress.metrics
+    from channel.metrics import LocalCounter, LocalHistogram
 
     names: set[str] = set()
     for module in (ingress.metrics, dispatcher.metrics):
         for value in vars(module).values():
-            if not isinstance(value, MetricWrapperBase):
+            if isinstance(value, MetricWrapperBase):
+                families = value.describe()
+            elif isinstance(value, LocalCounter | LocalHistogram):
+                families = list(value.collect())
+            else:
                 continue
-            for family in value.describe():
+            for family in families:
                 base = family.name
                 names.update({base, base + "_total", base + "_bucket", base + "_count", base + "_sum"})
     return names
