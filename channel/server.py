@@ -50,6 +50,9 @@ class AsgiServer:
             loop=loop,
             lifespan="off",
             access_log=False,
+            # No X-Forwarded-* rewriting: nothing in Kanal reads the client address, and the
+            # middleware costs every request.
+            proxy_headers=False,
             log_level="warning",
             timeout_graceful_shutdown=int(graceful_timeout),
             backlog=4096,

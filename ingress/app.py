@@ -250,8 +250,9 @@ class IngressApp:
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The first value of header `name` (lower-case, as ASGI servers give header names)."""
     for key, value in headers:
-        if key.lower() == name:
+        if key == name:
             return value
     return None
 

@@ -64,7 +64,8 @@ def _binary(headers: Sequence[tuple[bytes, bytes]], body: bytes, content_type: s
     attributes: dict[str, str] = {}
     problems: list[Problem] = []
     for raw_name, raw_value in headers:
-        if raw_name[:3].lower() != _CE:
+        # ASGI servers hand over lower-case names; others are lowered here.
+        if not raw_name.startswith(_CE) and raw_name[:3].lower() != _CE:
             continue
         name = raw_name[3:].decode("latin-1").lower()
         if name in attributes:
@@ -76,7 +77,10 @@ def _binary(headers: Sequence[tuple[bytes, bytes]], body: bytes, content_type: s
             )
             continue
         try:
-            attributes[name] = decode_header_value(raw_value)
+            if b"%" in raw_value or raw_value[:1] == b'"':
+                attributes[name] = decode_header_value(raw_value)
+            else:
+                attributes[name] = raw_value.decode("utf-8")  # nothing to unquote or decode
         except UnicodeDecodeError:
             problems.append(Problem(name, "is not valid UTF-8 after percent-decoding"))
             attributes[name] = ""

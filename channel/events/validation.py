@@ -26,8 +26,19 @@ _MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+\-]+/[A-Za-z0-9!#$&^_.+\-]+\s*(;.*)
 _BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ufdd0-\ufdef\ufffe\uffff\ud800-\udfff]")
 
 
+# Names seen valid before (the same few dozen recur in every event), bounded in size.
+_VALID_NAMES: set[str] = set(REQUIRED_ATTRIBUTES)
+_VALID_NAMES_MAX = 4096
+
+
 def valid_name(name: str) -> bool:
-    return _NAME.fullmatch(name) is not None
+    if name in _VALID_NAMES:
+        return True
+    if _NAME.fullmatch(name) is None:
+        return False
+    if len(_VALID_NAMES) < _VALID_NAMES_MAX:
+        _VALID_NAMES.add(name)
+    return True
 
 
 def validate_string(name: str, value: str, path: str, problems: list[Problem]) -> None:
@@ -49,6 +60,38 @@ def _valid_time(value: str) -> bool:
     return 1 <= month <= 12 and 1 <= day <= 31 and hour <= 23 and minute <= 59 and second <= 60
 
 
+def _source(value: str) -> str | None:
+    return "must be a URI-reference" if value and not _URI_REF.fullmatch(value) else None
+
+
+def _time(value: str) -> str | None:
+    return None if _valid_time(value) else "must be an RFC 3339 timestamp"
+
+
+def _absolute_uri(value: str) -> str | None:
+    return None if _ABSOLUTE_URI.fullmatch(value) else "must be a non-empty absolute URI"
+
+
+def _not_empty(value: str) -> str | None:
+    return None if value else "must not be empty when present"
+
+
+def _media_type(value: str) -> str | None:
+    return None if _MEDIA_TYPE.fullmatch(value) else "must be a media type such as application/json"
+
+
+# The attributes with a format of their own; the problem it finds, or None.
+_CHECKS = {
+    "source": _source,
+    "time": _time,
+    "dataschema": _absolute_uri,
+    "schemaurl": _absolute_uri,
+    "subject": _not_empty,
+    "datacontenttype": _media_type,
+    PARTITION_KEY: _not_empty,
+}
+
+
 def validate_attributes(attributes: Mapping[str, str], problems: list[Problem], prefix: str = "") -> None:
     """Append a Problem for each way `attributes` breaks the core spec."""
     for name in REQUIRED_ATTRIBUTES:
@@ -58,20 +101,13 @@ def validate_attributes(attributes: Mapping[str, str], problems: list[Problem], 
     if version and version not in SPEC_VERSIONS:
         problems.append(Problem(prefix + "specversion", f"{version!r} is not supported (1.0 or 0.3)"))
     for name, value in attributes.items():
-        path = prefix + name
         if not valid_name(name):
-            problems.append(Problem(path, "attribute names are lower-case letters a-z and digits 0-9 only"))
+            problems.append(
+                Problem(prefix + name, "attribute names are lower-case letters a-z and digits 0-9 only")
+            )
             continue
-        validate_string(name, value, path, problems)
-        if name == "source" and value and not _URI_REF.fullmatch(value):
-            problems.append(Problem(path, "must be a URI-reference"))
-        elif name == "time" and not _valid_time(value):
-            problems.append(Problem(path, "must be an RFC 3339 timestamp"))
-        elif name in ("dataschema", "schemaurl") and not _ABSOLUTE_URI.fullmatch(value):
-            problems.append(Problem(path, "must be a non-empty absolute URI"))
-        elif name == "subject" and not value:
-            problems.append(Problem(path, "must not be empty when present"))
-        elif name == "datacontenttype" and not _MEDIA_TYPE.fullmatch(value):
-            problems.append(Problem(path, "must be a media type such as application/json"))
-        elif name == PARTITION_KEY and not value:
-            problems.append(Problem(path, "must not be empty when present"))
+        if not value.isascii() or not value.isprintable():
+            validate_string(name, value, prefix + name, problems)
+        check = _CHECKS.get(name)
+        if check is not None and (message := check(value)) is not None:
+            problems.append(Problem(prefix + name, message))

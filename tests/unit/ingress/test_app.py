@@ -47,7 +47,8 @@ async def call(
     await app(scope, receive, send)
     start = sent[0]
     body_out = b"".join(m.get("body", b"") for m in sent[1:])
-    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, body_out
+    # Header values are octets (RFC 9110 obs-text included): latin-1 maps each to one character.
+    return start["status"], {k.decode(): v.decode("latin-1") for k, v in start["headers"]}, body_out
 
 
 @pytest.fixture
