@@ -164,7 +164,7 @@ class Dispatcher:
         return False
 
     def _finish(self, plan: TriggerPlan, event: CloudEvent, source: Source, result: Result) -> Result:
-        metrics.child(metrics.EVENTS, plan.namespace, plan.name, result.value).inc()
+        metrics.EVENTS.labels(plan.namespace, plan.name, result.value).inc()
         return result
 
     async def _with_retries(
@@ -189,11 +189,11 @@ class Dispatcher:
             started = time.perf_counter()
             attempt = await self._poster.post(url, event, timeout=policy.timeout, headers=headers)
             if reply:
-                metrics.child(metrics.DELIVERY_LATENCY, plan.namespace, plan.name).observe(
+                metrics.DELIVERY_LATENCY.labels(plan.namespace, plan.name).observe(
                     time.perf_counter() - started
                 )
-            metrics.child(
-                metrics.ATTEMPTS, plan.namespace, plan.name, destination, str(attempt.status or "none")
+            metrics.ATTEMPTS.labels(
+                plan.namespace, plan.name, destination, str(attempt.status or "none")
             ).inc()
             outcome = classify_status(attempt.status)
             failed_dest = url
