@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     dispatcher_max_in_flight: int = Field(
         default=64, ge=1, description="Concurrent deliveries per Trigger consumer"
     )
+    dispatcher_connections_per_host: int = Field(
+        default=128,
+        ge=1,
+        description="Open connections per subscriber host, shared by all Triggers delivering there",
+    )
     dispatcher_lane_buffer: int = Field(
         default=1024,
         ge=1,

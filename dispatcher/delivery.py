@@ -7,7 +7,7 @@ the response body, and the response headers. Redirects are never followed (DLV-0
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -40,6 +40,11 @@ class Poster(Protocol):
     ) -> Attempt: ...
 
 
+@functools.lru_cache(maxsize=64)
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=seconds)
+
+
 class HttpPoster:
     """Delivers over one shared aiohttp session (connection pooling, no redirects)."""
 
@@ -53,12 +58,15 @@ class HttpPoster:
         request_headers = dict(ce_headers)
         request_headers.update(headers)
         try:
-            async with (
-                asyncio.timeout(timeout),
-                self._session.post(
-                    url, data=body, headers=request_headers, allow_redirects=False
-                ) as response,
-            ):
+            # aiohttp's own total timeout (connect, send, response and body read): one timer per
+            # attempt instead of a second one around it.
+            async with self._session.post(
+                url,
+                data=body,
+                headers=request_headers,
+                allow_redirects=False,
+                timeout=_timeout(timeout),
+            ) as response:
                 payload = await response.content.read(MAX_RESPONSE_BYTES)
                 return Attempt(response.status, payload, tuple(response.headers.items()))
         except TimeoutError:

@@ -61,7 +61,9 @@ class DispatcherService:
 
     async def run(self) -> None:
         producer = create_producer(self.settings)
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, ttl_dns_cache=300)
+        connector = aiohttp.TCPConnector(
+            limit=0, limit_per_host=self.settings.dispatcher_connections_per_host, ttl_dns_cache=300
+        )
         async with aiohttp.ClientSession(connector=connector) as session:
             await producer.start()
             await self._log.start()
