@@ -71,7 +71,6 @@ class IngressApp:
         self._in_flight = 0
         self._max_body = settings.ingress_max_body_bytes
         self._max_in_flight = settings.ingress_max_in_flight
-        self._metrics = metrics.LabelCache()
         metrics.IN_FLIGHT.set_function(lambda: self._in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -121,7 +120,9 @@ class IngressApp:
             code = await self._post(scope, receive, send, route)
         finally:
             self._in_flight -= 1
-        self._metrics.latency(route.kind, route.namespace, route.name, code, time.perf_counter() - started)
+        metrics.REQUEST_LATENCY.labels(route.kind, route.namespace, route.name, str(code)).observe(
+            time.perf_counter() - started
+        )
 
     def _route(self, path: str, headers: list[tuple[bytes, bytes]]) -> Route | None:
         parts = path.strip("/").split("/")
@@ -242,10 +243,11 @@ class IngressApp:
         await send({"type": "http.response.body", "body": body})
 
     def _count(self, route: Route, event_type: str, code: int, started: float | None = None) -> None:
-        self._metrics.count(route.kind, route.namespace, route.name, event_type, code)
+        code_label = str(code)
+        metrics.EVENTS.labels(route.kind, route.namespace, route.name, event_type, code_label).inc()
         if started is not None:
-            self._metrics.latency(
-                route.kind, route.namespace, route.name, code, time.perf_counter() - started
+            metrics.REQUEST_LATENCY.labels(route.kind, route.namespace, route.name, code_label).observe(
+                time.perf_counter() - started
             )
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import Gauge
 
-from channel.metrics import CounterValue, HistogramValue, LocalCounter, LocalHistogram
+from channel.metrics import LocalCounter, LocalHistogram
 
-__all__ = ["BATCH_SIZE", "EVENTS", "IN_FLIGHT", "PRODUCE_LATENCY", "REQUEST_LATENCY", "LabelCache"]
+__all__ = ["BATCH_SIZE", "EVENTS", "IN_FLIGHT", "PRODUCE_LATENCY", "REQUEST_LATENCY"]
 
 _LATENCY_BUCKETS = (
     0.0005,
@@ -47,26 +47,3 @@ BATCH_SIZE = LocalHistogram(
     "Events per request (1 for binary and structured mode)",
     buckets=(0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
 )
-
-
-class LabelCache:
-    """Label children by (destination, type, code) with the code as the int the app has: one
-    dict lookup per update, no `str(code)`."""
-
-    def __init__(self) -> None:
-        self._events: dict[tuple[str, str, str, str, int], CounterValue] = {}
-        self._latency: dict[tuple[str, str, str, int], HistogramValue] = {}
-
-    def count(self, kind: str, namespace: str, name: str, event_type: str, code: int) -> None:
-        key = (kind, namespace, name, event_type, code)
-        child = self._events.get(key)
-        if child is None:
-            child = self._events[key] = EVENTS.labels(kind, namespace, name, event_type, str(code))
-        child.inc()
-
-    def latency(self, kind: str, namespace: str, name: str, code: int, seconds: float) -> None:
-        key = (kind, namespace, name, code)
-        child = self._latency.get(key)
-        if child is None:
-            child = self._latency[key] = REQUEST_LATENCY.labels(kind, namespace, name, str(code))
-        child.observe(seconds)

@@ -77,10 +77,7 @@ def _binary(headers: Sequence[tuple[bytes, bytes]], body: bytes, content_type: s
             )
             continue
         try:
-            if b"%" in raw_value or raw_value[:1] == b'"':
-                attributes[name] = decode_header_value(raw_value)
-            else:
-                attributes[name] = raw_value.decode("utf-8")  # nothing to unquote or decode
+            attributes[name] = decode_header_value(raw_value)
         except UnicodeDecodeError:
             problems.append(Problem(name, "is not valid UTF-8 after percent-decoding"))
             attributes[name] = ""

@@ -106,8 +106,7 @@ def validate_attributes(attributes: Mapping[str, str], problems: list[Problem], 
                 Problem(prefix + name, "attribute names are lower-case letters a-z and digits 0-9 only")
             )
             continue
-        if not value.isascii() or not value.isprintable():
-            validate_string(name, value, prefix + name, problems)
+        validate_string(name, value, prefix + name, problems)
         check = _CHECKS.get(name)
         if check is not None and (message := check(value)) is not None:
             problems.append(Problem(prefix + name, message))
