@@ -172,7 +172,11 @@ async def test_graceful_shutdown_loses_no_acknowledged_event(
                 refused += 1
 
         tasks = [asyncio.create_task(send(i)) for i in range(400)]
-        await asyncio.sleep(0.05)
+        # SIGTERM once the load is flowing (the first answers are in), not after a fixed delay:
+        # on a slow machine no connection may be up after 50 ms, and then nothing is tested.
+        async with asyncio.timeout(20):
+            while not accepted and not all(task.done() for task in tasks):
+                await asyncio.sleep(0.005)
         cluster.processes["ingress"].send_signal(signal.SIGTERM)
         await asyncio.gather(*tasks)
     code = cluster.processes["ingress"].wait(30)
