@@ -50,7 +50,7 @@ from channel.settings import Settings
 from dispatcher import metrics
 from dispatcher.dispatch import Dispatcher, Source
 from dispatcher.groups import GroupOffsets
-from dispatcher.offsets import PartitionOffsets
+from dispatcher.offsets import CreationFloor, PartitionOffsets
 from dispatcher.plan import Plan
 
 __all__ = ["Lane", "TopicConsumer", "source_of"]
@@ -92,7 +92,7 @@ class Lane:
         self.window = 0.0
         self.waited = 0.0
         # Partitions without a committed offset: records older than the Trigger are not its own.
-        self.floor: dict[TopicPartition, int] = {}
+        self.floor = CreationFloor()
         self.committed: dict[TopicPartition, int] = {}
         self.tasks: set[asyncio.Task[None]] = set()  # the workers
         self.reader: asyncio.Task[None] | None = None
@@ -106,8 +106,9 @@ class Lane:
         return self.pending >= self.buffer
 
     def forget(self, tp: TopicPartition) -> None:
-        for table in (self.offsets, self.start, self.catching, self.floor, self.committed):
+        for table in (self.offsets, self.start, self.catching, self.committed):
             table.pop(tp, None)
+        self.floor.forget(tp)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -218,6 +219,7 @@ class TopicConsumer:
     async def _fan_out(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         lanes = self._lanes
         valid: list[int] = []
+        last_stamp = 0
         matched: dict[str, int] = {}
         for record in records:
             if self._stopping.is_set() or tp not in self._assigned:
@@ -232,6 +234,7 @@ class TopicConsumer:
                 _skip_invalid(tp, record, exc)
                 continue
             valid.append(offset)
+            last_stamp = record.timestamp
             keys = self._index.match(event.attributes)
             if not keys:
                 continue
@@ -243,8 +246,7 @@ class TopicConsumer:
                 start = lane.start.get(tp)
                 if start is None or offset < start:
                     continue
-                floor = lane.floor.get(tp)
-                if floor is not None and record.timestamp < floor:
+                if lane.floor.refuses(tp, record.timestamp):
                     continue
                 if lane.full() and not await self._wait_for_room(lane, tp, offset):
                     continue
@@ -258,6 +260,10 @@ class TopicConsumer:
                 if start is None:
                     continue
                 eligible = len(valid) - bisect.bisect_left(valid, start)
+                if eligible > 0:
+                    # A lane is offered only the records its filter selects; the last record
+                    # read tells it too whether its creation boundary has gone by.
+                    lane.floor.reached(tp, last_stamp)
                 filtered = eligible - matched.get(key, 0)
                 if filtered > 0:
                     metrics.EVENTS.labels(lane.plan.namespace, lane.plan.name, "filtered").inc(filtered)
@@ -434,8 +440,7 @@ class TopicConsumer:
                 event = from_kafka_record(record.key, record.value, record.headers)
             except InvalidEvent:
                 continue  # counted by the shared reader
-            floor = lane.floor.get(tp)
-            if floor is not None and record.timestamp < floor:
+            if lane.floor.refuses(tp, record.timestamp):
                 continue
             if not plan_filter.matches(event.attributes):
                 metrics.EVENTS.labels(lane.plan.namespace, lane.plan.name, "filtered").inc()
@@ -498,7 +503,7 @@ class TopicConsumer:
                 lane.forget(tp)
                 lane.start[tp] = offset
                 if floor is not None:
-                    lane.floor[tp] = floor
+                    lane.floor.set(tp, floor)
         self._assigned.update(assigned)
         # Triggers added while the offsets above were being read start like any new Trigger.
         for lane in self._lanes.values():
@@ -518,7 +523,7 @@ class TopicConsumer:
             if tp not in self._assigned or tp in lane.start or tp in lane.catching:
                 continue
             if floor is not None:
-                lane.floor[tp] = floor
+                lane.floor.set(tp, floor)
             if offset >= self._position.get(tp, 0):
                 lane.start[tp] = offset
             else:
@@ -539,6 +544,8 @@ class TopicConsumer:
     # -- commits --------------------------------------------------------------------------
 
     def _committable(self, lane: Lane, tp: TopicPartition) -> int | None:
+        if lane.floor.holds(tp):
+            return None
         parts = lane.offsets.get(tp)
         lowest = parts.lowest() if parts is not None else None
         if lowest is not None:
@@ -573,7 +580,6 @@ class TopicConsumer:
         for tp, offset in offsets.items():
             if offset > lane.committed.get(tp, -1):
                 lane.committed[tp] = offset
-            lane.floor.pop(tp, None)
 
     async def _commit_all(self, tps: Iterable[TopicPartition]) -> None:
         keep = [tp for tp in tps if tp in self._assigned]

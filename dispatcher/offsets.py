@@ -1,4 +1,5 @@
-"""Which offsets may be committed when records complete out of order. Pure.
+"""Which offsets may be committed when records complete out of order, and where a new Trigger's
+share of a partition begins. Pure.
 
 Deliveries run concurrently, so record 7 may finish before record 5. Kafka's committed offset
 means "everything below this is done", so per partition we commit the lowest offset still in
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 
-__all__ = ["PartitionOffsets"]
+__all__ = ["CreationFloor", "PartitionOffsets"]
 
 
 class PartitionOffsets:
@@ -48,3 +49,46 @@ class PartitionOffsets:
         if self._heap:
             return self._heap[0]
         return self._next
+
+
+class CreationFloor:
+    """Where a Trigger created at `created_ms` begins on partitions it has no committed offset for.
+
+    Its reading starts at `offsets_for_times(created_ms)`, which some brokers answer too early
+    (the embedded one answers with the start of an older batch). So until the first record
+    stamped at or after the creation time, older records are refused. That first record is the
+    boundary, as `offsets_for_times` defines it: it and everything after it are the Trigger's,
+    whatever their timestamps. Until the boundary is seen nothing may be committed, because a
+    committed offset before it would let a restarted dispatcher deliver the older records.
+    """
+
+    __slots__ = ("_floors",)
+
+    def __init__(self) -> None:
+        self._floors: dict[object, int] = {}
+
+    def set(self, partition: object, created_ms: int) -> None:
+        self._floors[partition] = created_ms
+
+    def forget(self, partition: object) -> None:
+        self._floors.pop(partition, None)
+
+    def refuses(self, partition: object, timestamp: int) -> bool:
+        """Whether the record is older than the Trigger; the first that is not opens the partition."""
+        floor = self._floors.get(partition)
+        if floor is None:
+            return False
+        if timestamp < floor:
+            return True
+        del self._floors[partition]
+        return False
+
+    def reached(self, partition: object, timestamp: int) -> None:
+        """A record stamped `timestamp` was read past the start: open the partition if that is late enough."""
+        floor = self._floors.get(partition)
+        if floor is not None and timestamp >= floor:
+            del self._floors[partition]
+
+    def holds(self, partition: object) -> bool:
+        """Whether commits on `partition` must wait: its boundary has not been read yet."""
+        return partition in self._floors

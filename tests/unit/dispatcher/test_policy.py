@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from channel.resources.delivery import DeliverySpec
 from dispatcher.deadletter import error_extensions, with_extensions
-from dispatcher.offsets import PartitionOffsets
+from dispatcher.offsets import CreationFloor, PartitionOffsets
 from dispatcher.retry import Outcome, RetryPolicy, classify_status, parse_retry_after
 
 
@@ -121,3 +121,30 @@ def test_committable_never_passes_an_unfinished_offset(offsets: list[int], rnd: 
         assert parts.lowest() == (min(unfinished) if unfinished else None)
     assert parts.committable() == offsets[-1] + 1
     assert parts.pending == 0
+
+
+def test_a_new_trigger_refuses_older_records_until_its_boundary_and_commits_nothing_before() -> None:
+    floor = CreationFloor()
+    floor.set("p0", 1_000)
+    floor.set("p1", 1_000)
+    # offsets_for_times answered too early: the records before the creation time are not its own,
+    # and while it has not read past them a commit would let a restart deliver them.
+    assert floor.refuses("p0", 999)
+    assert floor.holds("p0")
+    # The first record at or after the creation time is the boundary: it and all after it are the
+    # Trigger's, even one stamped a little earlier (another producer's clock).
+    assert not floor.refuses("p0", 1_000)
+    assert not floor.holds("p0")
+    assert not floor.refuses("p0", 998)
+    # Partitions are independent, and records the Trigger's filter skips still move its boundary.
+    assert floor.refuses("p1", 500)
+    floor.reached("p1", 999)
+    assert floor.holds("p1")
+    floor.reached("p1", 1_001)
+    assert not floor.holds("p1")
+    assert not floor.refuses("p1", 500)
+    # A partition with a committed offset has no floor at all; a revoked one forgets it.
+    assert not floor.refuses("p2", 0)
+    floor.set("p3", 1_000)
+    floor.forget("p3")
+    assert not floor.holds("p3") and not floor.refuses("p3", 0)
