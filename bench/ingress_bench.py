@@ -5,7 +5,8 @@ script is the ingress alone, with its own `--seconds`.
 
     python bench/ingress_bench.py [--seconds 10]
 
-1. Baseline: a bare ASGI app on uvicorn+httptools answering 202 (bench/hello_asgi.py).
+1. Baselines: a bare ASGI app on uvicorn+httptools answering 202 (bench/hello_asgi.py), and
+   Kanal's own HTTP server (which the ingress runs on) answering 202 (bench/hello_http.py).
 2. Kanal: `kanal ingress` writing every event to the embedded broker with acks=all.
 Both are loaded by wrk -t1 -c64 with binary-mode CloudEvents of a 1 KiB JSON body (and 20 KiB),
 then the Kanal ingress at a fixed 5,000 events/s by bench/loadgen.py for latency percentiles.
@@ -47,6 +48,11 @@ def main() -> None:
         base_1k = wrk(wait_ok_post, seconds=args.seconds)
         base_20k = wrk(wait_ok_post, seconds=args.seconds, body_bytes=20 * 1024)
         bench.stop("baseline")
+        own_port = free_port()
+        bench.start("own", "--raw", sys.executable, str(ROOT / "bench" / "hello_http.py"), str(own_port))
+        time.sleep(1.0)
+        own_1k = wrk(f"http://127.0.0.1:{own_port}/", seconds=args.seconds)
+        bench.stop("own")
 
         bench.start_component("controller")
         ingress = bench.start_component("ingress")
@@ -86,6 +92,13 @@ def main() -> None:
                 f"{base['rps']:,.0f} bare ASGI -> ratio {kanal['rps'] / base['rps']:.2f}",
             )
         )
+    rows.append(
+        (
+            "ingress events/s, 1 KiB, against Kanal's own HTTP server answering 202",
+            f"{kanal_1k['rps']:,.0f}",
+            f"{own_1k['rps']:,.0f} bare -> ratio {kanal_1k['rps'] / own_1k['rps']:.2f}",
+        )
+    )
     rows.append(
         (
             "latency at 5,000 events/s (1 KiB)",

@@ -222,6 +222,15 @@ def scenario_ingress(sizes: Sizes, out: Results) -> None:
         base = {size: wrk(bare, seconds=seconds, body_bytes=size) for size in (1024, 20 * 1024)}
         base_latency = loadgen(bare, 5000, sizes.latency_seconds)
         bench.stop("hello-asgi")
+        # The ingress runs on its own HTTP server, not uvicorn: the same server answering 202
+        # with nothing else to do shows what Kanal's own work costs on top of it.
+        port = free_port()
+        bench.start("hello-http", "--raw", sys.executable, str(BENCH / "hello_http.py"), str(port))
+        time.sleep(1.0)
+        own = f"http://127.0.0.1:{port}/"
+        wrk(own, seconds=2)  # warm-up
+        own_1k = wrk(own, seconds=seconds)["rps"]
+        bench.stop("hello-http")
 
         bench.start_component("controller")
         bench.start_component("ingress")
@@ -246,9 +255,13 @@ def scenario_ingress(sizes: Sizes, out: Results) -> None:
             "bare ASGI",
             b1,
             [Target("≥ 20,000 ev/s", k1 >= 20_000), Target("≥ 0.5 of bare", k1 >= 0.5 * b1)],
-            note=f"non-2xx {kanal[1024]['non_2xx']:.0f}",
+            note=(
+                f"non-2xx {kanal[1024]['non_2xx']:.0f}; Kanal's HTTP server bare: {own_1k:,.0f}/s, "
+                f"ratio {k1 / own_1k:.2f}"
+            ),
         )
     )
+    out.figures["ingress_own_http_1k"] = own_1k
     k20, b20 = kanal[20 * 1024]["rps"], base[20 * 1024]["rps"]
     out.add(
         Row(

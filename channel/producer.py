@@ -1,8 +1,8 @@
 """Where accepted events go: a Protocol, the Kafka implementation, and an in-memory fake for tests.
 
-`send` returns only when every record is acknowledged (acks=all), or raises Unavailable when
-Kafka cannot take them within the configured time: the ingress answers 202 only after `send`
-returned, so a 202 always means the event is stored.
+`submit`'s future (and `send`) completes only when every record is acknowledged (acks=all), or
+fails with Unavailable when Kafka cannot take them within the configured time: the ingress
+answers 202 only after that, so a 202 always means the event is stored.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ __all__ = ["EventSink", "KafkaEventSink", "MemoryEventSink"]
 
 
 class EventSink(Protocol):
+    def submit(self, topic: str, records: Sequence[KafkaRecord]) -> asyncio.Future[None]:
+        """Start writing; the future is done when all are acknowledged, or fails with Unavailable."""
+        ...
+
     async def send(self, topic: str, records: Sequence[KafkaRecord]) -> None: ...
 
 
@@ -77,6 +81,9 @@ class KafkaEventSink:
         return not self.failing
 
     async def send(self, topic: str, records: Sequence[KafkaRecord]) -> None:
+        await self.submit(topic, records)
+
+    def submit(self, topic: str, records: Sequence[KafkaRecord]) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         flush = self._open.get(topic)
         if flush is None:
@@ -87,7 +94,7 @@ class KafkaEventSink:
         flush.waiters.append(waiter)
         if self._writer is None:
             self._writer = loop.create_task(self._write())
-        await waiter
+        return waiter
 
     async def _write(self) -> None:
         """Hands every pending flush to the producer, then exits; `send` starts it again."""
@@ -195,6 +202,13 @@ class MemoryEventSink:
         self.fail: Unavailable | None = None
 
     async def send(self, topic: str, records: Sequence[KafkaRecord]) -> None:
+        await self.submit(topic, records)
+
+    def submit(self, topic: str, records: Sequence[KafkaRecord]) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.fail is not None:
-            raise self.fail
-        self.topics.setdefault(topic, []).extend(records)
+            future.set_exception(self.fail)
+        else:
+            self.topics.setdefault(topic, []).extend(records)
+            future.set_result(None)
+        return future

@@ -1,32 +1,40 @@
-"""The ingress ASGI application: CloudEvents over HTTP in, Kafka records out.
+"""The ingress application: CloudEvents over HTTP in, Kafka records out.
 
-A bare ASGI callable rather than a framework, because the ingress is a hot path with one job:
-parse the request (`channel.events`), find the Broker's topic (`routing`), write the records and
-answer. Status codes: 202 stored (acks=all); 400 invalid event (JSON body listing every problem);
-404 unknown or not-Ready Broker; 405 other methods (with Allow); 413 body over the limit (decided
+Not a framework app, because the ingress is a hot path with one job: parse the request
+(`channel.events`), find the Broker's topic (`routing`), write the records and answer. The HTTP
+server (`ingress.http`) hands `handle` a whole request and writes the `Response` it returns when
+the answer is known at once, or the one it passes to the server's callback once Kafka has
+acknowledged. No task, coroutine or extra future is created per request on that path.
+`IngressApp` is also an ASGI callable, for embedding and for unit tests.
+
+Status codes: 202 stored (acks=all); 400 invalid event (JSON body listing every problem); 404
+unknown or not-Ready Broker; 405 other methods (with Allow); 413 body over the limit (decided
 from Content-Length before reading, or while reading); 415 structured content Kanal cannot read;
 429 in-flight limit reached; 503 Kafka unavailable (both with Retry-After).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from channel.errors import InvalidEvent, Unavailable, UnsupportedMediaType
-from channel.events import parse_http_request, to_kafka_record
+from channel.errors import InvalidEvent, UnsupportedMediaType
+from channel.events import CloudEvent, parse_http_request, to_kafka_record
 from channel.producer import EventSink
 from channel.settings import Settings
 from ingress import metrics
 from ingress.auth import AllowAll, Authenticator
 from ingress.routing import Route, channel_from_host
 
-__all__ = ["IngressApp", "Routes"]
+__all__ = ["IngressApp", "Request", "Response", "Routes"]
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +43,38 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Routes = dict[tuple[str, str, str], Route]
+Headers = list[tuple[bytes, bytes]]
 
-_JSON = [(b"content-type", b"application/json")]
+_JSON = (b"content-type", b"application/json")
 _ALLOW = (b"allow", b"POST, OPTIONS")
+_RETRY = (b"retry-after", b"1")
+_ADMIN = frozenset(("/healthz", "/readyz", "/metrics"))
+
+
+@dataclass(slots=True)
+class Request:
+    """A whole HTTP request: header names lower-case, the path percent-decoded, the body read."""
+
+    method: str
+    path: str
+    headers: Headers
+    body: bytes = b""
+    query: bytes = b""
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    headers: Headers
+    body: bytes = b""
+
+
+ACCEPTED = Response(202, [])
+
+
+def _json(status: int, body: dict[str, Any], *extra: tuple[bytes, bytes]) -> Response:
+    return Response(status, [_JSON, *extra], json.dumps(body).encode())
 
 
 class _TooLarge(Exception):
@@ -49,7 +86,7 @@ class _Disconnected(Exception):
 
 
 class IngressApp:
-    """The ASGI callable. `routes` is replaced wholesale when the resource log changes."""
+    """Answers requests. `routes` is replaced wholesale when the resource log changes."""
 
     def __init__(
         self,
@@ -69,62 +106,160 @@ class IngressApp:
         self._refresh = refresh
         self._auth: Authenticator = auth or AllowAll()
         self._in_flight = 0
-        self._max_body = settings.ingress_max_body_bytes
+        self.max_body = settings.ingress_max_body_bytes
         self._max_in_flight = settings.ingress_max_in_flight
         metrics.IN_FLIGHT.set_function(lambda: self._in_flight)
+
+    # -- the server's interface -------------------------------------------------------------
+
+    def declared_too_large(self, headers: Sequence[tuple[bytes, bytes]]) -> bool:
+        """Whether Content-Length alone says the body is over the limit (decided before reading)."""
+        length = _header(headers, b"content-length")
+        return length is not None and length.isdigit() and int(length) > self.max_body
+
+    def too_large(self, path: str, headers: Headers) -> Response:
+        """The 413 for a body over the limit, counted against its Broker or Channel if known."""
+        route = self._route(path, headers)
+        if route is not None:
+            self._count(route, "", 413)
+        return _json(413, {"error": f"body larger than {self.max_body} bytes"})
+
+    def disconnected(self, path: str, headers: Headers) -> None:
+        """The client left before its request was whole; 499 (client closed request) in metrics."""
+        route = self._route(path, headers)
+        if route is not None:
+            self._count(route, "", 499)
+
+    def handle(self, request: Request, reply: Callable[[Response], None]) -> Response | None:
+        """The answer to `request` if it is known now; else None, and `reply` is called with it
+        (once Kafka has acknowledged, or refused)."""
+        path = request.path
+        if path in _ADMIN:
+            return self._admin(path)
+        route = self._route(path, request.headers)
+        if route is None and self._refresh is not None:
+            task = asyncio.ensure_future(self._handle_refreshed(request))
+            task.add_done_callback(partial(_reply_from_task, reply))
+            return None
+        return self._handle_routed(request, route, reply)
+
+    # -- ASGI ---------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # lifespan is handled by the service
-        path: str = scope["path"]
-        if path in ("/healthz", "/readyz", "/metrics"):
-            await self._admin(path, send)
-            return
-        started = time.perf_counter()
-        route = self._route(path, scope["headers"])
-        if route is None and self._refresh is not None:
-            await self._refresh()
-            route = self._route(path, scope["headers"])
-        method: str = scope["method"]
+        query = scope.get("query_string", b"")
+        request = Request(scope["method"], scope["path"], scope["headers"], query=query)
+        if self.declared_too_large(request.headers):
+            answer: Response | asyncio.Future[Response] = self.too_large(request.path, request.headers)
+        else:
+            try:
+                request.body = await self._read_body(receive)
+            except _Disconnected:
+                self.disconnected(request.path, request.headers)
+                return
+            except _TooLarge:
+                answer = self.too_large(request.path, request.headers)
+            else:
+                later: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+                answer = self.handle(request, later.set_result) or later
+        response = answer if isinstance(answer, Response) else await answer
+        headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise _TooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    # -- handling -----------------------------------------------------------------------------
+
+    async def _handle_refreshed(self, request: Request) -> Response:
+        assert self._refresh is not None
+        await self._refresh()
+        later: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        answer = self._handle_routed(request, self._route(request.path, request.headers), later.set_result)
+        return answer if answer is not None else await later
+
+    def _handle_routed(
+        self, request: Request, route: Route | None, reply: Callable[[Response], None]
+    ) -> Response | None:
+        method = request.method
         if method == "OPTIONS":
-            await self._options(scope, send, route)
-            return
+            return self._options(request, route)
         if method != "POST":
-            await _respond(
-                send,
-                405,
-                {"error": f"method {method} not allowed; POST CloudEvents here"},
-                extra=[_ALLOW],
-            )
-            return
+            return _json(405, {"error": f"method {method} not allowed; POST CloudEvents here"}, _ALLOW)
         if route is None:
-            await _respond(send, 404, {"error": f"no ready Broker or Channel at {path}"})
-            return
-        denied = self._auth.check(scope["headers"], scope.get("query_string", b""), route)
+            return _json(404, {"error": f"no ready Broker or Channel at {request.path}"})
+        headers = request.headers
+        denied = self._auth.check(headers, request.query, route)
         if denied is not None:
             extra = [(b"www-authenticate", b'Bearer realm="kanal"')] if denied.status == 401 else []
-            await _respond(send, denied.status, {"error": denied.message}, extra=extra)
-            self._count(route, "", denied.status, started)
-            return
+            self._count(route, "", denied.status, request.started)
+            return _json(denied.status, {"error": denied.message}, *extra)
         if self._in_flight >= self._max_in_flight:
-            await _respond(
-                send,
-                429,
-                {"error": "too many requests in flight; retry later"},
-                extra=[(b"retry-after", b"1")],
-            )
-            self._count(route, "", 429, started)
-            return
-        self._in_flight += 1
+            self._count(route, "", 429, request.started)
+            return _json(429, {"error": "too many requests in flight; retry later"}, _RETRY)
         try:
-            code = await self._post(scope, receive, send, route)
-        finally:
-            self._in_flight -= 1
-        metrics.REQUEST_LATENCY.labels(route.kind, route.namespace, route.name, str(code)).observe(
+            events = parse_http_request(headers, request.body)
+        except InvalidEvent as exc:
+            problems = [{"path": p.path, "message": p.message} for p in exc.problems]
+            self._count(route, "", 400, request.started)
+            return _json(400, {"error": "not a valid CloudEvent", "problems": problems})
+        except UnsupportedMediaType as exc:
+            self._count(route, "", 415, request.started)
+            return _json(415, {"error": str(exc)})
+        records = [to_kafka_record(event) for event in events]
+        trace = _header(headers, b"traceparent")
+        if trace is not None:
+            for record in records:
+                record.headers.append(("traceparent", trace))
+        metrics.BATCH_SIZE.observe(len(records))
+        self._in_flight += 1
+        stored = self.sink.submit(route.topic, records)
+        done = partial(self._stored, reply, route, events, request.started, time.perf_counter())
+        stored.add_done_callback(done)
+        return None
+
+    def _stored(
+        self,
+        reply: Callable[[Response], None],
+        route: Route,
+        events: list[CloudEvent],
+        started: float,
+        produce_started: float,
+        stored: asyncio.Future[None],
+    ) -> None:
+        self._in_flight -= 1
+        error = stored.exception() if not stored.cancelled() else "the write was cancelled"
+        if error is None:
+            metrics.PRODUCE_LATENCY.observe(time.perf_counter() - produce_started)
+            response, code = ACCEPTED, 202
+        else:
+            log.warning("write to %s failed: %s", route.topic, error)
+            response = _json(503, {"error": f"cannot store the event now: {error}"}, _RETRY)
+            code = 503
+        code_label = str(code)
+        events_total = metrics.EVENTS
+        for event in events:
+            events_total.labels(route.kind, route.namespace, route.name, event.type, code_label).inc()
+        metrics.REQUEST_LATENCY.labels(route.kind, route.namespace, route.name, code_label).observe(
             time.perf_counter() - started
         )
+        reply(response)
 
-    def _route(self, path: str, headers: list[tuple[bytes, bytes]]) -> Route | None:
+    def _route(self, path: str, headers: Headers) -> Route | None:
         parts = path.strip("/").split("/")
         if len(parts) == 2:
             return self.routes.get(("broker", parts[0], parts[1]))
@@ -137,110 +272,24 @@ class IngressApp:
                 return self.routes.get(("channel", found[0], found[1]))
         return None
 
-    async def _post(self, scope: Scope, receive: Receive, send: Send, route: Route) -> int:
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
-        try:
-            body = await self._read_body(headers, receive)
-        except _Disconnected:
-            # No answer can reach the client; 499 (client closed request) in logs and metrics.
-            self._count(route, "", 499)
-            return 499
-        except _TooLarge:
-            await _respond(send, 413, {"error": f"body larger than {self._max_body} bytes"})
-            self._count(route, "", 413)
-            return 413
-        try:
-            events = parse_http_request(headers, body)
-        except InvalidEvent as exc:
-            problems = [{"path": p.path, "message": p.message} for p in exc.problems]
-            await _respond(send, 400, {"error": "not a valid CloudEvent", "problems": problems})
-            self._count(route, "", 400)
-            return 400
-        except UnsupportedMediaType as exc:
-            await _respond(send, 415, {"error": str(exc)})
-            self._count(route, "", 415)
-            return 415
-        records = [to_kafka_record(event) for event in events]
-        trace = _header(headers, b"traceparent")
-        if trace is not None:
-            for record in records:
-                record.headers.append(("traceparent", trace))
-        metrics.BATCH_SIZE.observe(len(records))
-        produce_started = time.perf_counter()
-        try:
-            await self.sink.send(route.topic, records)
-        except Unavailable as exc:
-            log.warning("write to %s failed: %s", route.topic, exc)
-            await _respond(
-                send,
-                503,
-                {"error": f"cannot store the event now: {exc}"},
-                extra=[(b"retry-after", b"1")],
-            )
-            for event in events:
-                self._count(route, event.type, 503)
-            return 503
-        metrics.PRODUCE_LATENCY.observe(time.perf_counter() - produce_started)
-        await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]})
-        await send({"type": "http.response.body", "body": b""})
-        for event in events:
-            self._count(route, event.type, 202)
-        return 202
-
-    async def _read_body(self, headers: list[tuple[bytes, bytes]], receive: Receive) -> bytes:
-        length = _header(headers, b"content-length")
-        if length is not None and length.isdigit() and int(length) > self._max_body:
-            raise _TooLarge
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Disconnected
-            chunk: bytes = message.get("body", b"")
-            size += len(chunk)
-            if size > self._max_body:
-                raise _TooLarge
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
-
-    async def _options(self, scope: Scope, send: Send, route: Route | None) -> None:
+    def _options(self, request: Request, route: Route | None) -> Response:
         if route is None:
-            await _respond(send, 404, {"error": f"no ready Broker or Channel at {scope['path']}"})
-            return
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
-        extra = [_ALLOW, (b"content-length", b"0")]
+            return _json(404, {"error": f"no ready Broker or Channel at {request.path}"})
+        headers = request.headers
+        extra = [_ALLOW]
         origin = _header(headers, b"webhook-request-origin")
         if origin is not None:
             extra.append((b"webhook-allowed-origin", origin))
             rate = _header(headers, b"webhook-request-rate")
             extra.append((b"webhook-allowed-rate", rate if rate is not None else b"*"))
-        await send({"type": "http.response.start", "status": 200, "headers": extra})
-        await send({"type": "http.response.body", "body": b""})
+        return Response(200, extra)
 
-    async def _admin(self, path: str, send: Send) -> None:
+    def _admin(self, path: str) -> Response:
         if path == "/metrics":
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode())],
-                }
-            )
-            await send({"type": "http.response.body", "body": generate_latest()})
-            return
+            return Response(200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], generate_latest())
         ok = path == "/healthz" or self._ready()
         body = b"ok" if ok else b"not ready: Kafka unreachable or resource log not loaded"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200 if ok else 503,
-                "headers": [(b"content-type", b"text/plain")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        return Response(200 if ok else 503, [(b"content-type", b"text/plain")], body)
 
     def _count(self, route: Route, event_type: str, code: int, started: float | None = None) -> None:
         code_label = str(code)
@@ -251,18 +300,19 @@ class IngressApp:
             )
 
 
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    """The first value of header `name` (lower-case, as ASGI servers give header names)."""
+def _reply_from_task(reply: Callable[[Response], None], task: asyncio.Future[Response]) -> None:
+    if task.cancelled():
+        reply(_json(503, {"error": "the server is stopping; the event may not be stored"}))
+    elif (exc := task.exception()) is not None:
+        log.error("handling a request failed", exc_info=exc)
+        reply(_json(500, {"error": "internal error; the event may not be stored"}))
+    else:
+        reply(task.result())
+
+
+def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The first value of header `name` (lower-case, as the server gives header names)."""
     for key, value in headers:
         if key == name:
             return value
     return None
-
-
-async def _respond(
-    send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    payload = json.dumps(body).encode()
-    headers = [*_JSON, (b"content-length", str(len(payload)).encode()), *(extra or [])]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})

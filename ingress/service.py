@@ -17,10 +17,10 @@ from aiokafka.errors import KafkaError
 from channel.control.log import ResourceLog
 from channel.kafka import create_producer
 from channel.producer import EventSink, KafkaEventSink
-from channel.server import AsgiServer
 from channel.settings import Settings
 from ingress.app import IngressApp
 from ingress.auth import authenticator_from_settings
+from ingress.http import HttpServer
 from ingress.routing import routes_from_documents
 
 __all__ = ["IngressService", "create_app"]
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, *, sink: EventSink, ready: Any = None) -> IngressApp:
-    """The ASGI app alone, for tests and embedding: routes are set by the caller."""
+    """The app alone (an ASGI callable too), for tests and embedding: routes are set by the caller."""
     return IngressApp(settings, sink, ready=ready or (lambda: True))
 
 
@@ -48,7 +48,7 @@ class IngressService:
             refresh=self._log.caught_up,
             auth=authenticator_from_settings(settings),
         )
-        self._server = AsgiServer(
+        self._server = HttpServer(
             self.app,
             settings.host,
             settings.ingress_port,

@@ -191,7 +191,7 @@ async def test_health_and_readiness(sink: MemoryEventSink) -> None:
     assert status == 200 and b"kanal_ingress_events_total" in body
 
 
-async def test_auth_401_and_403_before_reading_the_body(sink: MemoryEventSink) -> None:
+async def test_auth_401_and_403(sink: MemoryEventSink) -> None:
     from ingress.auth import StaticTokens
 
     app = IngressApp(

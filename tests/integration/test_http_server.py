@@ -1,0 +1,267 @@
+"""The ingress's own HTTP/1.1 server on loopback, spoken to with raw bytes: keep-alive,
+pipelining, chunked bodies, 100-continue, limits, idle connections and graceful shutdown.
+
+The app behind it is the real IngressApp; its sink is in memory (or held back, to have a
+request in flight), since what is tested here is the HTTP side. The end-to-end and reliability
+suites run the same server against the embedded Kafka broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+
+from channel.embedded import free_port
+from channel.events import KafkaRecord
+from channel.producer import MemoryEventSink
+from channel.settings import Settings
+from ingress.app import IngressApp
+from ingress.http import MAX_HEADER_BYTES, HttpServer
+from ingress.routing import Route
+
+PATH = "/ns/default"
+
+
+class HeldSink(MemoryEventSink):
+    """Acknowledges nothing until `release()`: requests stay in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[asyncio.Future[None]] = []
+
+    def submit(self, topic: str, records: Sequence[KafkaRecord]) -> asyncio.Future[None]:
+        self.topics.setdefault(topic, []).extend(records)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.held.append(future)
+        return future
+
+    def release(self) -> None:
+        for future in self.held:
+            future.set_result(None)
+
+
+async def _serve(sink: MemoryEventSink, **options: float) -> tuple[HttpServer, asyncio.Task[None]]:
+    app = IngressApp(Settings(ingress_max_body_bytes=1000), sink, ready=lambda: True)
+    app.routes = {("broker", "ns", "default"): Route("broker", "ns", "default", "topic")}
+    server = HttpServer(app, "127.0.0.1", free_port(), **options)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    return server, task
+
+
+@pytest.fixture
+async def memory() -> MemoryEventSink:
+    return MemoryEventSink()
+
+
+@pytest.fixture
+async def server(memory: MemoryEventSink) -> AsyncIterator[HttpServer]:
+    server, task = await _serve(memory)
+    yield server
+    server.shutdown()
+    await task
+
+
+def post(event_id: str, body: bytes = b'{"a": 1}', *extra: str, version: str = "1.1") -> bytes:
+    head = [
+        f"POST {PATH} HTTP/{version}",
+        "Host: ingress",
+        f"ce-id: {event_id}",
+        "ce-specversion: 1.0",
+        "ce-type: t",
+        "ce-source: s",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        *extra,
+    ]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    body = await asyncio.wait_for(reader.readexactly(length), 5) if length else b""
+    return status, headers, body
+
+
+async def closed(reader: asyncio.StreamReader) -> bool:
+    with contextlib.suppress(ConnectionError):
+        return await asyncio.wait_for(reader.read(1), 5) == b""
+    return True
+
+
+async def connect(server: HttpServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", server.port)
+
+
+def ids(sink: MemoryEventSink) -> list[str]:
+    return [dict(r.headers)["ce_id"].decode() for r in sink.topics.get("topic", [])]
+
+
+async def test_keep_alive_and_pipelined_requests_answered_in_order(
+    server: HttpServer, memory: MemoryEventSink
+) -> None:
+    reader, writer = await connect(server)
+    writer.write(post("one"))
+    assert (await read_response(reader))[0] == 202
+    # Three requests in one write: the answers come back in the order asked, the unknown
+    # Broker's 404 between the two 202s.
+    unknown = post("two").replace(PATH.encode(), b"/ns/nowhere")
+    writer.write(post("one-more") + unknown + post("three"))
+    statuses = [(await read_response(reader))[0] for _ in range(3)]
+    assert statuses == [202, 404, 202]
+    assert ids(memory) == ["one", "one-more", "three"]
+    writer.close()
+
+
+async def test_a_pipelined_burst_pauses_reading_and_loses_nothing(
+    server: HttpServer, memory: MemoryEventSink
+) -> None:
+    reader, writer = await connect(server)
+    writer.write(b"".join(post(f"e{i}") for i in range(100)))
+    statuses = [(await read_response(reader))[0] for _ in range(100)]
+    assert statuses == [202] * 100
+    assert ids(memory) == [f"e{i}" for i in range(100)]
+    writer.close()
+
+
+async def test_chunked_body_is_stored_byte_exact(server: HttpServer, memory: MemoryEventSink) -> None:
+    reader, writer = await connect(server)
+    request = post("chunked", b"").replace(b"Content-Length: 0", b"Transfer-Encoding: chunked")
+    writer.write(request + b"4\r\n{\"a\"\r\n6\r\n: [1, \r\n2\r\n2]\r\n1\r\n}\r\n0\r\n\r\n")
+    assert (await read_response(reader))[0] == 202
+    assert memory.topics["topic"][0].value == b'{"a": [1, 2]}'
+    writer.close()
+
+
+async def test_expect_100_continue_is_answered_before_the_body(
+    server: HttpServer, memory: MemoryEventSink
+) -> None:
+    reader, writer = await connect(server)
+    request = post("continue", b'{"x": 1}', "Expect: 100-continue")
+    head, body = request.split(b"\r\n\r\n", 1)
+    writer.write(head + b"\r\n\r\n")
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(body)
+    assert (await read_response(reader))[0] == 202
+    assert ids(memory) == ["continue"]
+    writer.close()
+
+
+async def test_content_length_over_the_limit_is_413_before_the_body(
+    server: HttpServer, memory: MemoryEventSink
+) -> None:
+    reader, writer = await connect(server)
+    head = post("big", b"x" * 5000).split(b"\r\n\r\n", 1)[0]
+    writer.write(head + b"\r\n\r\n")  # no body sent at all
+    status, headers, body = await read_response(reader)
+    assert status == 413 and headers["connection"] == "close"
+    assert "1000 bytes" in json.loads(body)["error"]
+    assert await closed(reader)
+    assert memory.topics == {}
+
+
+async def test_streamed_body_over_the_limit_is_413_and_nothing_is_stored(
+    server: HttpServer, memory: MemoryEventSink
+) -> None:
+    reader, writer = await connect(server)
+    request = post("stream", b"").replace(b"Content-Length: 0", b"Transfer-Encoding: chunked")
+    writer.write(request + b"".join(b"200\r\n" + b"x" * 512 + b"\r\n" for _ in range(3)))
+    status, headers, _ = await read_response(reader)
+    assert status == 413 and headers["connection"] == "close"
+    assert await closed(reader)
+    assert memory.topics == {}
+
+
+async def test_oversized_header_fields_are_431(server: HttpServer) -> None:
+    reader, writer = await connect(server)
+    writer.write(post("h", b"{}", "ce-big: " + "x" * (MAX_HEADER_BYTES + 1)))
+    status, _, _ = await read_response(reader)
+    assert status == 431
+    assert await closed(reader)
+
+
+async def test_malformed_request_is_400_and_closed(server: HttpServer) -> None:
+    reader, writer = await connect(server)
+    writer.write(post("ok") + b"NOT HTTP AT ALL\r\n\r\n")
+    assert (await read_response(reader))[0] == 202  # what came before is still answered
+    status, _, body = await read_response(reader)
+    assert status == 400 and "malformed HTTP request" in json.loads(body)["error"]
+    assert await closed(reader)
+
+
+async def test_http_1_0_closes_after_the_answer_and_head_has_no_body(server: HttpServer) -> None:
+    reader, writer = await connect(server)
+    writer.write(post("old", version="1.0"))
+    status, headers, _ = await read_response(reader)
+    assert status == 202 and headers["connection"] == "close"
+    assert await closed(reader)
+    reader, writer = await connect(server)
+    writer.write(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 200 ") and b"content-length: 2" in head and b"date: " in head
+    # The next bytes are the GET's answer, not a HEAD body.
+    assert (await read_response(reader))[2] == b"ok"
+    writer.close()
+
+
+async def test_idle_connections_are_closed_after_keep_alive(memory: MemoryEventSink) -> None:
+    server, task = await _serve(memory, keep_alive=0.3)
+    try:
+        reader, writer = await connect(server)
+        writer.write(post("before-idle"))
+        assert (await read_response(reader))[0] == 202
+        assert await closed(reader)
+        # A request that takes longer than keep_alive to arrive is cut off too, unanswered.
+        reader, writer = await connect(server)
+        writer.write(post("slow")[:20])
+        assert await closed(reader)
+        assert ids(memory) == ["before-idle"]
+    finally:
+        server.shutdown()
+        await task
+
+
+async def test_graceful_shutdown_answers_requests_in_flight_and_closes_idle_ones() -> None:
+    sink = HeldSink()
+    server, task = await _serve(sink, graceful_timeout=5)
+    busy_reader, busy_writer = await connect(server)
+    idle_reader, _ = await connect(server)
+    busy_writer.write(post("in-flight"))
+    while not sink.held:
+        await asyncio.sleep(0.01)
+    server.shutdown()
+    assert await closed(idle_reader)
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", server.port)  # no longer accepting
+    assert not task.done()  # still waiting for the answer in flight
+    sink.release()
+    status, headers, _ = await read_response(busy_reader)
+    assert status == 202 and headers["connection"] == "close"
+    assert await closed(busy_reader)
+    await asyncio.wait_for(task, 5)
+
+
+async def test_graceful_shutdown_gives_up_after_its_timeout() -> None:
+    sink = HeldSink()
+    server, task = await _serve(sink, graceful_timeout=0.3)
+    reader, writer = await connect(server)
+    writer.write(post("never-acknowledged"))
+    while not sink.held:
+        await asyncio.sleep(0.01)
+    server.shutdown()
+    await asyncio.wait_for(task, 5)
+    assert await closed(reader)
