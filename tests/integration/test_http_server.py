@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
+import ssl
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from channel.embedded import free_port
 from channel.events import KafkaRecord
@@ -44,7 +52,7 @@ class HeldSink(MemoryEventSink):
             future.set_result(None)
 
 
-async def _serve(sink: MemoryEventSink, **options: float) -> tuple[HttpServer, asyncio.Task[None]]:
+async def _serve(sink: MemoryEventSink, **options: Any) -> tuple[HttpServer, asyncio.Task[None]]:
     app = IngressApp(Settings(ingress_max_body_bytes=1000), sink, ready=lambda: True)
     app.routes = {("broker", "ns", "default"): Route("broker", "ns", "default", "topic")}
     server = HttpServer(app, "127.0.0.1", free_port(), **options)
@@ -140,7 +148,7 @@ async def test_a_pipelined_burst_pauses_reading_and_loses_nothing(
 async def test_chunked_body_is_stored_byte_exact(server: HttpServer, memory: MemoryEventSink) -> None:
     reader, writer = await connect(server)
     request = post("chunked", b"").replace(b"Content-Length: 0", b"Transfer-Encoding: chunked")
-    writer.write(request + b"4\r\n{\"a\"\r\n6\r\n: [1, \r\n2\r\n2]\r\n1\r\n}\r\n0\r\n\r\n")
+    writer.write(request + b'4\r\n{"a"\r\n6\r\n: [1, \r\n2\r\n2]\r\n1\r\n}\r\n0\r\n\r\n')
     assert (await read_response(reader))[0] == 202
     assert memory.topics["topic"][0].value == b'{"a": [1, 2]}'
     writer.close()
@@ -245,7 +253,7 @@ async def test_graceful_shutdown_answers_requests_in_flight_and_closes_idle_ones
         await asyncio.sleep(0.01)
     server.shutdown()
     assert await closed(idle_reader)
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionRefusedError):
         await asyncio.open_connection("127.0.0.1", server.port)  # no longer accepting
     assert not task.done()  # still waiting for the answer in flight
     sink.release()
@@ -265,3 +273,52 @@ async def test_graceful_shutdown_gives_up_after_its_timeout() -> None:
     server.shutdown()
     await asyncio.wait_for(task, 5)
     assert await closed(reader)
+
+
+def _self_signed(tmp_path: Path) -> tuple[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(certfile), str(keyfile)
+
+
+async def test_tls(tmp_path: Path, memory: MemoryEventSink) -> None:
+    certfile, keyfile = _self_signed(tmp_path)
+    server, task = await _serve(memory, certfile=certfile, keyfile=keyfile)
+    try:
+        trusted = ssl.create_default_context(cafile=certfile)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", server.port, ssl=trusted, server_hostname="localhost"
+        )
+        writer.write(post("over-tls"))
+        assert (await read_response(reader))[0] == 202
+        assert ids(memory) == ["over-tls"]
+        writer.close()
+        # Plain HTTP on the TLS port gets no answer, and stores nothing.
+        reader, writer = await connect(server)
+        writer.write(post("plain"))
+        assert await closed(reader)
+        assert ids(memory) == ["over-tls"]
+    finally:
+        server.shutdown()
+        await task
