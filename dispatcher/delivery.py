@@ -7,14 +7,12 @@ the response body, and the response headers. Redirects are never followed (DLV-0
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import aiohttp
-
 from channel.events import CloudEvent, to_http_binary
+from dispatcher.http import HttpClient, HttpError
 
 __all__ = ["Attempt", "HttpPoster", "Poster"]
 
@@ -40,16 +38,12 @@ class Poster(Protocol):
     ) -> Attempt: ...
 
 
-@functools.lru_cache(maxsize=64)
-def _timeout(seconds: float) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=seconds)
-
-
 class HttpPoster:
-    """Delivers over one shared aiohttp session (connection pooling, no redirects)."""
+    """Delivers with Kanal's HTTP/1.1 client (dispatcher.http: pooled keep-alive connections, no
+    redirects, one deadline per attempt)."""
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self._session = session
+    def __init__(self, client: HttpClient) -> None:
+        self._client = client
 
     async def post(
         self, url: str, event: CloudEvent, *, timeout: float, headers: Mapping[str, str]
@@ -58,18 +52,9 @@ class HttpPoster:
         request_headers = dict(ce_headers)
         request_headers.update(headers)
         try:
-            # aiohttp's own total timeout (connect, send, response and body read): one timer per
-            # attempt instead of a second one around it.
-            async with self._session.post(
-                url,
-                data=body,
-                headers=request_headers,
-                allow_redirects=False,
-                timeout=_timeout(timeout),
-            ) as response:
-                payload = await response.content.read(MAX_RESPONSE_BYTES)
-                return Attempt(response.status, payload, tuple(response.headers.items()))
+            response = await self._client.post(url, list(request_headers.items()), body, timeout=timeout)
         except TimeoutError:
             return Attempt(None, error=f"timed out after {timeout}s")
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            return Attempt(None, error=f"{type(exc).__name__}: {exc}")
+        except HttpError as exc:
+            return Attempt(None, error=str(exc))
+        return Attempt(response.status, response.body, tuple(response.headers))

@@ -17,8 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
 from channel.errors import InvalidEvent, NotFound
 from channel.events import from_kafka_record
 from channel.kafka import create_producer
@@ -26,8 +24,9 @@ from channel.producer import KafkaEventSink
 from channel.settings import Settings
 from channel.topics import RangeStart, TopicRange
 from dispatcher.consumer import source_of
-from dispatcher.delivery import HttpPoster
+from dispatcher.delivery import MAX_RESPONSE_BYTES, HttpPoster
 from dispatcher.dispatch import Dispatcher
+from dispatcher.http import HttpClient
 from dispatcher.plan import Plan, plans_from_documents
 
 __all__ = ["ReplaySummary", "replay_plan", "run_replay"]
@@ -87,11 +86,12 @@ async def run_replay(
     producer = create_producer(settings)
     await producer.start()
     limit = asyncio.Semaphore(concurrency)
+    client = HttpClient(per_host=concurrency, max_response=MAX_RESPONSE_BYTES)
     last_report = 0.0
     try:
-        async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as tasks:
+        async with asyncio.TaskGroup() as tasks:
             dispatcher = Dispatcher(
-                HttpPoster(session),
+                HttpPoster(client),
                 KafkaEventSink(producer, settings.kafka_produce_timeout),
                 max_hops=settings.dispatcher_max_hops,
             )
@@ -122,6 +122,7 @@ async def run_replay(
                     last_report = now
                     progress(summary)
     finally:
+        await client.close()
         await producer.stop()
     summary.total, summary.scanned = reader.total, reader.scanned
     summary.seconds = time.monotonic() - began

@@ -16,7 +16,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from aiokafka.client import AIOKafkaClient
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,9 +26,10 @@ from channel.producer import KafkaEventSink
 from channel.settings import Settings
 from dispatcher.attempts import AttemptStore
 from dispatcher.consumer import TopicConsumer
-from dispatcher.delivery import HttpPoster
+from dispatcher.delivery import MAX_RESPONSE_BYTES, HttpPoster
 from dispatcher.dispatch import Dispatcher
 from dispatcher.groups import GroupOffsets
+from dispatcher.http import HttpClient
 from dispatcher.plan import Plan, plans_from_documents
 
 __all__ = ["DispatcherService"]
@@ -61,10 +61,10 @@ class DispatcherService:
 
     async def run(self) -> None:
         producer = create_producer(self.settings)
-        connector = aiohttp.TCPConnector(
-            limit=0, limit_per_host=self.settings.dispatcher_connections_per_host, ttl_dns_cache=300
+        client = HttpClient(
+            per_host=self.settings.dispatcher_connections_per_host, max_response=MAX_RESPONSE_BYTES
         )
-        async with aiohttp.ClientSession(connector=connector) as session:
+        try:
             await producer.start()
             await self._log.start()
             runner = web.AppRunner(self._health_app(), access_log=None)
@@ -78,11 +78,11 @@ class DispatcherService:
             )
             attempts = AttemptStore(self.settings)
             await attempts.start()
-            client = AIOKafkaClient(**client_options(self.settings))
-            await client.bootstrap()
-            groups = GroupOffsets(client)
+            kafka = AIOKafkaClient(**client_options(self.settings))
+            await kafka.bootstrap()
+            groups = GroupOffsets(kafka)
             dispatcher = Dispatcher(
-                HttpPoster(session),
+                HttpPoster(client),
                 KafkaEventSink(producer, self.settings.kafka_produce_timeout),
                 max_hops=self.settings.dispatcher_max_hops,
                 attempts=attempts,
@@ -102,12 +102,14 @@ class DispatcherService:
                     follower.cancel()
                     attempts_follower.cancel()
             finally:
-                await client.close()
+                await kafka.close()
                 await attempts.close()
                 await runner.cleanup()
                 await self._log.close()
                 with contextlib.suppress(Exception):
                     await producer.stop()
+        finally:
+            await client.close()
 
     def _reconcile(self, tg: asyncio.TaskGroup, dispatcher: Dispatcher, groups: GroupOffsets) -> None:
         by_topic: dict[str, dict[str, Plan]] = {}

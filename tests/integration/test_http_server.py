@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import json
 import ssl
 from collections.abc import AsyncIterator, Sequence
@@ -18,10 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from channel.embedded import free_port
 from channel.events import KafkaRecord
@@ -30,6 +25,7 @@ from channel.settings import Settings
 from ingress.app import IngressApp
 from ingress.http import MAX_HEADER_BYTES, HttpServer
 from ingress.routing import Route
+from support.tls import self_signed
 
 PATH = "/ns/default"
 
@@ -275,35 +271,8 @@ async def test_graceful_shutdown_gives_up_after_its_timeout() -> None:
     assert await closed(reader)
 
 
-def _self_signed(tmp_path: Path) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(certfile), str(keyfile)
-
-
 async def test_tls(tmp_path: Path, memory: MemoryEventSink) -> None:
-    certfile, keyfile = _self_signed(tmp_path)
+    certfile, keyfile = self_signed(tmp_path)
     server, task = await _serve(memory, certfile=certfile, keyfile=keyfile)
     try:
         trusted = ssl.create_default_context(cafile=certfile)

@@ -1,0 +1,360 @@
+"""The dispatcher's HTTP/1.1 client: POSTs over pooled keep-alive connections, httptools parsing.
+
+Delivery is one kind of request made very often, and a general client's per-request work (its
+request and response objects, payload wrappers, tracing hooks, cookie jar, redirect machinery)
+was most of the dispatcher's CPU. This client does what delivery needs and nothing else:
+
+- `POST` with the given headers and body, `Host`, `Content-Length`; HTTP and HTTPS (verified
+  with the system's certificate store); redirects are never followed (a 3xx is an answer);
+- connections kept alive and reused per (scheme, host, port), at most `per_host` open to one
+  destination (callers wait for one beyond that), closed when the server says so, when they
+  have been idle `idle_timeout` seconds (below common server keep-alive timeouts), or when an
+  answer did not come in time;
+- a request sent on a reused connection that the server had closed meanwhile (no byte of an
+  answer came back) is sent once more on a new connection, as other clients do: the server
+  never read it;
+- responses with Content-Length, chunked, or delimited by the server closing; at most
+  `max_response` bytes of a body are kept (the connection is then dropped);
+- one deadline (`timeout`) for the whole exchange: connecting, sending and reading.
+
+Failures raise `HttpError` (or TimeoutError); the caller turns them into an attempt without a
+status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ssl
+from collections import deque
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import quote, urlsplit
+
+import httptools
+
+__all__ = ["HttpClient", "HttpError", "HttpResponse"]
+
+
+class HttpError(Exception):
+    """No answer: the connection failed, was refused, or closed before a whole response."""
+
+
+class _Stale(HttpError):
+    """A reused connection closed before any byte of the answer: the request was never read."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    key: tuple[str, str, int]
+    host: str
+    port: int
+    tls: bool
+    head: bytes  # "POST <path> HTTP/1.1\r\nHost: <host>\r\n"
+
+
+# Characters a request target may carry as they are; everything else is percent-encoded.
+_TARGET_SAFE = "!#$%&'()*+,-./:;=?@[]^_`{|}~"
+
+
+@functools.lru_cache(maxsize=4096)
+def _target(url: str) -> _Target:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise HttpError(f"not an http(s) URL: {url!r}")
+    tls = scheme == "https"
+    try:
+        port = parts.port or (443 if tls else 80)
+        host = parts.hostname
+        netloc = parts.netloc.rpartition("@")[2]  # never send userinfo
+        authority = netloc.encode("idna") if not netloc.isascii() else netloc.encode("ascii")
+    except (ValueError, UnicodeError) as exc:
+        raise HttpError(f"bad address in {url!r}: {exc}") from exc
+    path = quote(parts.path or "/", safe=_TARGET_SAFE)
+    if parts.query:
+        path += "?" + quote(parts.query, safe=_TARGET_SAFE)
+    head = b"POST " + path.encode("ascii") + b" HTTP/1.1\r\nHost: " + authority + b"\r\n"
+    return _Target((scheme, host, port), host, port, tls, head)
+
+
+def _encode_headers(headers: list[tuple[str, str]]) -> bytes:
+    out = []
+    for name, value in headers:
+        line = f"{name}: {value}\r\n"
+        if "\n" in value or "\r" in value or "\0" in value or "\n" in name or ":" in name:
+            raise HttpError(f"header {name!r} cannot be sent: control characters in it")
+        out.append(line)
+    return "".join(out).encode("latin-1", "strict")
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection, one request at a time."""
+
+    def __init__(self, max_response: int) -> None:
+        self._max = max_response
+        self._parser = httptools.HttpResponseParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._waiter: asyncio.Future[HttpResponse] | None = None
+        self._headers: list[tuple[str, str]] = []
+        self._body: list[bytes] = []
+        self._size = 0
+        self._received = False  # a byte of the current answer has arrived
+        self._delimited = False  # the answer's body ends by length or chunking, not by closing
+        self._headers_done = False
+        self.reusable = True
+        self.idle_since = 0.0
+        self.used = False  # has carried a request before (so may have been closed by the server)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self.reusable = False
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        if self._headers_done and not self._delimited:
+            self._finish()  # the body was delimited by the server closing: it is whole
+        elif not self._received and self.used:
+            waiter.set_exception(_Stale("the server closed the kept-alive connection"))
+        else:
+            reason = f": {exc}" if exc else ""
+            waiter.set_exception(HttpError(f"connection closed before a whole response{reason}"))
+
+    def data_received(self, data: bytes) -> None:
+        self._received = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail("the server switched protocols")
+        except httptools.HttpParserError as exc:
+            self._fail(f"malformed HTTP response: {exc}")
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost settles the answer
+
+    # httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+        for name, value in self._headers:
+            lname = name.lower()
+            if lname == "content-length" or (lname == "transfer-encoding" and "chunked" in value.lower()):
+                self._delimited = True
+                break
+        status = self._parser.get_status_code()
+        if status == 204 or status == 304 or 100 <= status < 200:
+            self._delimited = True
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size > self._max:
+            keep = self._max - (self._size - len(body))
+            if keep > 0:
+                self._body.append(body[:keep])
+            self.reusable = False
+            self._finish()
+            if self._transport is not None:
+                self._transport.abort()
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if not self._parser.should_keep_alive() or self._parser.get_status_code() < 200:
+            self.reusable = False
+        self._finish()
+
+    def _finish(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            status = self._parser.get_status_code()
+            waiter.set_result(HttpResponse(status, self._headers, b"".join(self._body)))
+
+    def _fail(self, message: str) -> None:
+        self.reusable = False
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(HttpError(message))
+        if self._transport is not None:
+            self._transport.abort()
+
+    # used by the client
+
+    def send(self, data: bytes) -> asyncio.Future[HttpResponse]:
+        assert self._transport is not None
+        waiter: asyncio.Future[HttpResponse] = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        self._headers = []
+        self._body = []
+        self._size = 0
+        self._received = False
+        self._delimited = False
+        self._headers_done = False
+        self._transport.write(data)
+        return waiter
+
+    def done(self, loop_time: float) -> None:
+        """The exchange is over: ready for the next request (if reusable)."""
+        self._waiter = None
+        self.used = True
+        self.idle_since = loop_time
+        if self._transport is None or self._transport.is_closing():
+            self.reusable = False
+
+    def close(self) -> None:
+        self.reusable = False
+        if self._transport is not None:
+            self._transport.abort()
+
+
+class _Pool:
+    __slots__ = ("idle", "open", "waiters")
+
+    def __init__(self) -> None:
+        self.idle: list[_Connection] = []
+        self.open = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+
+class HttpClient:
+    def __init__(
+        self,
+        *,
+        per_host: int = 128,
+        idle_timeout: float = 4.0,
+        max_response: int = 1024 * 1024,
+        user_agent: str = "kanal",
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.per_host = per_host
+        self.idle_timeout = idle_timeout
+        self.max_response = max_response
+        self._agent = f"User-Agent: {user_agent}\r\n".encode()
+        self._pools: dict[tuple[str, str, int], _Pool] = {}
+        # HTTPS verification: the system's certificate store unless a context is given.
+        self._tls = tls
+        self._closed = False
+
+    async def post(
+        self, url: str, headers: list[tuple[str, str]], body: bytes, *, timeout: float
+    ) -> HttpResponse:
+        target = _target(url)
+        data = b"".join(
+            (
+                target.head,
+                _encode_headers(headers),
+                self._agent,
+                b"Content-Length: %d\r\n\r\n" % len(body),
+                body,
+            )
+        )
+        async with asyncio.timeout(timeout):
+            try:
+                return await self._exchange(target, data, fresh=False)
+            except _Stale:
+                return await self._exchange(target, data, fresh=True)
+
+    async def _exchange(self, target: _Target, data: bytes, *, fresh: bool) -> HttpResponse:
+        pool = self._pools.get(target.key)
+        if pool is None:
+            pool = self._pools[target.key] = _Pool()
+        connection = await self._acquire(pool, target, fresh)
+        try:
+            response = await connection.send(data)
+        except BaseException:
+            connection.close()
+            self._release(pool, connection)
+            raise
+        connection.done(asyncio.get_running_loop().time())
+        self._release(pool, connection)
+        return response
+
+    async def _acquire(self, pool: _Pool, target: _Target, fresh: bool) -> _Connection:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not fresh:
+                now = loop.time()
+                while pool.idle:
+                    connection = pool.idle.pop()
+                    if connection.reusable and now - connection.idle_since < self.idle_timeout:
+                        return connection
+                    connection.close()
+                    pool.open -= 1
+            if pool.open < self.per_host:
+                pool.open += 1
+                try:
+                    return await self._connect(target)
+                except BaseException:
+                    pool.open -= 1
+                    self._wake(pool)
+                    raise
+            if fresh and pool.idle:
+                # At the limit and a new connection is wanted: give up an idle one for it.
+                pool.idle.pop(0).close()
+                pool.open -= 1
+                continue
+            waiter: asyncio.Future[None] = loop.create_future()
+            pool.waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter in pool.waiters:
+                    pool.waiters.remove(waiter)
+                elif waiter.done() and not waiter.cancelled():
+                    self._wake(pool)  # pass the wake-up on: this caller is gone
+                raise
+
+    async def _connect(self, target: _Target) -> _Connection:
+        loop = asyncio.get_running_loop()
+        context = None
+        if target.tls:
+            if self._tls is None:
+                self._tls = ssl.create_default_context()
+            context = self._tls
+        try:
+            _, protocol = await loop.create_connection(
+                lambda: _Connection(self.max_response),
+                target.host,
+                target.port,
+                ssl=context,
+                server_hostname=target.host if context is not None else None,
+            )
+        except OSError as exc:
+            raise HttpError(f"cannot connect to {target.host}:{target.port}: {exc}") from exc
+        return protocol
+
+    def _release(self, pool: _Pool, connection: _Connection) -> None:
+        if connection.reusable and not self._closed:
+            pool.idle.append(connection)
+        else:
+            connection.close()
+            pool.open -= 1
+        self._wake(pool)
+
+    @staticmethod
+    def _wake(pool: _Pool) -> None:
+        while pool.waiters:
+            waiter = pool.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def close(self) -> None:
+        self._closed = True
+        for pool in self._pools.values():
+            for connection in pool.idle:
+                connection.close()
+            pool.open -= len(pool.idle)
+            pool.idle.clear()

@@ -1,0 +1,261 @@
+"""The dispatcher's HTTP/1.1 client against raw servers on loopback that answer exactly as each
+test needs: well, badly, slowly, or not at all."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from dispatcher.http import HttpClient, HttpError
+from support.tls import self_signed
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class RawServer:
+    """Counts connections and hands each to `handler`."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.open = 0
+        self.most_open = 0
+        self.requests: list[bytes] = []
+        self.port = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+        try:
+            await self.handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the client went away, or the test is over
+        finally:
+            self.open -= 1
+            writer.close()
+
+    async def read_request(self, reader: asyncio.StreamReader) -> bytes:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        request = head + await reader.readexactly(length)
+        self.requests.append(request)
+        return request
+
+
+@contextlib.asynccontextmanager
+async def raw_server(handler: Handler, ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[RawServer]:
+    state = RawServer(handler)
+    server = await asyncio.start_server(state._serve, "127.0.0.1", 0, ssl=ssl_context)
+    state.port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield state
+        server.close()
+
+
+def answering(*responses: bytes, close_after: bool = False) -> Callable[[RawServer], Handler]:
+    """A handler answering the requests, across connections, with the responses in turn (the
+    last one again once they run out); with `close_after`, each connection closes after one."""
+
+    def make(state: RawServer) -> Handler:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                await state.read_request(reader)
+                writer.write(responses[min(len(state.requests), len(responses)) - 1])
+                await writer.drain()
+                if close_after:
+                    return
+
+        return handle
+
+    return make
+
+
+@contextlib.asynccontextmanager
+async def serving(make: Callable[[RawServer], Handler]) -> AsyncIterator[RawServer]:
+    holder: list[RawServer] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await make(holder[0])(reader, writer)
+
+    async with raw_server(handler) as state:
+        holder.append(state)
+        yield state
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Reply: yes\r\n\r\nhello"
+
+
+async def test_post_request_bytes_response_and_keep_alive() -> None:
+    client = HttpClient()
+    async with serving(answering(OK, OK)) as server:
+        url = f"http://127.0.0.1:{server.port}/sub/path?x=1 2"
+        headers = [("ce-id", "1"), ("Prefer", "reply")]
+        first = await client.post(url, headers, b'{"a": 1}', timeout=5)
+        second = await client.post(url, headers, b"", timeout=5)
+    await client.close()
+    assert first.status == 200 and first.body == b"hello"
+    assert ("X-Reply", "yes") in first.headers
+    assert second.status == 200
+    assert server.connections == 1  # the second request reused the connection
+    head, _, body = server.requests[0].partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"POST /sub/path?x=1%202 HTTP/1.1"
+    assert f"Host: 127.0.0.1:{server.port}".encode() in lines
+    assert b"ce-id: 1" in lines and b"Prefer: reply" in lines and b"Content-Length: 8" in lines
+    assert body == b'{"a": 1}'
+
+
+async def test_a_kept_alive_connection_closed_by_the_server_is_replaced_once() -> None:
+    accepted = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
+
+    async def one_then_drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Answers one request per connection; the next is read and dropped unanswered, as a
+        # server does when its keep-alive timeout fires as the request arrives.
+        await state.read_request(reader)
+        writer.write(accepted)
+        await writer.drain()
+        await state.read_request(reader)
+
+    client = HttpClient()
+    async with raw_server(one_then_drop) as state:
+        url = f"http://127.0.0.1:{state.port}/"
+        assert (await client.post(url, [], b"one", timeout=5)).status == 202
+        assert (await client.post(url, [], b"two", timeout=5)).status == 202
+    await client.close()
+    # "two" went out twice: on the kept-alive connection, which dropped it, then on a new one.
+    bodies = [r.rpartition(b"\r\n\r\n")[2] for r in state.requests]
+    assert bodies == [b"one", b"two", b"two"]
+    assert state.connections == 2
+
+
+async def test_a_request_the_server_read_and_cut_off_mid_answer_is_not_sent_again() -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await state.read_request(reader)
+        writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+        await state.read_request(reader)
+        writer.write(b"HTTP/1.1 500 Inter")
+
+    client = HttpClient()
+    async with raw_server(cut) as state:
+        url = f"http://127.0.0.1:{state.port}/"
+        assert (await client.post(url, [], b"one", timeout=5)).status == 202
+        with pytest.raises(HttpError, match="before a whole response"):
+            await client.post(url, [], b"two", timeout=5)
+    await client.close()
+    assert len(state.requests) == 2
+
+
+async def test_chunked_and_close_delimited_bodies() -> None:
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    until_close = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it"
+    client = HttpClient()
+    async with serving(answering(chunked)) as server:
+        assert (await client.post(f"http://127.0.0.1:{server.port}/", [], b"", timeout=5)).body == b"abcde"
+    async with serving(answering(until_close, close_after=True)) as server:
+        response = await client.post(f"http://127.0.0.1:{server.port}/", [], b"", timeout=5)
+        assert response.body == b"all of it"
+    await client.close()
+
+
+async def test_redirects_are_answers_not_followed() -> None:
+    redirect = b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/\r\nContent-Length: 0\r\n\r\n"
+    client = HttpClient()
+    async with serving(answering(redirect)) as server:
+        response = await client.post(f"http://127.0.0.1:{server.port}/", [], b"", timeout=5)
+    await client.close()
+    assert response.status == 302 and len(server.requests) == 1
+
+
+async def test_timeout_covers_the_whole_exchange_and_drops_the_connection() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    client = HttpClient()
+    async with raw_server(silent) as server:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        with pytest.raises(TimeoutError):
+            await client.post(f"http://127.0.0.1:{server.port}/", [], b"x", timeout=0.3)
+        assert 0.25 < loop.time() - began < 2
+        await asyncio.sleep(0.1)
+        assert server.open == 0  # the client closed it: a late answer must not be read as the next one
+    await client.close()
+
+
+async def test_response_body_is_kept_up_to_the_limit() -> None:
+    big = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"y" * 100_000
+    client = HttpClient(max_response=1024)
+    async with serving(answering(big, OK)) as server:
+        url = f"http://127.0.0.1:{server.port}/"
+        response = await client.post(url, [], b"", timeout=5)
+        assert response.status == 200 and response.body == b"y" * 1024
+        assert (await client.post(url, [], b"", timeout=5)).body == b"hello"  # on a new connection
+    await client.close()
+    assert server.connections == 2
+
+
+async def test_at_most_per_host_connections_and_the_rest_wait() -> None:
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await state.read_request(reader)
+            await asyncio.sleep(0.05)
+            writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+
+    client = HttpClient(per_host=2)
+    async with raw_server(slow) as state:
+        url = f"http://127.0.0.1:{state.port}/"
+        answers = await asyncio.gather(*(client.post(url, [], b"", timeout=5) for _ in range(8)))
+    await client.close()
+    assert [a.status for a in answers] == [202] * 8
+    assert state.most_open == 2 and state.connections == 2
+
+
+async def test_failures_are_http_errors() -> None:
+    client = HttpClient()
+    async with raw_server(lambda r, w: asyncio.sleep(0)) as server:
+        port = server.port
+    with pytest.raises(HttpError, match="cannot connect"):
+        await client.post(f"http://127.0.0.1:{port}/", [], b"", timeout=5)  # nothing listens now
+    async with serving(answering(b"NOT HTTP\r\n\r\n")) as server:
+        with pytest.raises(HttpError, match="malformed HTTP response"):
+            await client.post(f"http://127.0.0.1:{server.port}/", [], b"", timeout=5)
+    # Cut off in the middle of the answer: not retried (the request was read), an error.
+    async with serving(answering(b"HTTP/1.1 200 OK\r\nContent-Le", close_after=True)) as server:
+        with pytest.raises(HttpError, match="before a whole response"):
+            await client.post(f"http://127.0.0.1:{server.port}/", [], b"", timeout=5)
+        assert len(server.requests) == 1
+    with pytest.raises(HttpError, match="control characters"):
+        await client.post("http://127.0.0.1:1/", [("ce-x", "a\r\nInjected: 1")], b"", timeout=5)
+    with pytest.raises(HttpError, match="not an http"):
+        await client.post("ftp://example/", [], b"", timeout=5)
+    await client.close()
+
+
+async def test_https_with_a_trusted_certificate(tmp_path: Path) -> None:
+    certfile, keyfile = self_signed(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(certfile, keyfile)
+    holder: list[RawServer] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await answering(OK)(holder[0])(reader, writer)
+
+    async with raw_server(handler, server_context) as server:
+        holder.append(server)
+        trusted = HttpClient(tls=ssl.create_default_context(cafile=certfile))
+        response = await trusted.post(f"https://localhost:{server.port}/", [], b"secret", timeout=5)
+        assert response.status == 200 and server.requests[0].endswith(b"secret")
+        await trusted.close()
+        untrusted = HttpClient()  # the system's store does not know this certificate
+        with pytest.raises(HttpError, match="CERTIFICATE_VERIFY_FAILED"):
+            await untrusted.post(f"https://localhost:{server.port}/", [], b"", timeout=5)
+        await untrusted.close()
