@@ -246,6 +246,7 @@ class HttpClient:
         # HTTPS verification: the system's certificate store unless a context is given.
         self._tls = tls
         self._closed = False
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def post(
         self, url: str, headers: list[tuple[str, str]], body: bytes, *, timeout: float
@@ -270,6 +271,8 @@ class HttpClient:
         pool = self._pools.get(target.key)
         if pool is None:
             pool = self._pools[target.key] = _Pool()
+            if self._sweeper is None:
+                self._sweeper = asyncio.get_running_loop().call_later(self.idle_timeout, self._sweep)
         connection = await self._acquire(pool, target, fresh)
         try:
             response = await connection.send(data)
@@ -351,8 +354,29 @@ class HttpClient:
                 waiter.set_result(None)
                 return
 
+    def _sweep(self) -> None:
+        """Close connections idle too long, and forget destinations with none left, so sockets to
+        subscribers no longer delivered to do not stay open (until their server closes them)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for key, pool in list(self._pools.items()):
+            keep = []
+            for connection in pool.idle:
+                if connection.reusable and now - connection.idle_since < self.idle_timeout:
+                    keep.append(connection)
+                else:
+                    connection.close()
+                    pool.open -= 1
+            pool.idle = keep
+            if pool.open == 0 and not pool.waiters:
+                del self._pools[key]
+        self._sweeper = loop.call_later(self.idle_timeout, self._sweep) if self._pools else None
+
     async def close(self) -> None:
         self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for pool in self._pools.values():
             for connection in pool.idle:
                 connection.close()

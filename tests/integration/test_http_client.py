@@ -259,3 +259,21 @@ async def test_https_with_a_trusted_certificate(tmp_path: Path) -> None:
         with pytest.raises(HttpError, match="CERTIFICATE_VERIFY_FAILED"):
             await untrusted.post(f"https://localhost:{server.port}/", [], b"", timeout=5)
         await untrusted.close()
+
+
+async def test_idle_connections_are_closed_and_unused_destinations_forgotten() -> None:
+    client = HttpClient(idle_timeout=0.2)
+    async with serving(answering(OK)) as server:
+        url = f"http://127.0.0.1:{server.port}/"
+        assert (await client.post(url, [], b"", timeout=5)).status == 200
+        assert server.open == 1  # kept alive
+        for _ in range(50):
+            if server.open == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert server.open == 0  # closed by the client, with no request since
+        assert not client._pools
+        # A destination used again gets a new connection.
+        assert (await client.post(url, [], b"", timeout=5)).status == 200
+        assert server.connections == 2
+    await client.close()
