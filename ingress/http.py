@@ -12,9 +12,10 @@ What it does, as an HTTP/1.1 origin server:
 - pipelined requests answered in order (reading pauses while some are queued);
 - chunked request bodies; `Expect: 100-continue` answered before the body is read;
 - 413 from Content-Length before the body is read, or as soon as a streamed body passes the
-  limit; 431 for header fields over 64 KiB; 400 for anything the parser rejects (upgrades
-  included); the connection is closed after each of these, so no leftover body is read as a
-  request;
+  limit; 431 for header fields over 64 KiB (counted as they arrive); 400 for anything the
+  parser rejects (upgrades included); the connection is closed after each of these, so no
+  leftover body is read as a request, but only after the client stops sending (or 2 s), so the
+  answer is not lost to a reset;
 - graceful shutdown: stop accepting, close idle connections, answer the requests in progress
   (each after Kafka acknowledged), close; whatever is left after `graceful_timeout` is aborted;
 - TLS when given a certificate and key.
@@ -49,6 +50,8 @@ _MAX_QUEUED = 16
 _REASONS = {status.value: status.phrase.encode() for status in http.HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE = b"connection: close\r\n"
+# How long a connection refused mid-request keeps reading (and dropping) before it closes.
+_LINGER_SECONDS = 2.0
 
 _date_second = -1
 _date_line = b""
@@ -108,6 +111,7 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
+        self._head_open = False  # a request's head has begun and not ended
         self._request: Request | None = None
         self._body: list[bytes] = []
         self._size = 0
@@ -117,6 +121,7 @@ class _Connection(asyncio.Protocol):
         self._busy = False  # an answer is being produced
         self._paused = False
         self._done = False  # an error ended the connection: the rest of the input is ignored
+        self._linger = False  # ... and the connection closes only after the client stops sending
 
     # -- asyncio ------------------------------------------------------------------------------
 
@@ -136,16 +141,22 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._done:
             return
+        head_was_open = self._head_open
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._end(_error(400, "protocol upgrades are not supported; send HTTP/1.1 requests"))
         except httptools.HttpParserError as exc:
             self._end(_error(400, f"malformed HTTP request: {exc}"))
+        if head_was_open and self._head_open and not self._done:
+            # All of `data` went into one unfinished head: the parser buffers a header field
+            # until it ends, so a field that never ends is cut off here.
+            self._count_header_bytes(len(data))
 
     # -- httptools callbacks ------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._head_open = True
         self._url = b""
         self._headers = []
         self._header_bytes = 0
@@ -153,18 +164,26 @@ class _Connection(asyncio.Protocol):
         self._size = 0
 
     def on_url(self, url: bytes) -> None:
-        self._url += url
-        self._header_bytes += len(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value)
-        self._headers.append((name.lower(), value))
-
-    def on_headers_complete(self) -> None:
         if self._done:
             return
+        self._url += url
+        self._count_header_bytes(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._done:
+            return
+        self._headers.append((name.lower(), value))
+        self._count_header_bytes(len(name) + len(value))
+
+    def _count_header_bytes(self, size: int) -> None:
+        # Checked as they arrive, so header fields that never end cannot fill the memory.
+        self._header_bytes += size
         if self._header_bytes > MAX_HEADER_BYTES:
             self._end(_error(431, f"request line and header fields larger than {MAX_HEADER_BYTES} bytes"))
+
+    def on_headers_complete(self) -> None:
+        self._head_open = False
+        if self._done:
             return
         parser = self._parser
         try:
@@ -238,7 +257,17 @@ class _Connection(asyncio.Protocol):
         transport.write(_serialize(response, keep, head))
         if not keep:
             self._done = True
-            transport.close()
+            if self._linger and transport.can_write_eof():
+                # Lingering close: the client may still be sending what was refused. Closing now
+                # would answer its next bytes with a reset, and a reset can discard the answer
+                # before the client reads it. So stop writing, read and drop for a while, close.
+                transport.write_eof()
+                if self._paused:
+                    self._paused = False
+                    transport.resume_reading()
+                self._loop.call_later(_LINGER_SECONDS, transport.close)
+            else:
+                transport.close()
             return
         if self._queue:
             if self._paused:
@@ -251,6 +280,7 @@ class _Connection(asyncio.Protocol):
     def _end(self, response: Response) -> None:
         """Answer `response` (after the answers owed before it) and close: the input is unusable."""
         self._done = True
+        self._linger = True
         self._request = None
         if self._transport is not None and not self._paused:
             self._transport.pause_reading()

@@ -198,6 +198,21 @@ async def test_oversized_header_fields_are_431(server: HttpServer) -> None:
     assert await closed(reader)
 
 
+async def test_a_header_field_that_never_ends_is_cut_off_with_431(server: HttpServer) -> None:
+    reader, writer = await connect(server)
+    writer.write(b"POST /ns/default HTTP/1.1\r\nHost: x\r\nce-endless: ")
+    for _ in range(40):  # 40 x 4 KiB, no line end: more than the limit, in pieces
+        try:
+            writer.write(b"a" * 4096)
+            await writer.drain()
+        except ConnectionError:
+            break  # the server has answered and closed
+        await asyncio.sleep(0.005)
+    status, _, _ = await read_response(reader)
+    assert status == 431
+    assert await closed(reader)
+
+
 async def test_malformed_request_is_400_and_closed(server: HttpServer) -> None:
     reader, writer = await connect(server)
     writer.write(post("ok") + b"NOT HTTP AT ALL\r\n\r\n")
