@@ -34,7 +34,7 @@ from ingress import metrics
 from ingress.auth import AllowAll, Authenticator
 from ingress.routing import Route, channel_from_host
 
-__all__ = ["IngressApp", "Request", "Response", "Routes"]
+__all__ = ["IngressApp", "Request", "Response", "Routes", "header_value"]
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class IngressApp:
 
     def declared_too_large(self, headers: Sequence[tuple[bytes, bytes]]) -> bool:
         """Whether Content-Length alone says the body is over the limit (decided before reading)."""
-        length = _header(headers, b"content-length")
+        length = header_value(headers, b"content-length")
         return length is not None and length.isdigit() and int(length) > self.max_body
 
     def too_large(self, path: str, headers: Headers) -> Response:
@@ -221,7 +221,7 @@ class IngressApp:
             self._count(route, "", 415, request.started)
             return _json(415, {"error": str(exc)})
         records = [to_kafka_record(event) for event in events]
-        trace = _header(headers, b"traceparent")
+        trace = header_value(headers, b"traceparent")
         if trace is not None:
             for record in records:
                 record.headers.append(("traceparent", trace))
@@ -266,7 +266,7 @@ class IngressApp:
         if len(parts) == 3 and parts[0] == "channels":
             return self.routes.get(("channel", parts[1], parts[2]))
         if path == "/":
-            host = _header(headers, b"host")
+            host = header_value(headers, b"host")
             found = channel_from_host(host.decode("latin-1")) if host else None
             if found is not None:
                 return self.routes.get(("channel", found[0], found[1]))
@@ -277,10 +277,10 @@ class IngressApp:
             return _json(404, {"error": f"no ready Broker or Channel at {request.path}"})
         headers = request.headers
         extra = [_ALLOW]
-        origin = _header(headers, b"webhook-request-origin")
+        origin = header_value(headers, b"webhook-request-origin")
         if origin is not None:
             extra.append((b"webhook-allowed-origin", origin))
-            rate = _header(headers, b"webhook-request-rate")
+            rate = header_value(headers, b"webhook-request-rate")
             extra.append((b"webhook-allowed-rate", rate if rate is not None else b"*"))
         return Response(200, extra)
 
@@ -310,7 +310,7 @@ def _reply_from_task(reply: Callable[[Response], None], task: asyncio.Future[Res
         reply(task.result())
 
 
-def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+def header_value(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
     """The first value of header `name` (lower-case, as the server gives header names)."""
     for key, value in headers:
         if key == name:

@@ -7,13 +7,14 @@ about half of the ingress's CPU under load. Here the parser's callbacks collect 
 acknowledged: no task and no coroutine per request.
 
 What it does, as an HTTP/1.1 origin server:
+- `Upgrade` requests (h2c, websocket) answered in HTTP/1.1, their body read as any other's;
 - keep-alive (HTTP/1.1 by default, HTTP/1.0 on request), idle connections closed after
   `keep_alive` seconds, and so is a connection whose request takes longer than that to arrive;
 - pipelined requests answered in order (reading pauses while some are queued);
 - chunked request bodies; `Expect: 100-continue` answered before the body is read;
 - 413 from Content-Length before the body is read, or as soon as a streamed body passes the
   limit; 431 for header fields over 64 KiB (counted as they arrive); 400 for anything the
-  parser rejects (upgrades included); the connection is closed after each of these, so no
+  parser rejects; the connection is closed after each of these, so no
   leftover body is read as a request, but only after the client stops sending (or 2 s), so the
   answer is not lost to a reset;
 - graceful shutdown: stop accepting, close idle connections, answer the requests in progress
@@ -38,7 +39,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from ingress.app import ACCEPTED, IngressApp, Request, Response
+from ingress.app import ACCEPTED, IngressApp, Request, Response, header_value
 
 __all__ = ["HttpServer"]
 
@@ -112,6 +113,7 @@ class _Connection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
         self._head_open = False  # a request's head has begun and not ended
+        self._upgrade_body: int | None = None  # body bytes still to come of an Upgrade request
         self._request: Request | None = None
         self._body: list[bytes] = []
         self._size = 0
@@ -141,11 +143,21 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._done:
             return
+        if self._upgrade_body is not None:
+            self._read_upgrade_body(data)
+            return
         head_was_open = self._head_open
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._end(_error(400, "protocol upgrades are not supported; send HTTP/1.1 requests"))
+        except httptools.HttpParserUpgrade as exc:
+            if self._upgrade_body is None:
+                self._end(_error(400, "protocol upgrades are not supported; send HTTP/1.1 requests"))
+                return
+            # The parser stops at the end of an Upgrade request's head: the body and whatever
+            # follows are read here, and a new parser takes the next request.
+            self._parser = httptools.HttpRequestParser(self)
+            self._read_upgrade_body(data[exc.args[0] :])
+            return
         except httptools.HttpParserError as exc:
             self._end(_error(400, f"malformed HTTP request: {exc}"))
         if head_was_open and self._head_open and not self._done:
@@ -200,6 +212,16 @@ class _Connection(asyncio.Protocol):
         if self._app.declared_too_large(headers):
             self._end(self._app.too_large(path, headers))
             return
+        if parser.should_upgrade():
+            # An Upgrade (h2c, websocket) is declined by answering in HTTP/1.1, as a server may.
+            # The parser would take the request as ending with its head, dropping its body.
+            length = header_value(headers, b"content-length")
+            if header_value(headers, b"transfer-encoding") is not None or (
+                length is not None and not length.isdigit()
+            ):
+                self._end(_error(400, "an Upgrade request's body must have a Content-Length"))
+                return
+            self._upgrade_body = int(length) if length is not None else 0
         if not self._busy and parser.get_http_version() == "1.1":
             for name, value in headers:
                 if name == b"expect" and value.lower() == b"100-continue":
@@ -217,6 +239,24 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self._upgrade_body is None:
+            self._complete()
+
+    def _read_upgrade_body(self, data: bytes) -> None:
+        assert self._upgrade_body is not None
+        taken = data[: self._upgrade_body]
+        self._upgrade_body -= len(taken)
+        if taken:
+            self.on_body(taken)
+        if self._upgrade_body > 0 or self._done:
+            return
+        self._upgrade_body = None
+        self._complete()
+        rest = data[len(taken) :]
+        if rest:
+            self.data_received(rest)
+
+    def _complete(self) -> None:
         request = self._request
         if self._done or request is None:
             return

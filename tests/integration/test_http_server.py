@@ -213,6 +213,29 @@ async def test_a_header_field_that_never_ends_is_cut_off_with_431(server: HttpSe
     assert await closed(reader)
 
 
+async def test_an_upgrade_request_is_answered_in_http_1_1_with_its_body_kept(
+    server: HttpServer, memory: MemoryEventSink
+) -> None:
+    reader, writer = await connect(server)
+    upgrade = post("h2c", b'{"kept": true}', "Connection: Upgrade, HTTP2-Settings", "Upgrade: h2c")
+    # Sent in pieces, the body separately, then a second request on the same connection.
+    head, body = upgrade.split(b"\r\n\r\n", 1)
+    writer.write(head + b"\r\n\r\n")
+    await asyncio.sleep(0.05)
+    writer.write(body[:5])
+    await asyncio.sleep(0.05)
+    writer.write(body[5:] + post("after"))
+    assert [(await read_response(reader))[0] for _ in range(2)] == [202, 202]
+    assert ids(memory) == ["h2c", "after"]
+    assert memory.topics["topic"][0].value == b'{"kept": true}'
+    # All in one write too.
+    writer.write(post("h2c-2", b"[1]", "Connection: Upgrade", "Upgrade: websocket") + post("after-2"))
+    assert [(await read_response(reader))[0] for _ in range(2)] == [202, 202]
+    assert ids(memory)[2:] == ["h2c-2", "after-2"]
+    assert memory.topics["topic"][2].value == b"[1]"
+    writer.close()
+
+
 async def test_malformed_request_is_400_and_closed(server: HttpServer) -> None:
     reader, writer = await connect(server)
     writer.write(post("ok") + b"NOT HTTP AT ALL\r\n\r\n")
