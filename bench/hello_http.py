@@ -16,7 +16,7 @@ from ingress.http import HttpServer
 
 
 class HelloApp:
-    """The part of IngressApp the server uses, answering every request 202."""
+    """An `ingress.http.App` answering every request 202."""
 
     max_body = 1 << 20
 
@@ -29,12 +29,12 @@ class HelloApp:
     def disconnected(self, path: str, headers: list[tuple[bytes, bytes]]) -> None:
         pass
 
-    def handle(self, request: Request, reply: Callable[[Response], None]) -> Response:
+    def handle(self, request: Request, reply: Callable[[Response], None]) -> Response | None:
         return ACCEPTED
 
 
 if __name__ == "__main__":
-    server = HttpServer(HelloApp(), "127.0.0.1", int(sys.argv[1]))  # type: ignore[arg-type]
+    server = HttpServer(HelloApp(), "127.0.0.1", int(sys.argv[1]))
     try:
         import uvloop
 

@@ -75,13 +75,8 @@ class CreationFloor:
 
     def refuses(self, partition: object, timestamp: int) -> bool:
         """Whether the record is older than the Trigger; the first that is not opens the partition."""
-        floor = self._floors.get(partition)
-        if floor is None:
-            return False
-        if timestamp < floor:
-            return True
-        del self._floors[partition]
-        return False
+        self.reached(partition, timestamp)
+        return partition in self._floors
 
     def reached(self, partition: object, timestamp: int) -> None:
         """A record stamped `timestamp` was read past the start: open the partition if that is late enough."""

@@ -34,7 +34,7 @@ from ingress import metrics
 from ingress.auth import AllowAll, Authenticator
 from ingress.routing import Route, channel_from_host
 
-__all__ = ["IngressApp", "Request", "Response", "Routes", "header_value"]
+__all__ = ["IngressApp", "Request", "Response", "Routes", "header_value", "json_response"]
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class Response:
 ACCEPTED = Response(202, [])
 
 
-def _json(status: int, body: dict[str, Any], *extra: tuple[bytes, bytes]) -> Response:
+def json_response(status: int, body: dict[str, Any], *extra: tuple[bytes, bytes]) -> Response:
     return Response(status, [_JSON, *extra], json.dumps(body).encode())
 
 
@@ -122,7 +122,7 @@ class IngressApp:
         route = self._route(path, headers)
         if route is not None:
             self._count(route, "", 413)
-        return _json(413, {"error": f"body larger than {self.max_body} bytes"})
+        return json_response(413, {"error": f"body larger than {self.max_body} bytes"})
 
     def disconnected(self, path: str, headers: Headers) -> None:
         """The client left before its request was whole; 499 (client closed request) in metrics."""
@@ -199,27 +199,29 @@ class IngressApp:
         if method == "OPTIONS":
             return self._options(request, route)
         if method != "POST":
-            return _json(405, {"error": f"method {method} not allowed; POST CloudEvents here"}, _ALLOW)
+            return json_response(
+                405, {"error": f"method {method} not allowed; POST CloudEvents here"}, _ALLOW
+            )
         if route is None:
-            return _json(404, {"error": f"no ready Broker or Channel at {request.path}"})
+            return json_response(404, {"error": f"no ready Broker or Channel at {request.path}"})
         headers = request.headers
         denied = self._auth.check(headers, request.query, route)
         if denied is not None:
             extra = [(b"www-authenticate", b'Bearer realm="kanal"')] if denied.status == 401 else []
             self._count(route, "", denied.status, request.started)
-            return _json(denied.status, {"error": denied.message}, *extra)
+            return json_response(denied.status, {"error": denied.message}, *extra)
         if self._in_flight >= self._max_in_flight:
             self._count(route, "", 429, request.started)
-            return _json(429, {"error": "too many requests in flight; retry later"}, _RETRY)
+            return json_response(429, {"error": "too many requests in flight; retry later"}, _RETRY)
         try:
             events = parse_http_request(headers, request.body)
         except InvalidEvent as exc:
             problems = [{"path": p.path, "message": p.message} for p in exc.problems]
             self._count(route, "", 400, request.started)
-            return _json(400, {"error": "not a valid CloudEvent", "problems": problems})
+            return json_response(400, {"error": "not a valid CloudEvent", "problems": problems})
         except UnsupportedMediaType as exc:
             self._count(route, "", 415, request.started)
-            return _json(415, {"error": str(exc)})
+            return json_response(415, {"error": str(exc)})
         records = [to_kafka_record(event) for event in events]
         trace = header_value(headers, b"traceparent")
         if trace is not None:
@@ -248,13 +250,11 @@ class IngressApp:
             response, code = ACCEPTED, 202
         else:
             log.warning("write to %s failed: %s", route.topic, error)
-            response = _json(503, {"error": f"cannot store the event now: {error}"}, _RETRY)
+            response = json_response(503, {"error": f"cannot store the event now: {error}"}, _RETRY)
             code = 503
-        code_label = str(code)
-        events_total = metrics.EVENTS
-        for event in events:
-            events_total.labels(route.kind, route.namespace, route.name, event.type, code_label).inc()
-        metrics.REQUEST_LATENCY.labels(route.kind, route.namespace, route.name, code_label).observe(
+        for event in events:  # none for an empty batch
+            self._count(route, event.type, code)
+        metrics.REQUEST_LATENCY.labels(route.kind, route.namespace, route.name, str(code)).observe(
             time.perf_counter() - started
         )
         reply(response)
@@ -274,7 +274,7 @@ class IngressApp:
 
     def _options(self, request: Request, route: Route | None) -> Response:
         if route is None:
-            return _json(404, {"error": f"no ready Broker or Channel at {request.path}"})
+            return json_response(404, {"error": f"no ready Broker or Channel at {request.path}"})
         headers = request.headers
         extra = [_ALLOW]
         origin = header_value(headers, b"webhook-request-origin")
@@ -302,10 +302,10 @@ class IngressApp:
 
 def _reply_from_task(reply: Callable[[Response], None], task: asyncio.Future[Response]) -> None:
     if task.cancelled():
-        reply(_json(503, {"error": "the server is stopping; the event may not be stored"}))
+        reply(json_response(503, {"error": "the server is stopping; the event may not be stored"}))
     elif (exc := task.exception()) is not None:
         log.error("handling a request failed", exc_info=exc)
-        reply(_json(500, {"error": "internal error; the event may not be stored"}))
+        reply(json_response(500, {"error": "internal error; the event may not be stored"}))
     else:
         reply(task.result())
 

@@ -28,20 +28,20 @@ import asyncio
 import contextlib
 import email.utils
 import http
-import json
 import logging
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 from functools import partial
-from typing import cast
+from typing import Protocol, cast
 from urllib.parse import unquote
 
 import httptools
 
-from ingress.app import ACCEPTED, IngressApp, Request, Response, header_value
+from ingress.app import ACCEPTED, Request, Response, header_value, json_response
 
-__all__ = ["HttpServer"]
+__all__ = ["App", "HttpServer"]
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,21 @@ def _serialize(response: Response, keep_alive: bool, head: bool) -> bytes:
 
 
 def _error(status: int, message: str) -> Response:
-    return Response(status, [(b"content-type", b"application/json")], json.dumps({"error": message}).encode())
+    return json_response(status, {"error": message})
+
+
+class App(Protocol):
+    """What the server needs of the application behind it (`ingress.app.IngressApp`)."""
+
+    max_body: int
+
+    def declared_too_large(self, headers: list[tuple[bytes, bytes]]) -> bool: ...
+
+    def too_large(self, path: str, headers: list[tuple[bytes, bytes]]) -> Response: ...
+
+    def disconnected(self, path: str, headers: list[tuple[bytes, bytes]]) -> None: ...
+
+    def handle(self, request: Request, reply: Callable[[Response], None]) -> Response | None: ...
 
 
 # A request ready to answer, or an answer decided before its request was read (a 413, a 400),
@@ -361,7 +375,7 @@ class HttpServer:
 
     def __init__(
         self,
-        app: IngressApp,
+        app: App,
         host: str,
         port: int,
         *,
