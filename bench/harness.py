@@ -24,7 +24,10 @@ sys.path.insert(0, str(ROOT))
 
 from channel.embedded import EmbeddedKafka, free_port  # noqa: E402
 
+# As `kanal dev` sets them: the embedded broker answers a fetch when its wait expires, not when
+# a record arrives, so the dispatcher's event reads wait less than the other reads.
 EMBEDDED_FETCH_WAIT_MS = 20
+EVENT_FETCH_WAIT_MS = 10
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -102,6 +105,7 @@ class Bench:
             KANAL_KAFKA_IDEMPOTENCE="false",
             # As `kanal dev` does: the embedded broker answers a fetch only when its wait expires.
             KANAL_KAFKA_FETCH_MAX_WAIT_MS=str(EMBEDDED_FETCH_WAIT_MS),
+            KANAL_KAFKA_EVENT_FETCH_MAX_WAIT_MS=str(EVENT_FETCH_WAIT_MS),
             KANAL_HOST="127.0.0.1",
             KANAL_INGRESS_PORT=str(self.ports["ingress"]),
             KANAL_CONTROLLER_PORT=str(self.ports["controller"]),

@@ -168,7 +168,8 @@ METHOD = [
     "- Every scenario starts its own embedded broker (Tansu, in-memory storage: a Kafka-protocol "
     "broker, not Apache Kafka) and real `kanal` processes; everything, the load included, shares "
     "the cores listed above. As `kanal dev` does on this broker, which answers a fetch only when "
-    "its wait expires, Kanal runs with `KANAL_KAFKA_FETCH_MAX_WAIT_MS=20`.",
+    "its wait expires, Kanal runs with `KANAL_KAFKA_FETCH_MAX_WAIT_MS=20` and, for the "
+    "dispatcher's reads of event topics, `KANAL_KAFKA_EVENT_FETCH_MAX_WAIT_MS=10`.",
     "- HTTP throughput: `wrk -t1 -c64` for the stated time after a 2 s warm-up, binary-mode "
     "CloudEvents with a JSON body of the stated size; every Kanal 202 means acks=all.",
     "- Latency: `bench/loadgen.py`, open loop at a fixed rate on 64 keep-alive connections, each "

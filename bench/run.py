@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import EMBEDDED_FETCH_WAIT_MS, ROOT, Bench, broker, trigger, wrk
+from harness import EVENT_FETCH_WAIT_MS, ROOT, Bench, broker, trigger, wrk
 from report import (
     Row,
     Target,
@@ -392,9 +392,9 @@ def scenario_latency(sizes: Sizes, out: Results) -> None:
     rates = (1000, 5000)
     with Bench() as bench:
         # Baselines first, on the same broker with no Kanal process running: a bare aiokafka
-        # producer and consumer with the fetch wait Kanal is given here, and with aiokafka's
-        # default (500 ms), to show what that setting is worth on this broker.
-        waits = (EMBEDDED_FETCH_WAIT_MS, 500)
+        # producer and consumer with the fetch wait Kanal's event reads are given here, and with
+        # aiokafka's default (500 ms), to show what that setting is worth on this broker.
+        waits = (EVENT_FETCH_WAIT_MS, 500)
         bare = {
             (rate, wait): bare_latency(bench, rate, sizes.latency_seconds, wait)
             for rate in rates
@@ -423,8 +423,8 @@ def scenario_latency(sizes: Sizes, out: Results) -> None:
             "e2e", f"ingress-accept -> sink at {rate:,} ev/s", received, 25 if rate == 1000 else None
         )
         row.note = f"{received['stamped']:,.0f} of {sent['requests']:,.0f} received"
-        row.baseline_name = f"bare aiokafka produce -> consume ({EMBEDDED_FETCH_WAIT_MS} ms fetch wait), p99"
-        row.baseline = bare[rate, EMBEDDED_FETCH_WAIT_MS]["p99_ms"]
+        row.baseline_name = f"bare aiokafka produce -> consume ({EVENT_FETCH_WAIT_MS} ms fetch wait), p99"
+        row.baseline = bare[rate, EVENT_FETCH_WAIT_MS]["p99_ms"]
         out.add(row)
         for wait in waits:
             plain = latency_row(
@@ -433,7 +433,7 @@ def scenario_latency(sizes: Sizes, out: Results) -> None:
                 bare[rate, wait],
                 None,
             )
-            plain.note = "the baseline" if wait == EMBEDDED_FETCH_WAIT_MS else "aiokafka's default fetch wait"
+            plain.note = "the baseline" if wait == EVENT_FETCH_WAIT_MS else "aiokafka's default fetch wait"
             out.add(plain)
         ingress = latency_row("e2e", f"ingress response at {rate:,} ev/s, dispatcher running", sent, None)
         ingress.note = f"achieved {sent['achieved_rate']:,.0f}/s, errors {sent['errors']:.0f}"

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         description="How long a fetch waits for new records; Kafka answers as soon as one arrives, the "
         "embedded broker only when this expires (kanal dev sets 20)",
     )
+    kafka_event_fetch_max_wait_ms: int | None = Field(
+        default=None,
+        ge=1,
+        description="The same for the dispatcher's reads of Broker and Channel topics, where it bounds "
+        "delivery latency on the embedded broker (kanal dev sets 10); unset: kafka_fetch_max_wait_ms",
+    )
     kafka_session_timeout_ms: int = Field(
         default=10_000,
         ge=1000,
@@ -124,6 +130,12 @@ class Settings(BaseSettings):
         """Session and heartbeat settings of Kanal's consumer groups."""
         session = self.kafka_session_timeout_ms
         return {"session_timeout_ms": session, "heartbeat_interval_ms": max(300, min(3000, session // 3))}
+
+    def event_fetch_max_wait_ms(self) -> int:
+        """The fetch wait of the dispatcher's event reads."""
+        if self.kafka_event_fetch_max_wait_ms is not None:
+            return self.kafka_event_fetch_max_wait_ms
+        return self.kafka_fetch_max_wait_ms
 
     def bootstrap(self) -> str:
         """The bootstrap servers, or a clear error if none are configured."""

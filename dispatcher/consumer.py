@@ -176,7 +176,7 @@ class TopicConsumer:
             enable_auto_commit=False,
             auto_offset_reset="latest",
             max_poll_interval_ms=600_000,
-            fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
+            fetch_max_wait_ms=self._settings.event_fetch_max_wait_ms(),
             **self._settings.group_options(),
             # aiokafka has no cooperative rebalancing; the sticky assignor is the closest it
             # offers: a rebalance moves as few partitions as it can.
@@ -391,7 +391,7 @@ class TopicConsumer:
             **client_options(self._settings),
             group_id=None,
             enable_auto_commit=False,
-            fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
+            fetch_max_wait_ms=self._settings.event_fetch_max_wait_ms(),
         )
         try:
             await reader.start()

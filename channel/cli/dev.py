@@ -90,6 +90,11 @@ async def run_dev(settings: Settings, apply_paths: list[str], sinks: list[tuple[
         env["KANAL_KAFKA_IDEMPOTENCE"] = "false"  # the embedded broker has no InitProducerId
         # The embedded broker answers a fetch only when its wait expires, not when records arrive.
         env.setdefault("KANAL_KAFKA_FETCH_MAX_WAIT_MS", "20")
+        # The dispatcher's reads of event topics wait less: a record arriving mid-wait waits for
+        # it, so that wait sets the floor of delivery latency here. Measured with one Broker:
+        # p99 from ingress to subscriber at 1,000 ev/s of 13-15 ms at 10 (21 ms and up at 20), for
+        # 2-3% more of a core when idle (8% at 5).
+        env.setdefault("KANAL_KAFKA_EVENT_FETCH_MAX_WAIT_MS", "10")
         # It also holds a new group's first join for half the session timeout.
         env.setdefault("KANAL_KAFKA_SESSION_TIMEOUT_MS", "4000")
         print(
