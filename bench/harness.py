@@ -30,6 +30,22 @@ EMBEDDED_FETCH_WAIT_MS = 20
 EVENT_FETCH_WAIT_MS = 10
 
 
+def cpu_jiffies() -> tuple[int, int] | None:
+    """(stolen, all) CPU time of the machine so far, in clock ticks; None without a steal column.
+
+    Steal is time a virtual machine's cores were runnable but the hypervisor ran something else:
+    on a shared host it slows every process of a run, baselines included, at random moments.
+    """
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(f) for f in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    if len(fields) < 8:
+        return None
+    return fields[7], sum(fields[:8])
+
+
 def peak_rss_mib(pid: int) -> float:
     """Peak resident set size (VmHWM) of a live process, in MiB."""
     try:

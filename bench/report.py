@@ -66,6 +66,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.1f} ms"
     if unit == "MiB":
         return f"{value:.0f} MiB"
+    if unit == "%":
+        return f"{value:.1f}%"
     return f"{value:,.2f} {unit}"
 
 

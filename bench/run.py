@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import EVENT_FETCH_WAIT_MS, ROOT, Bench, broker, trigger, wrk
+from harness import EVENT_FETCH_WAIT_MS, ROOT, Bench, broker, cpu_jiffies, trigger, wrk
 from report import (
     Row,
     Target,
@@ -543,12 +543,25 @@ def main() -> int:
     results, began = Results(), time.monotonic()
     for name in wanted:
         print(f"\n== {name}", flush=True)
+        before = cpu_jiffies()
         try:
             SCENARIOS[name](sizes, results)
         except Exception as exc:  # one broken scenario must not lose the others' figures
             traceback.print_exc()
             results.rows.append(
                 Row(name, f"FAILED: {type(exc).__name__}: {str(exc)[:200]}", float("nan"), "")
+            )
+        after = cpu_jiffies()
+        if before is not None and after is not None and after[1] > before[1]:
+            stolen = 100 * (after[0] - before[0]) / (after[1] - before[1])
+            results.add(
+                Row(
+                    name,
+                    "CPU time taken by the host (steal) during this scenario",
+                    stolen,
+                    "%",
+                    note="of all cores' time; above a few % the figures above are slowed unevenly",
+                )
             )
     for component in ("controller", "ingress", "dispatcher"):
         if component in results.peaks:
