@@ -1,14 +1,15 @@
 """Where accepted events go: a Protocol, the Kafka implementation, and an in-memory fake for tests.
 
-`submit`'s future (and `send`) completes only when every record is acknowledged (acks=all), or
-fails with Unavailable when Kafka cannot take them within the configured time: the ingress
-answers 202 only after that, so a 202 always means the event is stored.
+`submit` calls back (and `send` returns) only when every record is acknowledged (acks=all), or
+with Unavailable when Kafka cannot take them within the configured time: the ingress answers 202
+only after that, so a 202 always means the event is stored.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Protocol
 
@@ -20,15 +21,37 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from channel.errors import Unavailable
 from channel.events import KafkaRecord
 
-__all__ = ["EventSink", "KafkaEventSink", "MemoryEventSink"]
+__all__ = ["Done", "EventSink", "KafkaEventSink", "MemoryEventSink"]
+
+log = logging.getLogger(__name__)
+
+# Called once, from the event loop: with None when every record is acknowledged, or the error.
+Done = Callable[[Unavailable | None], None]
 
 
 class EventSink(Protocol):
-    def submit(self, topic: str, records: Sequence[KafkaRecord]) -> asyncio.Future[None]:
-        """Start writing; the future is done when all are acknowledged, or fails with Unavailable."""
+    def submit(self, topic: str, records: Sequence[KafkaRecord], done: Done) -> None:
+        """Start writing; `done` is called later (never from within `submit`)."""
         ...
 
-    async def send(self, topic: str, records: Sequence[KafkaRecord]) -> None: ...
+    async def send(self, topic: str, records: Sequence[KafkaRecord]) -> None:
+        """Write and wait; raises Unavailable."""
+        ...
+
+
+async def _sent(sink: EventSink, topic: str, records: Sequence[KafkaRecord]) -> None:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    sink.submit(topic, records, partial(_settle, future))
+    await future
+
+
+def _settle(future: asyncio.Future[None], error: Unavailable | None) -> None:
+    if future.done():  # the sender stopped waiting
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 class _Flush:
@@ -40,7 +63,7 @@ class _Flush:
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline  # loop time by which the callers are answered
         self.records: list[KafkaRecord] = []
-        self.waiters: list[asyncio.Future[None]] = []
+        self.waiters: list[Done] = []
         self.timer: asyncio.TimerHandle | None = None
         self.outstanding = 0  # batches handed to the producer and not yet acknowledged
         self.sealed = False  # every batch of this flush has been handed over (or one failed)
@@ -81,20 +104,18 @@ class KafkaEventSink:
         return not self.failing
 
     async def send(self, topic: str, records: Sequence[KafkaRecord]) -> None:
-        await self.submit(topic, records)
+        await _sent(self, topic, records)
 
-    def submit(self, topic: str, records: Sequence[KafkaRecord]) -> asyncio.Future[None]:
-        loop = asyncio.get_running_loop()
+    def submit(self, topic: str, records: Sequence[KafkaRecord], done: Done) -> None:
         flush = self._open.get(topic)
         if flush is None:
+            loop = asyncio.get_running_loop()
             flush = self._open[topic] = _Flush(loop.time() + self._timeout)
             flush.timer = loop.call_at(flush.deadline, self._expire, topic, flush)
         flush.records.extend(records)
-        waiter: asyncio.Future[None] = loop.create_future()
-        flush.waiters.append(waiter)
+        flush.waiters.append(done)
         if self._writer is None:
-            self._writer = loop.create_task(self._write())
-        return waiter
+            self._writer = asyncio.get_running_loop().create_task(self._write())
 
     async def _write(self) -> None:
         """Hands every pending flush to the producer, then exits; `send` starts it again."""
@@ -171,13 +192,12 @@ class KafkaEventSink:
         if flush.timer is not None:
             flush.timer.cancel()
         self.failing = flush.error is not None
-        for waiter in flush.waiters:
-            if waiter.done():
-                continue
-            if flush.error is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(flush.error)
+        error = flush.error
+        for done in flush.waiters:
+            try:
+                done(error)
+            except Exception:  # one caller's failure must not leave the others unanswered
+                log.exception("answering a write's caller failed")
 
     def _expire(self, topic: str, flush: _Flush) -> None:
         if self._open.get(topic) is flush:
@@ -202,13 +222,9 @@ class MemoryEventSink:
         self.fail: Unavailable | None = None
 
     async def send(self, topic: str, records: Sequence[KafkaRecord]) -> None:
-        await self.submit(topic, records)
+        await _sent(self, topic, records)
 
-    def submit(self, topic: str, records: Sequence[KafkaRecord]) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self.fail is not None:
-            future.set_exception(self.fail)
-        else:
+    def submit(self, topic: str, records: Sequence[KafkaRecord], done: Done) -> None:
+        if self.fail is None:
             self.topics.setdefault(topic, []).extend(records)
-            future.set_result(None)
-        return future
+        asyncio.get_running_loop().call_soon(done, self.fail)

@@ -26,7 +26,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from channel.errors import InvalidEvent, UnsupportedMediaType
+from channel.errors import InvalidEvent, Unavailable, UnsupportedMediaType
 from channel.events import CloudEvent, parse_http_request, to_kafka_record
 from channel.producer import EventSink
 from channel.settings import Settings
@@ -214,7 +214,7 @@ class IngressApp:
             self._count(route, "", 429, request.started)
             return json_response(429, {"error": "too many requests in flight; retry later"}, _RETRY)
         try:
-            events = parse_http_request(headers, request.body)
+            events = parse_http_request(headers, request.body, lowered=True)
         except InvalidEvent as exc:
             problems = [{"path": p.path, "message": p.message} for p in exc.problems]
             self._count(route, "", 400, request.started)
@@ -229,9 +229,8 @@ class IngressApp:
                 record.headers.append(("traceparent", trace))
         metrics.BATCH_SIZE.observe(len(records))
         self._in_flight += 1
-        stored = self.sink.submit(route.topic, records)
         done = partial(self._stored, reply, route, events, request.started, time.perf_counter())
-        stored.add_done_callback(done)
+        self.sink.submit(route.topic, records, done)
         return None
 
     def _stored(
@@ -241,12 +240,12 @@ class IngressApp:
         events: list[CloudEvent],
         started: float,
         produce_started: float,
-        stored: asyncio.Future[None],
+        error: Unavailable | None,
     ) -> None:
         self._in_flight -= 1
-        error = stored.exception() if not stored.cancelled() else "the write was cancelled"
+        now = time.perf_counter()
         if error is None:
-            metrics.PRODUCE_LATENCY.observe(time.perf_counter() - produce_started)
+            metrics.PRODUCE_LATENCY.observe(now - produce_started)
             response, code = ACCEPTED, 202
         else:
             log.warning("write to %s failed: %s", route.topic, error)
@@ -255,7 +254,7 @@ class IngressApp:
         for event in events:  # none for an empty batch
             self._count(route, event.type, code)
         metrics.REQUEST_LATENCY.labels(route.kind, route.namespace, route.name, str(code)).observe(
-            time.perf_counter() - started
+            now - started
         )
         reply(response)
 

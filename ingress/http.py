@@ -199,7 +199,9 @@ class _Connection(asyncio.Protocol):
         if self._done:
             return
         self._headers.append((name.lower(), value))
-        self._count_header_bytes(len(name) + len(value))
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > MAX_HEADER_BYTES:  # as _count_header_bytes, inline: once per field
+            self._count_header_bytes(0)
 
     def _count_header_bytes(self, size: int) -> None:
         # Checked as they arrive, so header fields that never end cannot fill the memory.

@@ -19,14 +19,22 @@ from channel.events.validation import validate_attributes
 __all__ = ["from_kafka_record", "to_kafka_record"]
 
 
+# The header of each attribute name seen (names are few and recur in every event).
+_HEADER_NAMES: dict[str, str] = {"datacontenttype": "content-type"}
+_HEADER_NAMES_MAX = 4096
+
+
 def to_kafka_record(event: CloudEvent) -> KafkaRecord:
     headers: list[tuple[str, bytes]] = []
+    names = _HEADER_NAMES
     # Sorted, so the record is the same whatever order the input mode gave the attributes in.
     for name, value in sorted(event.attributes.items()):
-        if name == "datacontenttype":
-            headers.append(("content-type", value.encode()))
-        else:
-            headers.append(("ce_" + name, value.encode("utf-8", "surrogatepass")))
+        header = names.get(name)
+        if header is None:
+            header = "ce_" + name
+            if len(names) < _HEADER_NAMES_MAX:
+                names[name] = header
+        headers.append((header, value.encode("utf-8", "surrogatepass")))
     key = event.attributes.get(PARTITION_KEY)
     return KafkaRecord(key.encode() if key is not None else None, event.data, headers)
 

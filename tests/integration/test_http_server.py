@@ -20,7 +20,7 @@ import pytest
 
 from channel.embedded import free_port
 from channel.events import KafkaRecord
-from channel.producer import MemoryEventSink
+from channel.producer import Done, MemoryEventSink
 from channel.settings import Settings
 from ingress.app import IngressApp
 from ingress.http import MAX_HEADER_BYTES, HttpServer
@@ -35,17 +35,15 @@ class HeldSink(MemoryEventSink):
 
     def __init__(self) -> None:
         super().__init__()
-        self.held: list[asyncio.Future[None]] = []
+        self.held: list[Done] = []
 
-    def submit(self, topic: str, records: Sequence[KafkaRecord]) -> asyncio.Future[None]:
+    def submit(self, topic: str, records: Sequence[KafkaRecord], done: Done) -> None:
         self.topics.setdefault(topic, []).extend(records)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.held.append(future)
-        return future
+        self.held.append(done)
 
     def release(self) -> None:
-        for future in self.held:
-            future.set_result(None)
+        for done in self.held:
+            done(None)
 
 
 async def _serve(sink: MemoryEventSink, **options: Any) -> tuple[HttpServer, asyncio.Task[None]]:
