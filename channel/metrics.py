@@ -103,8 +103,9 @@ class LocalHistogram(_Family):
         self._bounds = bounds
         self._children: dict[tuple[str, ...], HistogramValue] = {}
         super().__init__(name, documentation, labelnames, registry)
-        if not self.labelnames:
-            self.labels()  # exported from the start, with zero counts, as prometheus-client does
+        # Without labels: the one child, exported from the start with zero counts, as
+        # prometheus-client does.
+        self._only = self.labels() if not self.labelnames else None
 
     def labels(self, *values: str) -> HistogramValue:
         child = self._children.get(values)
@@ -114,8 +115,12 @@ class LocalHistogram(_Family):
         return child
 
     def observe(self, value: float) -> None:
-        """For a histogram without labels."""
-        self.labels().observe(value)
+        """For a histogram without labels (HistogramValue.observe, inline: once or twice per request)."""
+        child = self._only
+        if child is None:
+            raise ValueError(f"{self.name} has labels {self.labelnames}; observe through labels()")
+        child.counts[bisect_left(child.bounds, value)] += 1
+        child.sum += value
 
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from channel.errors import InvalidEvent, Problem, UnsupportedMediaType
 from channel.events.jsonformat import event_from_json, events_from_batch, parse_json
+from channel.events.kafka import kafka_header_name
 from channel.events.model import CloudEvent
 from channel.events.percent import decode_header_value, encode_header_value
 from channel.events.validation import validate_attributes
@@ -21,6 +22,9 @@ __all__ = ["parse_http_request", "parse_http_response", "to_http_binary"]
 
 _CE = b"ce-"
 _CONTENT_TYPE = b"content-type"
+# The Kafka header for each `ce-` header name seen (a few recur in every request). Bounded.
+_STORED_NAMES: dict[bytes, str] = {}
+_STORED_NAMES_MAX = 4096
 
 
 def _mode(content_type: str) -> str:
@@ -69,6 +73,8 @@ def _binary(
     headers: Sequence[tuple[bytes, bytes]], body: bytes, content_type: str | None, lowered: bool
 ) -> CloudEvent:
     attributes: dict[str, str] = {}
+    # The Kafka headers too, while each value is at hand as the UTF-8 bytes they store.
+    stored: list[tuple[str, bytes]] = []
     problems: list[Problem] = []
     for raw_name, raw_value in headers:
         if not raw_name.startswith(_CE) and (lowered or raw_name[:3].lower() != _CE):
@@ -90,16 +96,26 @@ def _binary(
             value = raw_value.decode("utf-8")
             if "%" in value or value[:1] == '"':
                 value = decode_header_value(raw_value)
-            attributes[name] = value
+                raw_value = value.encode("utf-8")
         except UnicodeDecodeError:
             problems.append(Problem(name, "is not valid UTF-8 after percent-decoding"))
             attributes[name] = ""
+            continue
+        attributes[name] = value
+        header = _STORED_NAMES.get(raw_name)
+        if header is None:
+            header = kafka_header_name(name)
+            if len(_STORED_NAMES) < _STORED_NAMES_MAX:
+                _STORED_NAMES[raw_name] = header
+        stored.append((header, raw_value))
     if content_type:
         attributes["datacontenttype"] = content_type
+        stored.append(("content-type", content_type.encode("utf-8")))
     validate_attributes(attributes, problems)
     if problems:
         raise InvalidEvent(problems)
-    return CloudEvent(attributes, body if body else None)
+    stored.sort()
+    return CloudEvent(attributes, body if body else None, stored)
 
 
 def to_http_binary(event: CloudEvent) -> tuple[list[tuple[str, str]], bytes]:

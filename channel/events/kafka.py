@@ -16,7 +16,7 @@ from channel.events.jsonformat import event_from_json, parse_json
 from channel.events.model import PARTITION_KEY, CloudEvent, KafkaRecord
 from channel.events.validation import validate_attributes
 
-__all__ = ["from_kafka_record", "to_kafka_record"]
+__all__ = ["from_kafka_record", "kafka_header_name", "to_kafka_record"]
 
 
 # The header of each attribute name seen (names are few and recur in every event).
@@ -24,18 +24,30 @@ _HEADER_NAMES: dict[str, str] = {"datacontenttype": "content-type"}
 _HEADER_NAMES_MAX = 4096
 
 
+def kafka_header_name(attribute: str) -> str:
+    """`ce_<attribute>`, or `content-type` for datacontenttype."""
+    header = _HEADER_NAMES.get(attribute)
+    if header is None:
+        header = "ce_" + attribute
+        if len(_HEADER_NAMES) < _HEADER_NAMES_MAX:
+            _HEADER_NAMES[attribute] = header
+    return header
+
+
 def to_kafka_record(event: CloudEvent) -> KafkaRecord:
-    headers: list[tuple[str, bytes]] = []
-    names = _HEADER_NAMES
-    # Sorted, so the record is the same whatever order the input mode gave the attributes in.
-    for name, value in sorted(event.attributes.items()):
-        header = names.get(name)
-        if header is None:
-            header = "ce_" + name
-            if len(names) < _HEADER_NAMES_MAX:
-                names[name] = header
-        headers.append((header, value.encode("utf-8", "surrogatepass")))
-    key = event.attributes.get(PARTITION_KEY)
+    """The record for `event`: the same whatever mode it arrived in (headers sorted by name)."""
+    attributes = event.attributes
+    headers = event.kafka_headers
+    if headers is None:
+        names = _HEADER_NAMES
+        headers = []
+        for name, value in attributes.items():
+            header = names.get(name) or kafka_header_name(name)
+            headers.append((header, value.encode("utf-8", "surrogatepass")))
+        headers.sort()
+    else:
+        headers = headers.copy()  # the record's may be appended to
+    key = attributes.get(PARTITION_KEY)
     return KafkaRecord(key.encode() if key is not None else None, event.data, headers)
 
 

@@ -60,12 +60,20 @@ def is_json_media_type(content_type: str | None) -> bool:
     return media.endswith("/json") or media.endswith("+json")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CloudEvent:
-    """Context attributes (canonical strings, lower-case names) and data (None: no data)."""
+    """Context attributes (canonical strings, lower-case names) and data (None: no data).
+
+    Treated as a value and never changed once made. Not a frozen dataclass: its `__init__` sets
+    each field through `object.__setattr__`, four times the cost of a plain one, and two of
+    these are made per event on the ingress's hot path."""
 
     attributes: Mapping[str, str]
     data: bytes | None = None
+    # The Kafka binding's headers for `attributes`, sorted by name, when the parser that made the
+    # event had the values as UTF-8 bytes already (binary-mode HTTP): `to_kafka_record` copies
+    # them instead of encoding every value again. Not part of the value: never compared or shown.
+    kafka_headers: list[tuple[str, bytes]] | None = field(default=None, compare=False, repr=False)
 
     @property
     def id(self) -> str:
@@ -92,9 +100,10 @@ class CloudEvent:
         return self.attributes.get(PARTITION_KEY)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class KafkaRecord:
-    """A Kafka record in the CloudEvents Kafka binding. `headers` may be appended to before sending."""
+    """A Kafka record in the CloudEvents Kafka binding. `headers` may be appended to before sending;
+    not frozen, for the reason given at CloudEvent."""
 
     key: bytes | None
     value: bytes | None

@@ -60,3 +60,20 @@ def test_wrong_number_of_labels_is_refused() -> None:
     counter = LocalCounter("t_labels", "doc", ["a", "b"], registry=CollectorRegistry())
     with pytest.raises(ValueError, match="t_labels takes labels"):
         counter.labels("only-one")
+
+
+@given(st.lists(st.one_of(st.sampled_from(BUCKETS), st.floats(min_value=0, max_value=100)), max_size=40))
+def test_unlabelled_histogram_observe_matches_prometheus_client(values: list[float]) -> None:
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    local = LocalHistogram("u_seconds", "doc", buckets=BUCKETS, registry=ours)
+    reference = Histogram("u_seconds", "doc", buckets=BUCKETS, registry=theirs)
+    for value in values:
+        local.observe(value)
+        reference.observe(value)
+    assert _samples(ours) == _samples(theirs)
+
+
+def test_observe_without_labels_on_a_labelled_histogram_is_refused() -> None:
+    histogram = LocalHistogram("l_seconds", "doc", ["route"], buckets=BUCKETS, registry=CollectorRegistry())
+    with pytest.raises(ValueError, match="observe through labels"):
+        histogram.observe(0.1)

@@ -72,6 +72,20 @@ def test_kafka_round_trip(event: CloudEvent) -> None:
     assert from_kafka_record(record.key, record.value, record.headers) == event
 
 
+@settings(max_examples=300, deadline=None)
+@given(events(), st.booleans())
+def test_binary_http_record_is_the_record_of_the_event(event: CloudEvent, mixed_case: bool) -> None:
+    """The Kafka headers binary-mode parsing keeps from the request's bytes are exactly those
+    `to_kafka_record` makes from the attributes (the structured and batched modes' path)."""
+    headers, body = to_http_binary(event)
+    raw = [
+        ((k.upper() if mixed_case else k.lower()).encode("latin-1"), v.encode("latin-1")) for k, v in headers
+    ]
+    (parsed,) = parse_http_request(raw, body)
+    assert parsed.kafka_headers is not None
+    assert to_kafka_record(parsed) == to_kafka_record(CloudEvent(dict(event.attributes), event.data))
+
+
 header_names = st.one_of(
     st.sampled_from(
         [b"ce-id", b"ce-source", b"ce-type", b"ce-specversion", b"content-type", b"ce-subject", b"ce-time"]
