@@ -20,9 +20,6 @@ class HelloApp:
 
     max_body = 1 << 20
 
-    def declared_too_large(self, headers: list[tuple[bytes, bytes]]) -> bool:
-        return False
-
     def too_large(self, path: str, headers: list[tuple[bytes, bytes]]) -> Response:
         return Response(413, [])
 

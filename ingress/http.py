@@ -97,8 +97,6 @@ class App(Protocol):
 
     max_body: int
 
-    def declared_too_large(self, headers: list[tuple[bytes, bytes]]) -> bool: ...
-
     def too_large(self, path: str, headers: list[tuple[bytes, bytes]]) -> Response: ...
 
     def disconnected(self, path: str, headers: list[tuple[bytes, bytes]]) -> None: ...
@@ -125,6 +123,8 @@ class _Connection(asyncio.Protocol):
         # The request being read.
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._length: bytes | None = None  # its Content-Length
+        self._expect: bytes | None = None  # and Expect
         self._header_bytes = 0
         self._head_open = False  # a request's head has begun and not ended
         self._upgrade_body: int | None = None  # body bytes still to come of an Upgrade request
@@ -185,6 +185,8 @@ class _Connection(asyncio.Protocol):
         self._head_open = True
         self._url = b""
         self._headers = []
+        self._length = None
+        self._expect = None
         self._header_bytes = 0
         self._body = []
         self._size = 0
@@ -198,7 +200,12 @@ class _Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._done:
             return
-        self._headers.append((name.lower(), value))
+        name = name.lower()
+        self._headers.append((name, value))
+        if name == b"content-length":  # the parser refuses a second one that differs
+            self._length = value
+        elif name == b"expect":
+            self._expect = value
         self._header_bytes += len(name) + len(value)
         if self._header_bytes > MAX_HEADER_BYTES:  # as _count_header_bytes, inline: once per field
             self._count_header_bytes(0)
@@ -225,25 +232,28 @@ class _Connection(asyncio.Protocol):
         headers = self._headers
         self._request = Request(parser.get_method().decode("latin-1"), path, headers, query=url.query or b"")
         self._keep = parser.should_keep_alive()
-        if self._app.declared_too_large(headers):
-            self._end(self._app.too_large(path, headers))
+        length = self._length
+        if length is not None and length.isdigit() and int(length) > self._app.max_body:
+            self._end(self._app.too_large(path, headers))  # decided before reading the body
             return
         if parser.should_upgrade():
             # An Upgrade (h2c, websocket) is declined by answering in HTTP/1.1, as a server may.
             # The parser would take the request as ending with its head, dropping its body.
-            length = header_value(headers, b"content-length")
             if header_value(headers, b"transfer-encoding") is not None or (
                 length is not None and not length.isdigit()
             ):
                 self._end(_error(400, "an Upgrade request's body must have a Content-Length"))
                 return
             self._upgrade_body = int(length) if length is not None else 0
-        if not self._busy and parser.get_http_version() == "1.1":
-            for name, value in headers:
-                if name == b"expect" and value.lower() == b"100-continue":
-                    assert self._transport is not None
-                    self._transport.write(_CONTINUE)
-                    break
+        expect = self._expect
+        if (
+            expect is not None
+            and expect.lower() == b"100-continue"
+            and not self._busy
+            and parser.get_http_version() == "1.1"
+        ):
+            assert self._transport is not None
+            self._transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
         if self._done or self._request is None:

@@ -22,12 +22,27 @@ __all__ = ["parse_http_request", "parse_http_response", "to_http_binary"]
 
 _CE = b"ce-"
 _CONTENT_TYPE = b"content-type"
-# The Kafka header for each `ce-` header name seen (a few recur in every request). Bounded.
-_STORED_NAMES: dict[bytes, str] = {}
-_STORED_NAMES_MAX = 4096
+# What each header name seen stands for: a `ce-` header's attribute name and Kafka header, or
+# None for any other header. The same few recur in every request. Bounded.
+_NAMES: dict[bytes, tuple[str, str] | None] = {}
+_NAMES_MAX = 4096
+
+
+# The mode of each Content-Type value seen that is supported (a source sends the same one or two).
+_MODES: dict[str, str] = {}
+_MODES_MAX = 256
 
 
 def _mode(content_type: str) -> str:
+    mode = _MODES.get(content_type)
+    if mode is None:
+        mode = _media_mode(content_type)
+        if len(_MODES) < _MODES_MAX:
+            _MODES[content_type] = mode
+    return mode
+
+
+def _media_mode(content_type: str) -> str:
     media = content_type.split(";", 1)[0].strip().lower()
     if media.startswith("application/cloudevents-batch"):
         if media != "application/cloudevents-batch+json":
@@ -66,22 +81,23 @@ def parse_http_request(
         if event is None:
             raise InvalidEvent(problems)
         return [event]
-    return [_binary(headers, body, content_type, lowered)]
+    return [_binary(headers, body, content_type)]
 
 
-def _binary(
-    headers: Sequence[tuple[bytes, bytes]], body: bytes, content_type: str | None, lowered: bool
-) -> CloudEvent:
+def _binary(headers: Sequence[tuple[bytes, bytes]], body: bytes, content_type: str | None) -> CloudEvent:
     attributes: dict[str, str] = {}
     # The Kafka headers too, while each value is at hand as the UTF-8 bytes they store.
     stored: list[tuple[str, bytes]] = []
     problems: list[Problem] = []
+    names = _NAMES
     for raw_name, raw_value in headers:
-        if not raw_name.startswith(_CE) and (lowered or raw_name[:3].lower() != _CE):
+        try:
+            known = names[raw_name]
+        except KeyError:
+            known = _attribute_of(raw_name)
+        if known is None:
             continue
-        name = raw_name[3:].decode("latin-1")
-        if not lowered:
-            name = name.lower()
+        name, header = known
         if name in attributes:
             problems.append(Problem(name, "appears more than once"))
             continue
@@ -102,11 +118,6 @@ def _binary(
             attributes[name] = ""
             continue
         attributes[name] = value
-        header = _STORED_NAMES.get(raw_name)
-        if header is None:
-            header = kafka_header_name(name)
-            if len(_STORED_NAMES) < _STORED_NAMES_MAX:
-                _STORED_NAMES[raw_name] = header
         stored.append((header, raw_value))
     if content_type:
         attributes["datacontenttype"] = content_type
@@ -116,6 +127,17 @@ def _binary(
         raise InvalidEvent(problems)
     stored.sort()
     return CloudEvent(attributes, body if body else None, stored)
+
+
+def _attribute_of(raw_name: bytes) -> tuple[str, str] | None:
+    """The attribute and Kafka header a header name stands for (names case-insensitive), or None."""
+    known = None
+    if raw_name[:3].lower() == _CE:
+        name = raw_name[3:].decode("latin-1").lower()
+        known = (name, kafka_header_name(name))
+    if len(_NAMES) < _NAMES_MAX:
+        _NAMES[raw_name] = known
+    return known
 
 
 def to_http_binary(event: CloudEvent) -> tuple[list[tuple[str, str]], bytes]:

@@ -92,8 +92,8 @@ _CHECKS = {
 }
 
 
-# (name, value) pairs that passed their format check: a source sends the same source, content type
-# and schema in every event, so the same few recur. Bounded: emptied when full.
+# (name, value) pairs of printable ASCII that passed their format check: a source sends the same
+# source, content type and schema in every event, so the same few recur. Bounded: emptied when full.
 _PASSED: set[tuple[str, str]] = set()
 _PASSED_MAX = 4096
 
@@ -112,15 +112,18 @@ def validate_attributes(attributes: Mapping[str, str], problems: list[Problem], 
                 Problem(prefix + name, "attribute names are lower-case letters a-z and digits 0-9 only")
             )
             continue
-        if not (value.isascii() and value.isprintable()):  # else nothing for validate_string to find
-            validate_string(name, value, prefix + name, problems)
         check = _CHECKS.get(name)
-        if check is None or (name, value) in _PASSED:
+        if check is not None and (name, value) in _PASSED:
+            continue  # passed both checks below before
+        plain = value.isascii() and value.isprintable()  # else validate_string may find something
+        if not plain:
+            validate_string(name, value, prefix + name, problems)
+        if check is None:
             continue
         message = check(value)
         if message is not None:
             problems.append(Problem(prefix + name, message))
-        elif len(value) <= 256:  # long values are rarely repeated
+        elif plain and len(value) <= 256:  # long values are rarely repeated
             if len(_PASSED) >= _PASSED_MAX:
                 _PASSED.clear()
             _PASSED.add((name, value))
