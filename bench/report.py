@@ -179,9 +179,10 @@ METHOD = [
     "to 1 ms of its own lateness is in every figure; the bare-ASGI baseline shows that floor.",
     "- End to end: the load generator stamps each event (extension `benchsent`, wall clock) just "
     "before writing it; the sink (`bench/sink.py`, bare ASGI on uvicorn+httptools) subtracts it on "
-    "receipt. The baseline is a bare aiokafka producer and consumer at the same rate on the same "
-    "broker with the fetch wait Kanal runs with here; the row with aiokafka's default 500 ms "
-    "fetch wait shows what that setting is worth on this broker.",
+    "receipt. The baseline is a bare aiokafka producer and consumer at the same rate, with the "
+    "fetch wait Kanal runs with here, on a fresh broker of its own (Kanal's part runs first, on "
+    "another: this broker's fetches slow as a topic grows); the row with aiokafka's default "
+    "500 ms fetch wait shows what that setting is worth on this broker.",
     "- Dispatcher: N events are written to the Broker's topic first (bare aiokafka, the ingress's "
     "record format), after the Trigger is Ready and before `kanal dispatcher` starts; delivered "
     "events/s is N over first-to-last receipt at the sink, and the note gives the time from "
