@@ -23,6 +23,12 @@ class HelloApp:
     def too_large(self, path: str, headers: list[tuple[bytes, bytes]]) -> Response:
         return Response(413, [])
 
+    def refused(self, request: Request) -> Response | None:
+        return None
+
+    def timed_out(self, path: str, headers: list[tuple[bytes, bytes]]) -> Response:
+        return Response(408, [])
+
     def disconnected(self, path: str, headers: list[tuple[bytes, bytes]]) -> None:
         pass
 

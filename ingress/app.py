@@ -8,7 +8,8 @@ acknowledged. No task, coroutine or extra future is created per request on that 
 `IngressApp` is also an ASGI callable, for embedding and for unit tests.
 
 Status codes: 202 stored (acks=all); 400 invalid event (JSON body listing every problem); 404
-unknown or not-Ready Broker; 405 other methods (with Allow); 413 body over the limit (decided
+unknown or not-Ready Broker; 405 other methods (with Allow); 408 request not whole in time (the
+server decides); 413 body over the limit (decided
 from Content-Length before reading, or while reading); 415 structured content Kanal cannot read;
 429 in-flight limit reached; 503 Kafka unavailable (both with Retry-After).
 """
@@ -62,6 +63,7 @@ class Request:
     body: bytes = b""
     query: bytes = b""
     started: float = field(default_factory=time.perf_counter)
+    authorized: bool = False  # the authenticator allowed it already, from its head
 
 
 @dataclass(slots=True)
@@ -130,6 +132,25 @@ class IngressApp:
         if route is not None:
             self._count(route, "", 413)
         return json_response(413, {"error": f"body larger than {self.max_body} bytes"})
+
+    def refused(self, request: Request) -> Response | None:
+        """The 401 or 403 for a request its head alone refuses, decided before the server reads
+        the body (so an unauthenticated client cannot make it buffer one); else None."""
+        if not self._authenticating or request.method != "POST":
+            return None
+        route = self._route(request.path, request.headers)
+        if route is None:
+            return None  # a 404 once the body is read (after looking for the route again)
+        refusal = self._denied(request, route)
+        request.authorized = refusal is None
+        return refusal
+
+    def timed_out(self, path: str, headers: Headers) -> Response:
+        """The 408 for a request that did not arrive whole in time, counted if its destination is known."""
+        route = self._route(path, headers)
+        if route is not None:
+            self._count(route, "", 408)
+        return json_response(408, {"error": "the request did not arrive whole in time"})
 
     def disconnected(self, path: str, headers: Headers) -> None:
         """The client left before its request was whole; 499 (client closed request) in metrics."""
@@ -217,12 +238,10 @@ class IngressApp:
         if route is None:
             return json_response(404, {"error": f"no ready Broker or Channel at {request.path}"})
         headers = request.headers
-        if self._authenticating:
-            denied = self._auth.check(headers, request.query, route)
-            if denied is not None:
-                extra = [(b"www-authenticate", b'Bearer realm="kanal"')] if denied.status == 401 else []
-                self._count(route, "", denied.status, request.started)
-                return json_response(denied.status, {"error": denied.message}, *extra)
+        if self._authenticating and not request.authorized:
+            refusal = self._denied(request, route)
+            if refusal is not None:
+                return refusal
         if self._in_flight >= self._max_in_flight:
             self._count(route, "", 429, request.started)
             return json_response(429, {"error": "too many requests in flight; retry later"}, _RETRY)
@@ -269,6 +288,14 @@ class IngressApp:
             metrics.EVENTS.labels(kind, namespace, name, event.type, code).value += 1
         metrics.REQUEST_LATENCY.labels(kind, namespace, name, code).observe(now - started)
         reply(response)
+
+    def _denied(self, request: Request, route: Route) -> Response | None:
+        denied = self._auth.check(request.headers, request.query, route)
+        if denied is None:
+            return None
+        extra = [(b"www-authenticate", b'Bearer realm="kanal"')] if denied.status == 401 else []
+        self._count(route, "", denied.status, request.started)
+        return json_response(denied.status, {"error": denied.message}, *extra)
 
     def _route(self, path: str, headers: Headers) -> Route | None:
         route = self._by_path.get(path)

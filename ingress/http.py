@@ -9,14 +9,15 @@ acknowledged: no task and no coroutine per request.
 What it does, as an HTTP/1.1 origin server:
 - `Upgrade` requests (h2c, websocket) answered in HTTP/1.1, their body read as any other's;
 - keep-alive (HTTP/1.1 by default, HTTP/1.0 on request), idle connections closed after
-  `keep_alive` seconds, and so is a connection whose request takes longer than that to arrive;
+  `keep_alive` seconds; a request that takes longer than that to arrive whole is answered 408
+  and its connection closed;
 - pipelined requests answered in order (reading pauses while some are queued);
 - chunked request bodies; `Expect: 100-continue` answered before the body is read;
 - 413 from Content-Length before the body is read, or as soon as a streamed body passes the
-  limit; 431 for header fields over 64 KiB (counted as they arrive); 400 for anything the
-  parser rejects; the connection is closed after each of these, so no
-  leftover body is read as a request, but only after the client stops sending (or 2 s), so the
-  answer is not lost to a reset;
+  limit; 401/403 from the head alone when authentication is on; 431 for header fields over
+  64 KiB (counted as they arrive); 400 for anything the parser rejects; the connection is
+  closed after each of these, so no leftover body is read as a request, but only after the
+  client stops sending (or 2 s), so the answer is not lost to a reset;
 - graceful shutdown: stop accepting, close idle connections, answer the requests in progress
   (each after Kafka acknowledged), close; whatever is left after `graceful_timeout` is aborted;
 - TLS when given a certificate and key.
@@ -98,6 +99,10 @@ class App(Protocol):
     max_body: int
 
     def too_large(self, path: str, headers: list[tuple[bytes, bytes]]) -> Response: ...
+
+    def refused(self, request: Request) -> Response | None: ...
+
+    def timed_out(self, path: str, headers: list[tuple[bytes, bytes]]) -> Response: ...
 
     def disconnected(self, path: str, headers: list[tuple[bytes, bytes]]) -> None: ...
 
@@ -236,6 +241,10 @@ class _Connection(asyncio.Protocol):
         if length is not None and length.isdigit() and int(length) > self._app.max_body:
             self._end(self._app.too_large(path, headers))  # decided before reading the body
             return
+        refusal = self._app.refused(self._request)  # so is an authentication failure
+        if refusal is not None:
+            self._end(refusal)
+            return
         if parser.should_upgrade():
             # An Upgrade (h2c, websocket) is declined by answering in HTTP/1.1, as a server may.
             # The parser would take the request as ending with its head, dropping its body.
@@ -370,7 +379,15 @@ class _Connection(asyncio.Protocol):
             delay = keep_alive if self._busy or self._queue else keep_alive - waited
             self._timer = self._loop.call_later(delay, self._idle)
             return
-        self._transport.close()
+        # A request begun and not whole by now is answered 408 (nothing of it is stored);
+        # a connection with no request begun is closed without a word, as keep-alive allows.
+        request = self._request
+        if request is not None:
+            self._end(self._app.timed_out(request.path, request.headers))
+        elif self._head_open:
+            self._end(_error(408, "the request did not arrive whole in time"))
+        else:
+            self._transport.close()
 
     def stop(self) -> None:
         """The server is stopping: close now if idle, else after the answers in progress."""

@@ -23,6 +23,7 @@ from channel.events import KafkaRecord
 from channel.producer import Done, MemoryEventSink
 from channel.settings import Settings
 from ingress.app import IngressApp
+from ingress.auth import Authenticator, StaticTokens
 from ingress.http import MAX_HEADER_BYTES, HttpServer
 from ingress.routing import Route
 from support.tls import self_signed
@@ -46,8 +47,10 @@ class HeldSink(MemoryEventSink):
             done(None)
 
 
-async def _serve(sink: MemoryEventSink, **options: Any) -> tuple[HttpServer, asyncio.Task[None]]:
-    app = IngressApp(Settings(ingress_max_body_bytes=1000), sink, ready=lambda: True)
+async def _serve(
+    sink: MemoryEventSink, auth: Authenticator | None = None, **options: Any
+) -> tuple[HttpServer, asyncio.Task[None]]:
+    app = IngressApp(Settings(ingress_max_body_bytes=1000), sink, ready=lambda: True, auth=auth)
     app.routes = {("broker", "ns", "default"): Route("broker", "ns", "default", "topic")}
     server = HttpServer(app, "127.0.0.1", free_port(), **options)
     task = asyncio.create_task(server.serve())
@@ -188,6 +191,32 @@ async def test_streamed_body_over_the_limit_is_413_and_nothing_is_stored(
     assert memory.topics == {}
 
 
+async def test_an_unauthenticated_request_is_refused_before_its_body_is_read(memory: MemoryEventSink) -> None:
+    server, task = await _serve(
+        memory, StaticTokens([("sesame", ("broker/ns/default",)), ("other", ("broker/ns/elsewhere",))])
+    )
+    try:
+        # Heads only, bodies never sent: the answers cannot wait for them.
+        for token, status in (("", 401), ("wrong", 401), ("other", 403)):
+            reader, writer = await connect(server)
+            auth = f"Authorization: Bearer {token}" if token else "X-No-Token: 1"
+            head = post(f"no-{token}", b"x" * 900, auth).split(b"\r\n\r\n")[0] + b"\r\n\r\n"
+            writer.write(head)
+            answer, _, body = await asyncio.wait_for(read_response(reader), 5)
+            assert answer == status, body
+            assert await closed(reader)
+            writer.close()
+        # A good token's request is read whole and stored, once: its head was checked already.
+        reader, writer = await connect(server)
+        writer.write(post("allowed", b'{"a": 1}', "Authorization: Bearer sesame"))
+        assert (await read_response(reader))[0] == 202
+        writer.close()
+        assert ids(memory) == ["allowed"]
+    finally:
+        server.shutdown()
+        await task
+
+
 async def test_oversized_header_fields_are_431(server: HttpServer) -> None:
     reader, writer = await connect(server)
     writer.write(post("h", b"{}", "ce-big: " + "x" * (MAX_HEADER_BYTES + 1)))
@@ -265,10 +294,15 @@ async def test_idle_connections_are_closed_after_keep_alive(memory: MemoryEventS
         writer.write(post("before-idle"))
         assert (await read_response(reader))[0] == 202
         assert await closed(reader)
-        # A request that takes longer than keep_alive to arrive is cut off too, unanswered.
-        reader, writer = await connect(server)
-        writer.write(post("slow")[:20])
-        assert await closed(reader)
+        # A request that takes longer than keep_alive to arrive whole is answered 408 and its
+        # connection closed, whether its head or its body was missing; none of it is stored.
+        for cut in (20, -3):
+            reader, writer = await connect(server)
+            writer.write(post(f"slow{cut}")[:cut])
+            status, _, body = await read_response(reader)
+            assert status == 408 and b"in time" in body
+            assert await closed(reader)
+            writer.close()
         assert ids(memory) == ["before-idle"]
     finally:
         server.shutdown()

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from channel.errors import Unavailable
 from channel.producer import MemoryEventSink
@@ -212,3 +213,11 @@ async def test_auth_401_and_403(sink: MemoryEventSink) -> None:
     )
     assert status == 202
     assert len(sink.topics["topic-b"]) == 1
+
+
+def test_a_request_that_timed_out_is_answered_408_and_counted(app: IngressApp) -> None:
+    labels = {"kind": "broker", "namespace": "ns", "name": "default", "event_type": "", "code": "408"}
+    before = REGISTRY.get_sample_value("kanal_ingress_events_total", labels) or 0.0
+    response = app.timed_out("/ns/default", BINARY)
+    assert response.status == 408 and b"in time" in response.body
+    assert REGISTRY.get_sample_value("kanal_ingress_events_total", labels) == before + 1
