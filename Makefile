@@ -44,13 +44,14 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-## Every benchmark with its same-run baseline (~15 min, not part of `make test`); writes
+## Every benchmark with its same-run baseline (~7 min, not part of `make test`); writes
 ## bench/results/results.md and results.png. `make bench BENCH_FLAGS=--quick` for a short run.
 BENCH_FLAGS ?=
 bench: $(STAMP) tools
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/run.py $(BENCH_FLAGS)
 	$(BIN)/python bench/filters_bench.py
+	$(BIN)/python bench/instructions.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -428,6 +428,11 @@ class HttpServer:
         self._stop = asyncio.Event()
         self._drained = asyncio.Event()  # set when the last connection closes while stopping
 
+    def protocol(self) -> asyncio.Protocol:
+        """A new connection of this server, for whatever transport it is given (`serve` uses it
+        for each accepted socket; bench/instructions.py for stand-ins)."""
+        return _Connection(self)
+
     def closed(self, connection: _Connection) -> None:
         self.connections.discard(connection)
         if self.stopping and not self.connections:
@@ -440,7 +445,7 @@ class HttpServer:
             context.load_cert_chain(self._certfile, self._keyfile)
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: _Connection(self), self.host, self.port, backlog=4096, ssl=context, reuse_address=True
+            self.protocol, self.host, self.port, backlog=4096, ssl=context, reuse_address=True
         )
         self.started = True
         try:

@@ -1,0 +1,176 @@
+"""Instructions per request through the ingress's Python path, counted by callgrind.
+
+Wall-clock figures on a shared VM move with the host (bench/run.py reports the steal of each
+scenario); an instruction count does not: the same code, input and hash seed give the same
+count whatever else the machine is doing. This counts what one binary-mode CloudEvent with a
+1 KiB JSON body costs from the bytes of its request to the bytes of its 202: Kanal's HTTP
+server, the ingress app (parse, validate, route, metrics), the Kafka record and aiokafka's
+batch building. Sockets and the broker are left out: the requests go straight into the server's
+protocol objects (64, as `wrk -c64`), and the producer's sends complete at once. Baseline: the
+same server answering 202 with no other work (the app of bench/hello_http.py).
+
+    python bench/instructions.py [--requests 3200]
+
+Each figure is (instructions for N requests - instructions for none) / N, so start-up and
+imports cancel out. Needs valgrind; takes about a minute per figure. Prints, asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from ingress.http import App, HttpServer  # noqa: E402 (after the path is set)
+
+CONNECTIONS = 64
+BODY = b'{"data":"' + b"x" * 1012 + b'"}'
+
+
+def request(index: int) -> bytes:
+    return (
+        b"POST /bench/default HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Length: %d\r\n"
+        b"Content-Type: application/json\r\nCe-Specversion: 1.0\r\nCe-Type: bench.event\r\n"
+        b"Ce-Source: bench\r\nCe-Id: %d\r\n\r\n" % (len(BODY), index)
+    ) + BODY
+
+
+class StandInTransport(asyncio.Transport):
+    """Takes the server's writes and counts them; reading is never paused for long here."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes += 1
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class AckingProducer:
+    """aiokafka's own batch builder; each batch acknowledged as soon as it is handed over."""
+
+    def __init__(self) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        # Never started, so never connects: only its batch builder is used.
+        self._real = AIOKafkaProducer(
+            bootstrap_servers="127.0.0.1:9", acks="all", linger_ms=0, enable_idempotence=False
+        )
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(range(10))
+
+    def create_batch(self) -> object:
+        return self._real.create_batch()
+
+    async def send_batch(self, batch: object, topic: str, partition: int) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+
+def app(kind: str) -> App:
+    if kind == "hello":
+        from hello_http import HelloApp
+
+        return HelloApp()
+    from channel.producer import KafkaEventSink
+    from channel.settings import Settings
+    from ingress.app import IngressApp
+    from ingress.routing import Route
+
+    sink = KafkaEventSink(AckingProducer(), 5.0)  # aiokafka is untyped: any stand-in passes
+    ingress = IngressApp(Settings(), sink, ready=lambda: True)
+    ingress.routes = {("broker", "bench", "default"): Route("broker", "bench", "default", "bench.topic")}
+    return ingress
+
+
+async def drive(kind: str, count: int) -> None:
+    server = HttpServer(app(kind), "127.0.0.1", 0)
+    connections = []
+    for _ in range(CONNECTIONS):
+        protocol, transport = server.protocol(), StandInTransport()
+        protocol.connection_made(transport)
+        connections.append((protocol, transport))
+    requests = [request(i) for i in range(count)]
+    for i, data in enumerate(requests):
+        connections[i % CONNECTIONS][0].data_received(data)
+        if i % CONNECTIONS == CONNECTIONS - 1:  # a round on every connection: let answers go out
+            for _ in range(4):
+                await asyncio.sleep(0)
+    for _ in range(4):
+        await asyncio.sleep(0)
+    answered = sum(transport.writes for _, transport in connections)
+    if answered != count:
+        raise SystemExit(f"{answered} of {count} requests answered")
+
+
+def instructions(kind: str, count: int) -> int:
+    """Instructions callgrind counts for a whole run of `--inner KIND COUNT`."""
+    done = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            __file__,
+            "--inner",
+            kind,
+            str(count),
+        ],
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    found = re.search(r"refs:\s+([\d,]+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"callgrind run failed ({kind}, {count}):\n{done.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def per_request(kind: str, count: int) -> float:
+    return (instructions(kind, count) - instructions(kind, 0)) / count
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3200)
+    parser.add_argument("--inner", nargs=2, metavar=("KIND", "COUNT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.inner:
+        import uvloop
+
+        uvloop.run(drive(args.inner[0], int(args.inner[1])))
+        return 0
+    ingress = per_request("ingress", args.requests)
+    hello = per_request("hello", args.requests)
+    print(f"ingress, 1 KiB binary event -> 202: {ingress:,.0f} instructions per request")
+    print(f"baseline, the same server answering 202 alone: {hello:,.0f} instructions per request")
+    print(f"ratio {ingress / hello:.2f}; the ingress's own work: {ingress - hello:,.0f} per request")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
