@@ -26,7 +26,7 @@ class HelloApp:
     def refused(self, request: Request) -> Response | None:
         return None
 
-    def timed_out(self, path: str, headers: list[tuple[bytes, bytes]]) -> Response:
+    def timed_out(self, request: Request | None) -> Response:
         return Response(408, [])
 
     def disconnected(self, path: str, headers: list[tuple[bytes, bytes]]) -> None:

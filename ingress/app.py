@@ -32,10 +32,10 @@ from channel.events import CloudEvent, parse_http_request, to_kafka_record
 from channel.producer import EventSink
 from channel.settings import Settings
 from ingress import metrics
-from ingress.auth import AllowAll, Authenticator
+from ingress.auth import Authenticator
 from ingress.routing import Route, channel_from_host
 
-__all__ = ["IngressApp", "Request", "Response", "Routes", "header_value", "json_response"]
+__all__ = ["IngressApp", "Request", "Response", "Routes", "declared_over", "header_value", "json_response"]
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +108,7 @@ class IngressApp:
         # Called before answering 404, so a Broker the controller just reported Ready is found
         # even if this process has not read that change yet.
         self._refresh = refresh
-        self._auth: Authenticator = auth or AllowAll()
-        self._authenticating = not isinstance(self._auth, AllowAll)
+        self._auth = auth  # None: every sender is allowed
         self._in_flight = 0
         self.max_body = settings.ingress_max_body_bytes
         self._max_in_flight = settings.ingress_max_in_flight
@@ -136,18 +135,19 @@ class IngressApp:
     def refused(self, request: Request) -> Response | None:
         """The 401 or 403 for a request its head alone refuses, decided before the server reads
         the body (so an unauthenticated client cannot make it buffer one); else None."""
-        if not self._authenticating or request.method != "POST":
+        if self._auth is None or request.method != "POST":
             return None
         route = self._route(request.path, request.headers)
         if route is None:
             return None  # a 404 once the body is read (after looking for the route again)
-        refusal = self._denied(request, route)
+        refusal = self._denied(self._auth, request, route)
         request.authorized = refusal is None
         return refusal
 
-    def timed_out(self, path: str, headers: Headers) -> Response:
-        """The 408 for a request that did not arrive whole in time, counted if its destination is known."""
-        route = self._route(path, headers)
+    def timed_out(self, request: Request | None) -> Response:
+        """The 408 for a request that did not arrive whole in time (None: not even its head),
+        counted against its Broker or Channel if known."""
+        route = self._route(request.path, request.headers) if request is not None else None
         if route is not None:
             self._count(route, "", 408)
         return json_response(408, {"error": "the request did not arrive whole in time"})
@@ -178,7 +178,7 @@ class IngressApp:
             return  # lifespan is handled by the service
         query = scope.get("query_string", b"")
         request = Request(scope["method"], scope["path"], scope["headers"], query=query)
-        if self._declared_too_large(request.headers):
+        if declared_over(header_value(request.headers, b"content-length"), self.max_body):
             answer: Response | asyncio.Future[Response] = self.too_large(request.path, request.headers)
         else:
             try:
@@ -195,11 +195,6 @@ class IngressApp:
         headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
-
-    def _declared_too_large(self, headers: Sequence[tuple[bytes, bytes]]) -> bool:
-        """Whether Content-Length alone says the body is over the limit (decided before reading)."""
-        length = header_value(headers, b"content-length")
-        return length is not None and length.isdigit() and int(length) > self.max_body
 
     async def _read_body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
@@ -238,8 +233,8 @@ class IngressApp:
         if route is None:
             return json_response(404, {"error": f"no ready Broker or Channel at {request.path}"})
         headers = request.headers
-        if self._authenticating and not request.authorized:
-            refusal = self._denied(request, route)
+        if self._auth is not None and not request.authorized:
+            refusal = self._denied(self._auth, request, route)
             if refusal is not None:
                 return refusal
         if self._in_flight >= self._max_in_flight:
@@ -289,8 +284,8 @@ class IngressApp:
         metrics.REQUEST_LATENCY.labels(kind, namespace, name, code).observe(now - started)
         reply(response)
 
-    def _denied(self, request: Request, route: Route) -> Response | None:
-        denied = self._auth.check(request.headers, request.query, route)
+    def _denied(self, auth: Authenticator, request: Request, route: Route) -> Response | None:
+        denied = auth.check(request.headers, request.query, route)
         if denied is None:
             return None
         extra = [(b"www-authenticate", b'Bearer realm="kanal"')] if denied.status == 401 else []
@@ -351,6 +346,12 @@ def _reply_from_task(reply: Callable[[Response], None], task: asyncio.Future[Res
         reply(json_response(500, {"error": "internal error; the event may not be stored"}))
     else:
         reply(task.result())
+
+
+def declared_over(length: bytes | None, limit: int) -> bool:
+    """Whether a Content-Length value alone says the body is over `limit` bytes (decided before
+    reading it; a malformed value is left to the HTTP parser)."""
+    return length is not None and length.isdigit() and int(length) > limit
 
 
 def header_value(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:

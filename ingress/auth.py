@@ -38,7 +38,6 @@ from channel.settings import Settings
 from ingress.routing import Route
 
 __all__ = [
-    "AllowAll",
     "Authenticator",
     "Denied",
     "JwtVerifier",
@@ -57,13 +56,6 @@ class Authenticator(Protocol):
     def check(
         self, headers: Sequence[tuple[bytes, bytes]], query_string: bytes, route: Route
     ) -> Denied | None: ...
-
-
-class AllowAll:
-    def check(
-        self, headers: Sequence[tuple[bytes, bytes]], query_string: bytes, route: Route
-    ) -> Denied | None:
-        return None
 
 
 def bearer_token(headers: Sequence[tuple[bytes, bytes]], query_string: bytes) -> str | None:
@@ -192,7 +184,8 @@ class JwtVerifier:
         return None
 
 
-def authenticator_from_settings(settings: Settings) -> Authenticator:
+def authenticator_from_settings(settings: Settings) -> Authenticator | None:
+    """The authenticator KANAL_INGRESS_AUTH names; None for `none` (every sender allowed)."""
     if settings.ingress_auth == "tokens":
         if not settings.ingress_auth_tokens_file:
             raise ValidationError.single(
@@ -206,4 +199,4 @@ def authenticator_from_settings(settings: Settings) -> Authenticator:
                 "KANAL_INGRESS_JWT_ISSUER and KANAL_INGRESS_JWT_JWKS_URL are required",
             )
         return JwtVerifier.from_jwks_source(settings.ingress_jwt_issuer, settings.ingress_jwt_jwks_url)
-    return AllowAll()
+    return None

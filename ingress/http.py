@@ -40,7 +40,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from ingress.app import ACCEPTED, Request, Response, header_value, json_response
+from ingress.app import ACCEPTED, Request, Response, declared_over, header_value, json_response
 
 __all__ = ["App", "HttpServer"]
 
@@ -102,7 +102,7 @@ class App(Protocol):
 
     def refused(self, request: Request) -> Response | None: ...
 
-    def timed_out(self, path: str, headers: list[tuple[bytes, bytes]]) -> Response: ...
+    def timed_out(self, request: Request | None) -> Response: ...
 
     def disconnected(self, path: str, headers: list[tuple[bytes, bytes]]) -> None: ...
 
@@ -238,7 +238,7 @@ class _Connection(asyncio.Protocol):
         self._request = Request(parser.get_method().decode("latin-1"), path, headers, query=url.query or b"")
         self._keep = parser.should_keep_alive()
         length = self._length
-        if length is not None and length.isdigit() and int(length) > self._app.max_body:
+        if declared_over(length, self._app.max_body):
             self._end(self._app.too_large(path, headers))  # decided before reading the body
             return
         refusal = self._app.refused(self._request)  # so is an authentication failure
@@ -381,11 +381,8 @@ class _Connection(asyncio.Protocol):
             return
         # A request begun and not whole by now is answered 408 (nothing of it is stored);
         # a connection with no request begun is closed without a word, as keep-alive allows.
-        request = self._request
-        if request is not None:
-            self._end(self._app.timed_out(request.path, request.headers))
-        elif self._head_open:
-            self._end(_error(408, "the request did not arrive whole in time"))
+        if self._request is not None or self._head_open:
+            self._end(self._app.timed_out(self._request))
         else:
             self._transport.close()
 

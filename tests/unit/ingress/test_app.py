@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from channel.errors import Unavailable
 from channel.producer import MemoryEventSink
 from channel.settings import Settings
-from ingress.app import IngressApp
+from ingress.app import IngressApp, Request
 from ingress.routing import Route, channel_from_host
 
 BINARY = [
@@ -218,6 +218,6 @@ async def test_auth_401_and_403(sink: MemoryEventSink) -> None:
 def test_a_request_that_timed_out_is_answered_408_and_counted(app: IngressApp) -> None:
     labels = {"kind": "broker", "namespace": "ns", "name": "default", "event_type": "", "code": "408"}
     before = REGISTRY.get_sample_value("kanal_ingress_events_total", labels) or 0.0
-    response = app.timed_out("/ns/default", BINARY)
+    response = app.timed_out(Request("POST", "/ns/default", BINARY))
     assert response.status == 408 and b"in time" in response.body
     assert REGISTRY.get_sample_value("kanal_ingress_events_total", labels) == before + 1
