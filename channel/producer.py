@@ -21,9 +21,13 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from channel.errors import Unavailable
 from channel.events import KafkaRecord
 
-__all__ = ["Done", "EventSink", "KafkaEventSink", "MemoryEventSink"]
+__all__ = ["STICKY_BYTES", "Done", "EventSink", "KafkaEventSink", "MemoryEventSink"]
 
 log = logging.getLogger(__name__)
+
+# Keyless records stay on one partition until the values written to it reach this many bytes, as
+# Kafka's own producer does (KIP-794 switches after batch.size, 16 KiB by default).
+STICKY_BYTES = 16 * 1024
 
 # Called once, from the event loop: with None when every record is acknowledged, or the error.
 Done = Callable[[Unavailable | None], None]
@@ -78,9 +82,14 @@ class KafkaEventSink:
     load one produce request carries the records of many HTTP requests, and the per-record work
     of aiokafka's `send()` (a future, a partitioner call, an accumulator lookup per record) is
     done once per batch. Partitioning follows Kafka's: a record with a key goes to murmur2(key)'s
-    partition, the same one aiokafka's default partitioner and the Java client choose; records
-    without one stick to one partition per batch, taken in turn (Kafka's sticky partitioner), so
-    they form full batches instead of one small batch per partition.
+    partition, the same one aiokafka's default partitioner and the Java client choose. Records
+    without one stick to one partition until about STICKY_BYTES of values went to it (or its
+    batch is full), then move to the next in turn, as Kafka's own producer does (KIP-794):
+    batches stay whole instead of one small batch per partition, and at a low rate a consumer's
+    fetch finds new records in one or two partitions rather than in all of them. A Trigger in
+    ordered mode therefore gets runs of keyless events from one partition, one at a time;
+    events that must keep an order per entity but may go in parallel across entities carry a
+    partitionkey.
 
     A batch not handed to the producer by the callers' deadline never is: their Unavailable (the
     ingress's 503) then means "not stored". A batch handed over can still be stored after its
@@ -94,7 +103,8 @@ class KafkaEventSink:
         self._timeout = timeout
         self._open: dict[str, _Flush] = {}
         self._writer: asyncio.Task[None] | None = None
-        self._sticky: dict[str, int] = {}
+        # Per topic: the partition keyless records go to, and the bytes of values written to it.
+        self._sticky: dict[str, tuple[int, int]] = {}
         self._partitioner = DefaultPartitioner()
         # Set when a write failed, cleared by the next that succeeds: readiness reports it.
         self.failing = False
@@ -151,12 +161,14 @@ class KafkaEventSink:
         partitions = sorted(await self._producer.partitions_for(topic))
         batches: list[tuple[int, BatchBuilder]] = []
         open_batches: dict[int, BatchBuilder] = {}
-        sticky = self._sticky.get(topic, 0) % len(partitions)
+        sticky, written = self._sticky.get(topic, (0, 0))
+        sticky %= len(partitions)
         for record in records:
             if record.key is not None:
                 partition = self._partitioner(record.key, partitions, partitions)
             else:
                 partition = partitions[sticky]
+                written += len(record.value or b"")
             batch = open_batches.get(partition)
             if _append(batch, record):
                 continue
@@ -164,13 +176,16 @@ class KafkaEventSink:
                 # The sticky partition's batch is full: the next partition takes the rest.
                 sticky = (sticky + 1) % len(partitions)
                 partition = partitions[sticky]
+                written = len(record.value or b"")
                 batch = open_batches.get(partition)
                 if _append(batch, record):
                     continue
             batch = open_batches[partition] = self._producer.create_batch()
             batches.append((partition, batch))
             _append(batch, record)  # the first record always fits, whatever its size
-        self._sticky[topic] = sticky + 1
+        if written >= STICKY_BYTES:
+            sticky, written = sticky + 1, 0
+        self._sticky[topic] = (sticky, written)
         for _, batch in batches:
             batch.close()
         return batches

@@ -5,6 +5,7 @@ cannot take is refused without being stored later."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import uuid
@@ -16,7 +17,7 @@ from channel.embedded import EmbeddedKafka
 from channel.errors import Unavailable
 from channel.events import KafkaRecord
 from channel.kafka import create_admin, create_producer, ensure_topic
-from channel.producer import KafkaEventSink
+from channel.producer import STICKY_BYTES, KafkaEventSink
 from support.kafka import KafkaUnderTest
 
 pytestmark = pytest.mark.kafka
@@ -111,6 +112,29 @@ async def test_concurrent_sends_are_all_written_in_order_per_key(kafka: KafkaUnd
                 if key == f"key-{k}".encode() and v is not None and v.startswith(f"{n}:".encode())
             ]
             assert mine == sorted(mine, key=lambda v: int(v.split(b":")[1]))
+
+
+async def test_keyless_records_fill_one_partition_before_the_next(kafka: KafkaUnderTest) -> None:
+    """Sent one at a time, each its own flush and batch: 1 KiB keyless records go to one
+    partition until STICKY_BYTES of values went there, then to the next in turn, so a consumer
+    finds a slow stream's new records in one partition rather than spread over all of them."""
+    topic = await _topic(kafka)
+    producer = create_producer(kafka.settings())
+    await producer.start()
+    sink = KafkaEventSink(producer, timeout=10)
+    run = STICKY_BYTES // 1024
+    count = 2 * run + run // 2
+    try:
+        for i in range(count):
+            await sink.send(topic, [KafkaRecord(None, b"%04d" % i + b"x" * 1020, [])])
+    finally:
+        await producer.stop()
+    seen = await _read_all(kafka, topic, count)
+    assert len(seen) == count
+    partition_of = {int(value[:4]): partition for partition, _, value in seen if value is not None}
+    in_order = [partition_of[i] for i in range(count)]
+    assert [len(list(group)) for _, group in itertools.groupby(in_order)] == [run, run, run // 2]
+    assert len({in_order[0], in_order[run], in_order[2 * run]}) == 3
 
 
 async def test_a_write_not_handed_over_in_time_is_refused_and_never_stored() -> None:
