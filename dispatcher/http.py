@@ -33,6 +33,8 @@ from urllib.parse import quote, urlsplit
 
 import httptools
 
+from channel.proxy import Proxies, Proxy
+
 __all__ = ["HttpClient", "HttpError", "HttpResponse"]
 
 
@@ -53,11 +55,12 @@ class HttpResponse:
 
 @dataclass(frozen=True, slots=True)
 class _Target:
-    key: tuple[str, str, int]
+    key: tuple[str, str, int, Proxy | None]
     host: str
     port: int
     tls: bool
-    head: bytes  # "POST <path> HTTP/1.1\r\nHost: <host>\r\n"
+    head: bytes  # "POST <path> HTTP/1.1\r\nHost: <host>\r\n" (an absolute URL through a proxy)
+    proxy: Proxy | None
 
 
 # Characters a request target may carry as they are; everything else is percent-encoded.
@@ -65,7 +68,7 @@ _TARGET_SAFE = "!#$%&'()*+,-./:;=?@[]^_`{|}~"
 
 
 @functools.lru_cache(maxsize=4096)
-def _target(url: str) -> _Target:
+def _target(url: str, proxies: Proxies | None = None) -> _Target:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.hostname:
@@ -81,8 +84,15 @@ def _target(url: str) -> _Target:
     path = quote(parts.path or "/", safe=_TARGET_SAFE)
     if parts.query:
         path += "?" + quote(parts.query, safe=_TARGET_SAFE)
-    head = b"POST " + path.encode("ascii") + b" HTTP/1.1\r\nHost: " + authority + b"\r\n"
-    return _Target((scheme, host, port), host, port, tls, head)
+    proxy = proxies.select(scheme, host, port) if proxies is not None else None
+    if proxy is not None and not tls:
+        # Through a proxy a plain-HTTP request names its whole URL, and carries the proxy's
+        # credentials; an https:// one goes through a tunnel, unchanged.
+        absolute = scheme.encode() + b"://" + authority + path.encode("ascii")
+        head = b"POST " + absolute + b" HTTP/1.1\r\nHost: " + authority + b"\r\n" + proxy.authorization
+    else:
+        head = b"POST " + path.encode("ascii") + b" HTTP/1.1\r\nHost: " + authority + b"\r\n"
+    return _Target((scheme, host, port, proxy), host, port, tls, head, proxy)
 
 
 def _encode_headers(headers: list[tuple[str, str]]) -> bytes:
@@ -219,6 +229,28 @@ class _Connection(asyncio.Protocol):
             self._transport.abort()
 
 
+class _TunnelOpener(asyncio.Protocol):
+    """Reads the proxy's answer to CONNECT (its status line, once the head is whole)."""
+
+    def __init__(self) -> None:
+        self.answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._head = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        if self.answer.done():
+            return
+        self._head += data
+        end = self._head.find(b"\r\n\r\n")
+        if end >= 0:
+            self.answer.set_result(bytes(self._head[: self._head.find(b"\r\n")]))
+        elif len(self._head) > 64 * 1024:
+            self.answer.set_exception(HttpError("the proxy's answer to CONNECT has no end"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(HttpError("the proxy closed the connection during CONNECT"))
+
+
 class _Pool:
     __slots__ = ("idle", "open", "waiters")
 
@@ -237,12 +269,14 @@ class HttpClient:
         max_response: int = 1024 * 1024,
         user_agent: str = "kanal",
         tls: ssl.SSLContext | None = None,
+        proxies: Proxies | None = None,
     ) -> None:
         self.per_host = per_host
         self.idle_timeout = idle_timeout
         self.max_response = max_response
         self._agent = f"User-Agent: {user_agent}\r\n".encode()
-        self._pools: dict[tuple[str, str, int], _Pool] = {}
+        self._pools: dict[tuple[str, str, int, Proxy | None], _Pool] = {}
+        self._proxies = proxies
         # HTTPS verification: the system's certificate store unless a context is given.
         self._tls = tls
         self._closed = False
@@ -251,7 +285,7 @@ class HttpClient:
     async def post(
         self, url: str, headers: list[tuple[str, str]], body: bytes, *, timeout: float
     ) -> HttpResponse:
-        target = _target(url)
+        target = _target(url, self._proxies)
         data = b"".join(
             (
                 target.head,
@@ -326,17 +360,57 @@ class HttpClient:
             if self._tls is None:
                 self._tls = ssl.create_default_context()
             context = self._tls
+        proxy = target.proxy
+        if proxy is not None and context is not None:
+            return await self._tunnel(target, proxy, context)
+        host, port = (proxy.host, proxy.port) if proxy is not None else (target.host, target.port)
         try:
             _, protocol = await loop.create_connection(
                 lambda: _Connection(self.max_response),
-                target.host,
-                target.port,
+                host,
+                port,
                 ssl=context,
                 server_hostname=target.host if context is not None else None,
             )
         except OSError as exc:
-            raise HttpError(f"cannot connect to {target.host}:{target.port}: {exc}") from exc
+            through = f" through the proxy {proxy}" if proxy is not None else ""
+            raise HttpError(f"cannot connect to {host}:{port}{through}: {exc}") from exc
         return protocol
+
+    async def _tunnel(self, target: _Target, proxy: Proxy, context: ssl.SSLContext) -> _Connection:
+        """A connection to an https:// destination through a CONNECT tunnel of `proxy`: TLS and
+        the certificate check are between this client and the destination."""
+        loop = asyncio.get_running_loop()
+        where = f"{target.host}:{target.port}"
+        try:
+            transport, opener = await loop.create_connection(_TunnelOpener, proxy.host, proxy.port)
+        except OSError as exc:
+            raise HttpError(f"cannot connect to the proxy {proxy} for {where}: {exc}") from exc
+        try:
+            authority = (f"[{target.host}]" if ":" in target.host else target.host) + f":{target.port}"
+            transport.write(
+                b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n"
+                % (authority.encode("idna"), authority.encode("idna"), proxy.authorization)
+            )
+            status_line = await opener.answer
+            parts = status_line.split(b" ", 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+                raise HttpError(f"the proxy {proxy} answered CONNECT {where} with {status_line[:100]!r}")
+            if not 200 <= int(parts[1]) < 300:
+                reason = status_line.decode("latin-1")
+                raise HttpError(f"the proxy {proxy} refused a tunnel to {where}: {reason}")
+            secure = await loop.start_tls(transport, opener, context, server_hostname=target.host)
+        except BaseException as exc:
+            transport.abort()
+            if isinstance(exc, (OSError, ssl.SSLError)):
+                raise HttpError(f"TLS to {where} through the proxy {proxy} failed: {exc}") from exc
+            raise
+        if secure is None:  # pragma: no cover - only when the transport closed meanwhile
+            raise HttpError(f"the tunnel to {where} through the proxy {proxy} closed")
+        connection = _Connection(self.max_response)
+        secure.set_protocol(connection)
+        connection.connection_made(secure)
+        return connection
 
     def _release(self, pool: _Pool, connection: _Connection) -> None:
         if connection.reusable and not self._closed:

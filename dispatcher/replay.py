@@ -12,6 +12,7 @@ replay starts (`--to`, or the end of the log then), so the replay ends by itself
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from channel.errors import InvalidEvent, NotFound
 from channel.events import from_kafka_record
 from channel.kafka import create_producer
 from channel.producer import KafkaEventSink
+from channel.proxy import Proxies
 from channel.settings import Settings
 from channel.topics import RangeStart, TopicRange
 from dispatcher.consumer import source_of
@@ -80,13 +82,18 @@ async def run_replay(
     concurrency: int = 64,
     progress: Callable[[ReplaySummary], None] | None = None,
 ) -> ReplaySummary:
+    proxies = Proxies.from_environment(os.environ)  # a bad proxy setting fails before any work
     summary = ReplaySummary()
     began = time.monotonic()
     reader = TopicRange(settings, plan.topic, start, until_ms)
     producer = create_producer(settings)
     await producer.start()
     limit = asyncio.Semaphore(concurrency)
-    client = HttpClient(per_host=concurrency, max_response=MAX_RESPONSE_BYTES)
+    client = HttpClient(
+        per_host=concurrency,
+        max_response=MAX_RESPONSE_BYTES,
+        proxies=proxies,
+    )
     last_report = 0.0
     try:
         async with asyncio.TaskGroup() as tasks:

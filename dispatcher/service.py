@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from channel.control.log import ResourceLog
 from channel.kafka import client_options, create_producer
 from channel.producer import KafkaEventSink
+from channel.proxy import Proxies
 from channel.settings import Settings
 from dispatcher.attempts import AttemptStore
 from dispatcher.consumer import TopicConsumer
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 class DispatcherService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # HTTP_PROXY, HTTPS_PROXY and NO_PROXY, as other HTTP clients read them (a bad one raises).
+        self._proxies = Proxies.from_environment(os.environ)
         self._log = ResourceLog(settings, self._on_resources)
         self._plans: dict[str, Plan] = {}
         self._changed = asyncio.Event()
@@ -62,8 +66,12 @@ class DispatcherService:
     async def run(self) -> None:
         producer = create_producer(self.settings)
         client = HttpClient(
-            per_host=self.settings.dispatcher_connections_per_host, max_response=MAX_RESPONSE_BYTES
+            per_host=self.settings.dispatcher_connections_per_host,
+            max_response=MAX_RESPONSE_BYTES,
+            proxies=self._proxies,
         )
+        if self._proxies is not None:
+            log.info("deliveries go through %s", self._proxies.describe())
         try:
             await producer.start()
             await self._log.start()

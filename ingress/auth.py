@@ -34,6 +34,7 @@ import jwt
 import yaml
 
 from channel.errors import ValidationError
+from channel.proxy import urlopen
 from channel.settings import Settings
 from ingress.routing import Route
 
@@ -146,7 +147,7 @@ class JwtVerifier:
     def from_jwks_source(cls, issuer: str, source: str) -> JwtVerifier:
         try:
             if source.startswith(("http://", "https://")):
-                with urllib.request.urlopen(source, timeout=10) as response:
+                with urlopen(source, timeout=10) as response:
                     text = response.read().decode()
             else:
                 text = Path(source.removeprefix("file://")).read_text()

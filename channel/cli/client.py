@@ -11,6 +11,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from channel.proxy import urlopen
+
 __all__ = ["AdminClient", "ClientError"]
 
 
@@ -36,7 +38,7 @@ class AdminClient:
             headers={"Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urlopen(request, timeout=self.timeout) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
             raw = exc.read()

@@ -15,10 +15,10 @@ import os
 import signal
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from channel.embedded import EmbeddedKafka
+from channel.proxy import urlopen
 from channel.settings import Settings
 
 __all__ = ["run_dev"]
@@ -51,7 +51,7 @@ async def _spawn(
 
 def _ready(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1) as response:
+        with urlopen(url, timeout=1) as response:
             return bool(response.status == 200)
     except OSError:
         return False

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_component(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     configure_logging(settings.log_level)
-    settings.bootstrap()
+    try:
+        settings.bootstrap()
+    except ValueError as exc:
+        raise SystemExit(f"kanal {args.command}: {exc}") from None
     if args.command == "controller":
         from channel.control.service import ControllerService
 
@@ -197,8 +201,13 @@ def _cmd_component(args: argparse.Namespace) -> int:
         from ingress.service import IngressService
 
         return run_service(lambda: IngressService(settings))
+    from channel.proxy import Proxies
     from dispatcher.service import DispatcherService
 
+    try:
+        Proxies.from_environment(os.environ)
+    except ValueError as exc:
+        raise SystemExit(f"kanal dispatcher: {exc}") from None
     return run_service(lambda: DispatcherService(settings))
 
 

@@ -73,7 +73,7 @@ def run_replay_command(args: argparse.Namespace, settings: Settings, client: Adm
                 progress=show,
             )
         )
-    except (NotFound, Unavailable) as exc:
+    except (NotFound, Unavailable, ValueError) as exc:  # ValueError: a bad HTTP(S)_PROXY
         print(f"kanal replay: {exc}", file=sys.stderr)
         return 1
     if interactive:

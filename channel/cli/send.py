@@ -23,6 +23,7 @@ from channel.cli.client import AdminClient
 from channel.errors import Problem, ValidationError
 from channel.events import STRUCTURED_CONTENT_TYPE, CloudEvent, to_http_binary, to_structured_json
 from channel.events.validation import validate_attributes
+from channel.proxy import urlopen
 
 __all__ = ["add_send_parser", "build_event", "destination_url"]
 
@@ -131,7 +132,7 @@ def run_send(args: argparse.Namespace, client: AdminClient) -> int:
         headers["Authorization"] = f"Bearer {args.token}"
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=args.timeout) as response:
+        with urlopen(request, timeout=args.timeout) as response:
             status, text = response.status, response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         status, text = exc.code, exc.read().decode("utf-8", "replace")

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import urllib.error
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
+from channel.proxy import Proxies, urlopen
 from dispatcher.http import HttpClient, HttpError
+from support.proxy import forward_proxy
 from support.tls import self_signed
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -277,3 +280,100 @@ async def test_idle_connections_are_closed_and_unused_destinations_forgotten() -
         assert (await client.post(url, [], b"", timeout=5)).status == 200
         assert server.connections == 2
     await client.close()
+
+
+def _through(proxy_port: int, credentials: str = "") -> Proxies:
+    found = Proxies.from_environment(
+        {
+            "HTTP_PROXY": f"http://{credentials}127.0.0.1:{proxy_port}",
+            "HTTPS_PROXY": f"127.0.0.1:{proxy_port}",
+        }
+    )
+    assert found is not None
+    return found
+
+
+async def test_plain_http_through_a_proxy_with_credentials() -> None:
+    """`hooks.test` is known to no resolver: only the proxy (which sends every name to loopback)
+    can reach it. The request goes in absolute form with the credentials, which the proxy
+    strips; the connection to the proxy is kept alive for the next delivery."""
+    async with serving(answering(OK)) as server, forward_proxy(credentials="Basic a2FuYWw6czNjcmV0") as proxy:
+        client = HttpClient(proxies=_through(proxy.port, "kanal:s3cret@"))
+        url = f"http://hooks.test:{server.port}/in?x=1"
+        for _ in range(2):
+            response = await client.post(url, [("ce-id", "1")], b"payload", timeout=5)
+            assert response.status == 200 and response.body == b"hello"
+        assert proxy.lines == [f"POST http://hooks.test:{server.port}/in?x=1 HTTP/1.1"]  # one connection
+        assert server.requests[0].startswith(b"POST /in?x=1 HTTP/1.1\r\nHost: hooks.test:")
+        assert b"proxy-authorization" not in b"".join(server.requests).lower()
+        assert server.requests[1].endswith(b"payload")
+        await client.close()
+
+        # Wrong credentials: the proxy's 407 is the answer (a 4xx, so not retried).
+        wrong = HttpClient(proxies=_through(proxy.port, "kanal:guess@"))
+        assert (await wrong.post(url, [], b"", timeout=5)).status == 407
+        await wrong.close()
+
+
+async def test_https_through_a_connect_tunnel(tmp_path: Path) -> None:
+    """TLS is end to end: the certificate checked is the destination's, for its name."""
+    certfile, keyfile = self_signed(tmp_path, names=("hooks.test",))
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(certfile, keyfile)
+    holder: list[RawServer] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await answering(OK)(holder[0])(reader, writer)
+
+    async with raw_server(handler, server_context) as server, forward_proxy() as proxy:
+        holder.append(server)
+        trusting = ssl.create_default_context(cafile=certfile)
+        client = HttpClient(tls=trusting, proxies=_through(proxy.port))
+        url = f"https://hooks.test:{server.port}/in"
+        for _ in range(2):
+            response = await client.post(url, [], b"secret", timeout=5)
+            assert response.status == 200 and response.body == b"hello"
+        assert proxy.lines == [f"CONNECT hooks.test:{server.port} HTTP/1.1"]  # one tunnel, kept
+        assert len(server.requests) == 2 and server.requests[0].startswith(b"POST /in HTTP/1.1\r\n")
+        await client.close()
+
+        # The system's store does not know the certificate: refused through the tunnel too.
+        untrusting = HttpClient(proxies=_through(proxy.port))
+        with pytest.raises(HttpError, match="CERTIFICATE_VERIFY_FAILED"):
+            await untrusting.post(url, [], b"", timeout=5)
+        await untrusting.close()
+
+
+async def test_a_refused_tunnel_or_an_absent_proxy_is_a_clear_failure() -> None:
+    async with forward_proxy(refuse_tunnels=True) as proxy:
+        client = HttpClient(proxies=_through(proxy.port))
+        with pytest.raises(
+            HttpError, match=r"proxy 127\.0\.0\.1:\d+ refused a tunnel to hooks\.test:443: .*403"
+        ):
+            await client.post("https://hooks.test/", [], b"", timeout=5)
+        await client.close()
+        port = proxy.port
+    client = HttpClient(proxies=_through(port))  # nothing listens there any more
+    with pytest.raises(HttpError, match=r"cannot connect to 127\.0\.0\.1:\d+ through the proxy"):
+        await client.post("http://hooks.test/", [], b"", timeout=5)
+    with pytest.raises(HttpError, match="cannot connect to the proxy"):
+        await client.post("https://hooks.test/", [], b"", timeout=5)
+    await client.close()
+
+
+async def test_the_cli_and_jwks_requests_follow_the_same_proxy_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`channel.proxy.urlopen` (the CLI's calls, the JWKS download): a name goes through the
+    proxy, loopback does not even when NO_PROXY leaves it out (urllib alone would proxy it)."""
+    async with serving(answering(OK)) as server, forward_proxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("http_proxy", raising=False)
+        for url in (f"http://hooks.test:{server.port}/jwks", f"http://127.0.0.1:{server.port}/direct"):
+            with await asyncio.to_thread(urlopen, url, 5) as response:
+                assert response.status == 200 and response.read() == b"hello"
+        assert proxy.lines == [f"GET http://hooks.test:{server.port}/jwks HTTP/1.1"]
+        assert [r.split(b" ")[1] for r in server.requests] == [b"/jwks", b"/direct"]
+        monkeypatch.setenv("HTTP_PROXY", "socks5://127.0.0.1:1080")
+        with pytest.raises(urllib.error.URLError, match="only http:// proxies are supported"):
+            await asyncio.to_thread(urlopen, f"http://hooks.test:{server.port}/", 5)

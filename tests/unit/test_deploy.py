@@ -78,6 +78,9 @@ def test_values_match_the_schema() -> None:
         (["image", "pullPolicy"], "Sometimes"),
         (["resources"], [{"kind": "Broker", "metadata": {"name": "b"}}]),
         (["applyJob", "replicas"], 2),
+        (["extraEnv"], [{"value": "http://proxy:3128"}]),
+        (["extraEnv"], [{"name": "HTTPS_PROXY", "valu": "http://proxy:3128"}]),
+        (["extraEnv"], {"HTTPS_PROXY": "http://proxy:3128"}),
     ],
 )
 def test_the_schema_rejects_bad_values(path: list[str], value: object) -> None:

@@ -47,6 +47,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "kanal.env" -}}
 - name: KANAL_HOST
   value: "0.0.0.0"
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
 - name: KANAL_INGRESS_URL
   value: {{ include "kanal.ingressUrl" . | quote }}
 - name: KANAL_CONTROLLER_URL

@@ -1,0 +1,165 @@
+"""Which proxy, if any, an outgoing request goes through: the environment's settings, read as curl
+and Go read them. The dispatcher's deliveries follow them (dispatcher/http.py), and so do the
+CLI's calls and the ingress's JWKS download (`urlopen` here).
+
+- `HTTP_PROXY` (or `http_proxy`) for `http://` subscribers, `HTTPS_PROXY` (or `https_proxy`) for
+  `https://` ones: `http://[user:password@]host[:port]` (a bare `host:port` is taken as http; the
+  port defaults to 80). An `https://` subscriber is reached through a CONNECT tunnel, so the TLS
+  session and its certificate check stay between Kanal and the subscriber. A proxy reached over
+  TLS itself, or SOCKS, is refused at start-up rather than ignored.
+- `NO_PROXY` (or `no_proxy`): destinations reached directly, comma-separated: `*` for all; a
+  name matches itself and its subdomains (`example.com`), with a leading `.` or `*.` only its
+  subdomains; an IP address; a CIDR range (`10.0.0.0/8`, as Kubernetes clusters set it); each
+  optionally with `:port`.
+- Loopback destinations (`localhost`, 127.0.0.0/8, ::1) are never proxied.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.client import HTTPResponse
+from urllib.parse import unquote, urlsplit
+
+__all__ = ["Proxies", "Proxy", "urlopen"]
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    host: str
+    port: int
+    authorization: bytes  # a whole "Proxy-Authorization: ..." header line, or b""
+    url: str = field(default="", compare=False, repr=False)  # as given, credentials included
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, url: str) -> Proxy:
+        if "://" not in url:
+            url = "http://" + url
+        parts = urlsplit(url)
+        if parts.scheme.lower() != "http":
+            raise ValueError(f"proxy {url!r}: only http:// proxies are supported")
+        if not parts.hostname:
+            raise ValueError(f"proxy {url!r}: no host")
+        try:
+            port = parts.port or 80
+        except ValueError as exc:
+            raise ValueError(f"proxy {url!r}: {exc}") from exc
+        authorization = b""
+        if parts.username is not None:
+            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            authorization = b"Proxy-Authorization: Basic " + base64.b64encode(credentials) + b"\r\n"
+        return cls(parts.hostname, port, authorization, url)
+
+
+@dataclass(frozen=True, slots=True)
+class _Exception:
+    """One NO_PROXY entry."""
+
+    name: str | None = None  # ".example.com" (subdomains), with `exact` also "example.com"
+    exact: bool = False
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
+    port: int | None = None
+
+    def matches(self, host: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None, port: int) -> bool:
+        if self.port is not None and self.port != port:
+            return False
+        if self.network is not None:
+            return ip is not None and ip.version == self.network.version and ip in self.network
+        assert self.name is not None
+        return host.endswith(self.name) or (self.exact and host == self.name[1:])
+
+
+def _exception(entry: str) -> _Exception | None:
+    entry = entry.strip().lower()
+    if not entry:
+        return None
+    port = None
+    try:
+        return _Exception(network=ipaddress.ip_network(entry.strip("[]"), strict=False))
+    except ValueError:
+        pass
+    host, colon, tail = entry.rpartition(":")
+    if colon and tail.isdigit() and (host.startswith("[") or ":" not in host):
+        entry, port = host, int(tail)
+    try:
+        return _Exception(network=ipaddress.ip_network(entry.strip("[]"), strict=False), port=port)
+    except ValueError:
+        pass
+    entry = entry.rstrip(".")
+    if entry.startswith("*."):
+        entry = entry[1:]
+    if entry.startswith("."):
+        return _Exception(name=entry, port=port)
+    return _Exception(name="." + entry, exact=True, port=port)
+
+
+@dataclass(frozen=True, slots=True)
+class Proxies:
+    http: Proxy | None = None
+    https: Proxy | None = None
+    bypass_all: bool = False
+    exceptions: tuple[_Exception, ...] = ()
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> Proxies | None:
+        """The proxies the environment names, or None when it names none."""
+
+        def value(name: str) -> str:
+            return (environ.get(name.lower()) or environ.get(name.upper()) or "").strip()
+
+        http, https = value("http_proxy"), value("https_proxy")
+        if not http and not https:
+            return None
+        entries = [e for e in (_exception(part) for part in value("no_proxy").split(",")) if e]
+        return cls(
+            http=Proxy.parse(http) if http else None,
+            https=Proxy.parse(https) if https else None,
+            bypass_all=any(e.name == ".*" for e in entries),
+            exceptions=tuple(e for e in entries if e.name != ".*"),
+        )
+
+    def describe(self) -> str:
+        """For the log: the proxies (never their credentials) and how many exceptions."""
+        exceptions = "every destination" if self.bypass_all else f"{len(self.exceptions)} NO_PROXY entries"
+        return f"proxies http={self.http or '-'} https={self.https or '-'}, except {exceptions} and loopback"
+
+    def select(self, scheme: str, host: str, port: int) -> Proxy | None:
+        """The proxy for a destination, or None to connect directly."""
+        proxy = self.https if scheme == "https" else self.http
+        if proxy is None or self.bypass_all:
+            return None
+        host = host.lower().rstrip(".")
+        try:
+            ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            ip = None
+        if host == "localhost" or host.endswith(".localhost") or (ip is not None and ip.is_loopback):
+            return None
+        if any(e.matches(host, ip, port) for e in self.exceptions):
+            return None
+        return proxy
+
+
+def urlopen(request: urllib.request.Request | str, timeout: float) -> HTTPResponse:
+    """`urllib.request.urlopen` with these rules rather than urllib's own (which proxies loopback
+    unless NO_PROXY names it, and knows no CIDR ranges). A proxy setting Kanal cannot use is a
+    URLError naming it."""
+    url = request.full_url if isinstance(request, urllib.request.Request) else request
+    parts = urlsplit(url)
+    try:
+        proxies = Proxies.from_environment(os.environ)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise urllib.error.URLError(str(exc)) from None
+    proxy = proxies.select(parts.scheme, parts.hostname or "", port) if proxies is not None else None
+    handler = urllib.request.ProxyHandler({parts.scheme: proxy.url} if proxy is not None else {})
+    response: HTTPResponse = urllib.request.build_opener(handler).open(request, timeout=timeout)
+    return response
