@@ -60,7 +60,7 @@ class Proxy:
 
 
 @dataclass(frozen=True, slots=True)
-class _Exception:
+class _Bypass:
     """One NO_PROXY entry."""
 
     name: str | None = None  # ".example.com" (subdomains), with `exact` also "example.com"
@@ -77,28 +77,25 @@ class _Exception:
         return host.endswith(self.name) or (self.exact and host == self.name[1:])
 
 
-def _exception(entry: str) -> _Exception | None:
+def _bypass(entry: str) -> _Bypass | None:
     entry = entry.strip().lower()
     if not entry:
         return None
     port = None
-    try:
-        return _Exception(network=ipaddress.ip_network(entry.strip("[]"), strict=False))
-    except ValueError:
-        pass
     host, colon, tail = entry.rpartition(":")
-    if colon and tail.isdigit() and (host.startswith("[") or ":" not in host):
+    # A port follows a name, an IPv4 address or a bracketed IPv6 address ("::1" has none).
+    if colon and tail.isdigit() and (host.endswith("]") or ":" not in host):
         entry, port = host, int(tail)
     try:
-        return _Exception(network=ipaddress.ip_network(entry.strip("[]"), strict=False), port=port)
+        return _Bypass(network=ipaddress.ip_network(entry.strip("[]"), strict=False), port=port)
     except ValueError:
         pass
     entry = entry.rstrip(".")
     if entry.startswith("*."):
         entry = entry[1:]
     if entry.startswith("."):
-        return _Exception(name=entry, port=port)
-    return _Exception(name="." + entry, exact=True, port=port)
+        return _Bypass(name=entry, port=port)
+    return _Bypass(name="." + entry, exact=True, port=port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +103,7 @@ class Proxies:
     http: Proxy | None = None
     https: Proxy | None = None
     bypass_all: bool = False
-    exceptions: tuple[_Exception, ...] = ()
+    bypasses: tuple[_Bypass, ...] = ()
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Proxies | None:
@@ -118,18 +115,18 @@ class Proxies:
         http, https = value("http_proxy"), value("https_proxy")
         if not http and not https:
             return None
-        entries = [e for e in (_exception(part) for part in value("no_proxy").split(",")) if e]
+        entries = [e for e in (_bypass(part) for part in value("no_proxy").split(",")) if e]
         return cls(
             http=Proxy.parse(http) if http else None,
             https=Proxy.parse(https) if https else None,
             bypass_all=any(e.name == ".*" for e in entries),
-            exceptions=tuple(e for e in entries if e.name != ".*"),
+            bypasses=tuple(e for e in entries if e.name != ".*"),
         )
 
     def describe(self) -> str:
-        """For the log: the proxies (never their credentials) and how many exceptions."""
-        exceptions = "every destination" if self.bypass_all else f"{len(self.exceptions)} NO_PROXY entries"
-        return f"proxies http={self.http or '-'} https={self.https or '-'}, except {exceptions} and loopback"
+        """For the log: the proxies (never their credentials) and how many destinations bypass them."""
+        bypassed = "every destination" if self.bypass_all else f"{len(self.bypasses)} NO_PROXY entries"
+        return f"proxies http={self.http or '-'} https={self.https or '-'}, except {bypassed} and loopback"
 
     def select(self, scheme: str, host: str, port: int) -> Proxy | None:
         """The proxy for a destination, or None to connect directly."""
@@ -143,7 +140,7 @@ class Proxies:
             ip = None
         if host == "localhost" or host.endswith(".localhost") or (ip is not None and ip.is_loopback):
             return None
-        if any(e.matches(host, ip, port) for e in self.exceptions):
+        if any(e.matches(host, ip, port) for e in self.bypasses):
             return None
         return proxy
 
