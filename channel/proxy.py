@@ -39,6 +39,20 @@ class Proxy:
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def address(self) -> str:
+        """The proxy's URL without credentials."""
+        return f"http://[{self.host}]:{self.port}" if ":" in self.host else f"http://{self.host}:{self.port}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The Proxy-Authorization header, if the proxy has credentials, for clients that take
+        headers apart from the URL."""
+        if not self.authorization:
+            return {}
+        name, _, value = self.authorization.decode("latin-1").rstrip("\r\n").partition(": ")
+        return {name: value}
+
     @classmethod
     def parse(cls, url: str) -> Proxy:
         if "://" not in url:
@@ -128,6 +142,16 @@ class Proxies:
         bypassed = "every destination" if self.bypass_all else f"{len(self.bypasses)} NO_PROXY entries"
         return f"proxies http={self.http or '-'} https={self.https or '-'}, except {bypassed} and loopback"
 
+    def for_url(self, url: str) -> Proxy | None:
+        """The proxy for an http(s) URL, or None to connect directly (or for a URL without a host)."""
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        try:
+            port = parts.port or (443 if scheme == "https" else 80)
+        except ValueError:
+            return None  # the request itself reports the bad URL
+        return self.select(scheme, parts.hostname or "", port) if parts.hostname else None
+
     def select(self, scheme: str, host: str, port: int) -> Proxy | None:
         """The proxy for a destination, or None to connect directly."""
         proxy = self.https if scheme == "https" else self.http
@@ -150,13 +174,11 @@ def urlopen(request: urllib.request.Request | str, timeout: float) -> HTTPRespon
     unless NO_PROXY names it, and knows no CIDR ranges). A proxy setting Kanal cannot use is a
     URLError naming it."""
     url = request.full_url if isinstance(request, urllib.request.Request) else request
-    parts = urlsplit(url)
     try:
         proxies = Proxies.from_environment(os.environ)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
         raise urllib.error.URLError(str(exc)) from None
-    proxy = proxies.select(parts.scheme, parts.hostname or "", port) if proxies is not None else None
-    handler = urllib.request.ProxyHandler({parts.scheme: proxy.url} if proxy is not None else {})
+    proxy = proxies.for_url(url) if proxies is not None else None
+    handler = urllib.request.ProxyHandler({urlsplit(url).scheme: proxy.url} if proxy is not None else {})
     response: HTTPResponse = urllib.request.build_opener(handler).open(request, timeout=timeout)
     return response

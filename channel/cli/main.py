@@ -187,10 +187,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_component(args: argparse.Namespace) -> int:
+    from channel.proxy import Proxies
+
     settings = settings_from_args(args)
     configure_logging(settings.log_level)
     try:
         settings.bootstrap()
+        Proxies.from_environment(os.environ)  # every component may send through it
     except ValueError as exc:
         raise SystemExit(f"kanal {args.command}: {exc}") from None
     if args.command == "controller":
@@ -201,13 +204,8 @@ def _cmd_component(args: argparse.Namespace) -> int:
         from ingress.service import IngressService
 
         return run_service(lambda: IngressService(settings))
-    from channel.proxy import Proxies
     from dispatcher.service import DispatcherService
 
-    try:
-        Proxies.from_environment(os.environ)
-    except ValueError as exc:
-        raise SystemExit(f"kanal dispatcher: {exc}") from None
     return run_service(lambda: DispatcherService(settings))
 
 

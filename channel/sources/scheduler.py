@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ from channel.control.log import ResourceLog, ResourceWriter
 from channel.errors import Unavailable
 from channel.events import to_http_binary
 from channel.kafka import client_options
+from channel.proxy import Proxies
 from channel.resources.model import PingSource
 from channel.settings import Settings
 from channel.sources.ping import due_ticks, format_time, parse_time, ping_event
@@ -92,6 +94,8 @@ class PingScheduler:
         self._settings = settings
         self._sources = sources
         self._clock = clock
+        # Sinks outside the cluster are reached through the environment's proxy, as deliveries are.
+        self._proxies = Proxies.from_environment(os.environ)
         self._live_uids = live_uids or (lambda: {source.metadata.uid for source in sources()})
         self._next_cleanup = 0.0
         self._topic = settings.kafka_ticks_topic
@@ -297,13 +301,29 @@ class PingScheduler:
         event = ping_event(source, tick)
         headers, body = to_http_binary(event)
         url = source.status.sink_uri or ""
+        proxy = self._proxies.for_url(url) if self._proxies is not None else None
+        tunnel_headers = None
+        if proxy is not None:
+            # aiohttp sends proxy_headers only with CONNECT (https://); a plain request through
+            # a proxy carries the proxy's credentials itself, and the proxy removes them.
+            if url.lower().startswith("https:"):
+                tunnel_headers = proxy.headers
+            else:
+                headers = [*headers, *proxy.headers.items()]
         delay = 0.5
         problem = ""
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 async with (
                     asyncio.timeout(_TIMEOUT),
-                    session.post(url, data=body, headers=headers, allow_redirects=False) as response,
+                    session.post(
+                        url,
+                        data=body,
+                        headers=headers,
+                        allow_redirects=False,
+                        proxy=proxy.address if proxy is not None else None,
+                        proxy_headers=tunnel_headers,
+                    ) as response,
                 ):
                     await response.read()
                     if 200 <= response.status < 300:

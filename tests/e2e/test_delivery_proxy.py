@@ -3,6 +3,7 @@ cluster with egress through a proxy runs it; a proxy setting Kanal cannot use st
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -32,6 +33,14 @@ apiVersion: eventing.knative.dev/v1
 kind: Trigger
 metadata: {{name: inside, namespace: p}}
 spec: {{broker: default, filter: {{attributes: {{type: inside}}}}, subscriber: {{uri: '{inside}'}}}}
+---
+apiVersion: sources.knative.dev/v1
+kind: PingSource
+metadata: {{name: ping-outside, namespace: p}}
+spec:
+  schedule: "* * * * * *"
+  data: '{{"from": "ping"}}'
+  sink: {{uri: "{outside}ping"}}
 """
 
 
@@ -39,13 +48,16 @@ async def test_deliveries_go_through_the_proxy_except_to_loopback(
     kafka: KafkaUnderTest, tmp_path: Path
 ) -> None:
     """`hooks.test` resolves nowhere but in the proxy (which sends it to loopback): the event
-    reaches the sink only if the dispatcher really went through the proxy. The loopback
-    subscriber is reached directly."""
+    reaches the sink only if the dispatcher really went through the proxy, and a PingSource's
+    event only if the controller did. The proxy wants credentials, given in HTTP_PROXY. The
+    loopback subscriber, and `kanal apply` to the controller, are reached directly."""
     sink = await RecordingSink().start()
     try:
-        async with forward_proxy() as proxy:
+        async with forward_proxy(credentials="Basic a2FuYWw6czNjcmV0") as proxy:
             cluster = KanalCluster(kafka, tmp_path)
-            cluster.env.update({"HTTP_PROXY": f"http://127.0.0.1:{proxy.port}", "NO_PROXY": ".svc"})
+            cluster.env.update(
+                {"HTTP_PROXY": f"http://kanal:s3cret@127.0.0.1:{proxy.port}", "NO_PROXY": ".svc"}
+            )
             try:
                 await cluster.start()
                 await cluster.apply(
@@ -63,10 +75,23 @@ async def test_deliveries_go_through_the_proxy_except_to_loopback(
                             cluster.broker_url("p", "default"), data=b"{}", headers=headers
                         ) as r:
                             assert r.status == 202
-                received = {r.header("ce-id"): r for r in await sink.wait_for(2, timeout=30)}
+                async with asyncio.timeout(30):
+                    while not (
+                        {"outside", "inside"} <= {r.header("ce-id") for r in sink.requests}
+                        and any(r.path == "/ping" for r in sink.requests)
+                    ):
+                        await sink.wait_for(len(sink.requests) + 1, timeout=30)
+                received = {r.header("ce-id"): r for r in sink.requests if r.path == "/"}
                 assert received["outside"].header("host") == f"hooks.test:{sink.port}"
                 assert received["inside"].header("host") == f"127.0.0.1:{sink.port}"
-                assert proxy.lines == [f"POST http://hooks.test:{sink.port}/ HTTP/1.1"]
+                pings = [r for r in sink.requests if r.path == "/ping"]
+                assert pings and pings[0].header("ce-type") == "dev.knative.sources.ping"
+                assert pings[0].header("host") == f"hooks.test:{sink.port}"
+                assert pings[0].header("proxy-authorization") is None  # the proxy's, not the sink's
+                assert f"POST http://hooks.test:{sink.port}/ HTTP/1.1" in proxy.lines
+                assert f"POST http://hooks.test:{sink.port}/ping HTTP/1.1" in proxy.lines
+                assert set(proxy.authorizations) == {"Basic a2FuYWw6czNjcmV0"}  # every request
+                assert all("/v1/" not in line for line in proxy.lines)  # kanal apply went direct
                 assert "deliveries go through proxies http=127.0.0.1:" in cluster.tail("dispatcher", 200)
             finally:
                 cluster.stop()

@@ -106,3 +106,15 @@ def test_describe_never_shows_credentials() -> None:
     text = proxies(HTTPS_PROXY="http://kanal:secret@proxy:3128", NO_PROXY=".svc,10.0.0.0/8").describe()
     assert "secret" not in text and "kanal" not in text
     assert "https=proxy:3128" in text and "2 NO_PROXY entries" in text
+
+
+def test_for_url_and_what_other_clients_are_given() -> None:
+    found = proxies(HTTP_PROXY="http://kanal:secret@proxy.internal:3128", HTTPS_PROXY="[fd00::9]:8080")
+    plain = found.for_url("http://hooks.example.com/in")
+    assert plain is not None and plain.address == "http://proxy.internal:3128"
+    assert plain.headers == {"Proxy-Authorization": "Basic " + base64.b64encode(b"kanal:secret").decode()}
+    secure = found.for_url("HTTPS://hooks.example.com:8443/")
+    assert secure is not None and secure.address == "http://[fd00::9]:8080" and secure.headers == {}
+    assert found.for_url("http://localhost:8080/") is None
+    assert found.for_url("http://hooks.example.com:99999/") is None  # left to the request to refuse
+    assert found.for_url("not a url") is None
