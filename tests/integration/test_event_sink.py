@@ -5,13 +5,17 @@ cannot take is refused without being stored later."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
 import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.conn import AIOKafkaConnection
 
 from channel.embedded import EmbeddedKafka
 from channel.errors import Unavailable
@@ -139,9 +143,10 @@ async def test_keyless_records_fill_one_partition_before_the_next(kafka: KafkaUn
 
 async def test_a_write_not_handed_over_in_time_is_refused_and_never_stored() -> None:
     """Its own broker, frozen with SIGSTOP while callers wait. The first caller's batch is in a
-    request, the second's queued behind it in the producer (both may still be stored: their
-    Unavailable is ambiguous); the third waits for the queue and is never handed over: it gets
-    Unavailable and, after the broker resumes, is not in the topic."""
+    request (it may still be stored: its Unavailable is ambiguous). The others wait for the
+    producer to be done with it, which outlasts their deadline even after the first caller's
+    ran out, so they are never handed over: they get Unavailable and, after the broker resumes,
+    are not in the topic."""
     with EmbeddedKafka() as broker:
         kafka = KafkaUnderTest(broker.bootstrap_servers, idempotence=False, fetch_max_wait_ms=20)
         topic = await _topic(kafka)
@@ -157,7 +162,7 @@ async def test_a_write_not_handed_over_in_time_is_refused_and_never_stored() -> 
             os.kill(broker.pid, signal.SIGSTOP)
             try:
                 sends = []
-                for name in (b"in-request", b"queued", b"never"):
+                for name in (b"in-request", b"waiting", b"never"):
                     sends.append(asyncio.create_task(sink.send(topic, [KafkaRecord(b"k", name, [])])))
                     await asyncio.sleep(0.2)  # each its own flush, one key: one partition
                 results = await asyncio.gather(*sends, return_exceptions=True)
@@ -177,4 +182,108 @@ async def test_a_write_not_handed_over_in_time_is_refused_and_never_stored() -> 
             await producer.stop()
         values = [value for _, _, value in await _read_all(kafka, topic, 2)]
         assert values[0] == b"before" and b"after" in values
-        assert b"never" not in values, values
+        assert b"waiting" not in values and b"never" not in values, values
+
+
+class _Writes:
+    """What the sink hands the producer (each batch's record count) and what the producer writes
+    to the broker (each produce request, seen on aiokafka's connection, which does the writing),
+    with the answers given in between."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, producer: AIOKafkaProducer) -> None:
+        self.log: list[str] = []
+        send = AIOKafkaConnection.send
+        send_batch = producer.send_batch
+
+        def observed_send(conn: AIOKafkaConnection, request: Any, *args: Any, **kwargs: Any) -> Any:
+            if type(request).__name__ == "ProduceRequest":
+                self.log.append("request")
+            return send(conn, request, *args, **kwargs)
+
+        async def observed_batch(batch: Any, topic: str, *, partition: int) -> Any:
+            self.log.append(f"batch of {batch.record_count()}")
+            return await send_batch(batch, topic, partition=partition)
+
+        monkeypatch.setattr(AIOKafkaConnection, "send", observed_send)
+        monkeypatch.setattr(producer, "send_batch", observed_batch)
+
+    def answered(self, name: str) -> Callable[[Unavailable | None], None]:
+        def done(error: Unavailable | None) -> None:
+            self.log.append(f"answered {name}" if error is None else f"failed {name}")
+
+        return done
+
+
+@contextlib.asynccontextmanager
+async def _freezable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[tuple[_Writes, KafkaEventSink, str, int]]:
+    """A sink on a broker of its own (so freezing it stops no other test), its topic's metadata
+    already known, its writes observed; with the broker's pid, to SIGSTOP."""
+    with EmbeddedKafka() as broker:
+        kafka = KafkaUnderTest(broker.bootstrap_servers, idempotence=False, fetch_max_wait_ms=20)
+        topic = await _topic(kafka)
+        producer = create_producer(kafka.settings())
+        await producer.start()
+        writes = _Writes(monkeypatch, producer)
+        sink = KafkaEventSink(producer, timeout=20)
+        try:
+            await sink.send(topic, [KafkaRecord(None, b"warm-up", [])])
+            writes.log.clear()
+            assert broker.pid is not None
+            yield writes, sink, topic, broker.pid
+        finally:
+            await producer.stop()
+
+
+async def test_sends_while_a_write_is_with_kafka_go_as_one_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One flush per topic with the producer: the broker is frozen while one record is in a
+    request, and 20 callers send one record each, a few loop turns apart. When the broker
+    answers, their 20 records go in one batch and one produce request, not in one batch queued
+    in the producer for the first of them and another for the rest."""
+    async with _freezable(monkeypatch) as (writes, sink, topic, pid):
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            sends = [asyncio.create_task(sink.send(topic, [KafkaRecord(None, b"first", [])]))]
+            while writes.log != ["batch of 1", "request"]:
+                await asyncio.sleep(0)
+            for i in range(20):
+                sends.append(asyncio.create_task(sink.send(topic, [KafkaRecord(None, b"%d" % i, [])])))
+                for _ in range(3):
+                    await asyncio.sleep(0)  # time for a writer to hand them over one by one
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        async with asyncio.timeout(20):
+            await asyncio.gather(*sends)
+    assert writes.log == ["batch of 1", "request", "batch of 20", "request"]
+
+
+async def test_the_next_write_is_on_the_wire_before_the_last_ones_callers_are_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When Kafka acknowledges a flush and another waits, the other is written first and the
+    acknowledged flush's callers are answered after (SENDER_TURNS loop turns later), so Kafka
+    works on it while the answers go out. If aiokafka ever needs more turns to put a handed-over
+    batch in a request, this fails, and SENDER_TURNS wants raising."""
+    async with _freezable(monkeypatch) as (writes, sink, topic, pid):
+        for _ in range(3):
+            writes.log.clear()
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                sink.submit(topic, [KafkaRecord(None, b"a", [])], writes.answered("a"))
+                while writes.log != ["batch of 1", "request"]:
+                    await asyncio.sleep(0)
+                for name in ("b", "c"):
+                    sink.submit(topic, [KafkaRecord(None, name.encode(), [])], writes.answered(name))
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            async with asyncio.timeout(20):
+                while "answered c" not in writes.log:
+                    await asyncio.sleep(0.01)
+            assert writes.log == [
+                *("batch of 1", "request"),
+                *("batch of 2", "request"),
+                *("answered a", "answered b", "answered c"),
+            ]
