@@ -121,9 +121,9 @@ class KafkaEventSink:
     ingress's 503) then means "not stored". A flush handed over can still be stored after its
     callers timed out (that 503 is ambiguous, as with any Kafka producer). The topic's next flush
     waits until the producer is done with it (acknowledged, or failed by aiokafka's own request
-    timeout), not only until its callers were answered, so while Kafka does not answer, the
-    ambiguous events are those of that one flush per topic and every later caller's 503 means
-    "not stored".
+    timeout), not only until its callers were answered: while Kafka does not answer, one flush
+    per topic per request timeout is handed over, and the callers waiting behind it get a 503
+    that means "not stored".
     """
 
     def __init__(self, producer: AIOKafkaProducer, timeout: float) -> None:
