@@ -107,8 +107,8 @@ class KafkaEventSink:
     events that must keep an order per entity but may go in parallel across entities carry a
     partitionkey.
 
-    One flush per topic is with the producer at a time: the records of every `send` made while it
-    is unanswered wait here and go together as the next one. aiokafka puts one request per broker
+    One flush per topic is with the producer at a time: the records of every `send` made while the
+    producer has it wait here and go together as the next one. aiokafka puts one request per broker
     on the wire at a time anyway, so they would wait as long in its queue; here they wait as one
     flush rather than as two or three smaller ones, and a produce request costs the ingress about
     150 us of CPU whatever its size (measured under load on the embedded broker). When a flush is
@@ -130,7 +130,7 @@ class KafkaEventSink:
         self._producer = producer
         self._timeout = timeout
         self._open: dict[str, _Flush] = {}
-        # Per topic, the flush handed to the producer and not yet answered.
+        # Per topic, the flush handed to the producer that the producer is not done with.
         self._with_producer: dict[str, _Flush] = {}
         self._writer: asyncio.Task[None] | None = None
         # Per topic: the partition keyless records go to, and the bytes of values written to it.
@@ -159,7 +159,7 @@ class KafkaEventSink:
 
     async def _write(self) -> None:
         """Hands each pending flush whose topic has none with the producer over, then exits;
-        `submit` and the answer to a topic's flush start it again."""
+        `submit` and a topic's settled flush start it again."""
         try:
             while True:
                 ready = [topic for topic in self._open if topic not in self._with_producer]
