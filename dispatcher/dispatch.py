@@ -106,8 +106,11 @@ class Dispatcher:
             )
             return self._finish(plan, event, source, Result.DROPPED)
         dead = CloudEvent(with_extensions(event.attributes, extensions), event.data)
+        dead_headers = {"Kn-Namespace": plan.namespace}
+        if source.traceparent:
+            dead_headers["traceparent"] = source.traceparent
         dead_last, _ = await self._with_retries(
-            plan, plan.dead_letter, dead, {"Kn-Namespace": plan.namespace}, source, reply=False
+            plan, plan.dead_letter, dead, dead_headers, source, reply=False
         )
         if dead_last is None:
             log.info(
@@ -139,6 +142,8 @@ class Dispatcher:
         assert topic is not None
         dead = CloudEvent(with_extensions(event.attributes, {**extensions, ORIGIN: plan.key}), event.data)
         record = to_kafka_record(dead)
+        if source.traceparent:  # kept, so a redrive continues the event's trace
+            record.headers.append(("traceparent", source.traceparent.encode()))
         delay = 0.2
         for attempt in range(1, 6):
             try:

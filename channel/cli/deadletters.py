@@ -25,7 +25,7 @@ from typing import Any
 from channel.cli.client import AdminClient
 from channel.cli.timespec import parse_time_ms
 from channel.errors import InvalidEvent, KanalError, NotFound, Unavailable
-from channel.events import CloudEvent, from_kafka_record, to_kafka_record
+from channel.events import CloudEvent, KafkaRecord, from_kafka_record, to_kafka_record
 from channel.kafka import DEAD_LETTER_TOPIC_ANNOTATION, broker_topic, create_producer
 from channel.producer import KafkaEventSink
 from channel.settings import Settings
@@ -66,6 +66,14 @@ class DeadLetter:
     partition: int
     offset: int
     timestamp_ms: int
+    traceparent: bytes | None = None  # the trace the event was in when it failed
+
+    def redrive_record(self) -> KafkaRecord:
+        """The record that sends the event again as first sent, in the trace it was in."""
+        record = to_kafka_record(original_event(self.event))
+        if self.traceparent is not None:
+            record.headers.append(("traceparent", self.traceparent))
+        return record
 
     def row(self) -> list[str]:
         a = self.event.attributes
@@ -102,7 +110,8 @@ async def _read(settings: Settings, topic: str, args: argparse.Namespace) -> lis
             continue
         if args.event_type and event.attributes.get("type") != args.event_type:
             continue
-        found.append(DeadLetter(event, record.partition, record.offset, record.timestamp))
+        trace = next((value for name, value in record.headers or () if name == "traceparent"), None)
+        found.append(DeadLetter(event, record.partition, record.offset, record.timestamp, trace))
     found.sort(key=lambda d: (d.timestamp_ms, d.partition, d.offset))
     return found
 
@@ -172,7 +181,7 @@ async def _run(args: argparse.Namespace, settings: Settings, client: AdminClient
         await producer.start()
         try:
             await KafkaEventSink(producer, settings.kafka_produce_timeout).send(
-                target, [to_kafka_record(e) for e in events]
+                target, [d.redrive_record() for d in letters]
             )
         except KanalError as exc:
             raise Unavailable(

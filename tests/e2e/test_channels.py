@@ -14,7 +14,7 @@ from aiohttp import web
 
 from support.cluster import KanalCluster
 from support.kafka import KafkaUnderTest
-from support.sinks import Received, RecordingSink
+from support.sinks import Received, RecordingSink, reply_event
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
@@ -30,17 +30,7 @@ async def cluster(kafka: KafkaUnderTest, tmp_path: Path) -> AsyncIterator[KanalC
 
 
 def _replying(n: int, request: Received) -> web.Response:
-    return web.Response(
-        status=200,
-        body=b'{"reply":true}',
-        headers={
-            "ce-id": f"reply-{request.header('ce-id')}",
-            "ce-specversion": "1.0",
-            "ce-type": "reply.type",
-            "ce-source": "replier",
-            "content-type": "application/json",
-        },
-    )
+    return reply_event(f"reply-{request.header('ce-id')}", "reply.type", b'{"reply":true}')
 
 
 async def test_every_subscription_gets_every_event_and_replies_go_to_reply(cluster: KanalCluster) -> None:

@@ -26,6 +26,21 @@ class Received:
         return self.headers.get(name.lower())
 
 
+def reply_event(event_id: str, event_type: str, body: bytes = b"{}", source: str = "replier") -> web.Response:
+    """A 200 carrying a binary-mode JSON CloudEvent: a subscriber's reply."""
+    return web.Response(
+        status=200,
+        body=body,
+        headers={
+            "ce-id": event_id,
+            "ce-specversion": "1.0",
+            "ce-type": event_type,
+            "ce-source": source,
+            "content-type": "application/json",
+        },
+    )
+
+
 # Given the request number (1-based) and the request, the response to give.
 Responder = Callable[[int, Received], web.StreamResponse | Awaitable[web.StreamResponse]]
 
