@@ -65,13 +65,17 @@ def _settle(future: asyncio.Future[None], error: Unavailable | None) -> None:
 
 class _Flush:
     """The records of every `send` to one topic since the writer last took that topic's records,
-    and the callers waiting for them: they are written together and answered together."""
+    and the callers waiting for them: they are written together and answered together, each
+    caller with the outcome of the batches its own records went into."""
 
     __slots__ = (
         "deadline",
+        "ends",
         "error",
+        "failed",
         "finished",
         "outstanding",
+        "placed",
         "records",
         "sealed",
         "timer",
@@ -84,10 +88,13 @@ class _Flush:
         self.deadline = deadline  # loop time by which the callers are answered
         self.records: list[KafkaRecord] = []
         self.waiters: list[Done] = []
+        self.ends: list[int] = []  # per waiter, the index in `records` after its last record
+        self.placed: list[int] | None = None  # per record, the index of the batch it went into
+        self.failed: dict[int, Unavailable] = {}  # batches not stored, by index
         self.timer: asyncio.TimerHandle | None = None
         self.outstanding = 0  # batches handed to the producer and not yet acknowledged
         self.sealed = False  # every batch of this flush has been handed over (or one failed)
-        self.error: Unavailable | None = None
+        self.error: Unavailable | None = None  # for every caller: no batch made, or out of time
         self.finished = False
 
 
@@ -116,6 +123,10 @@ class KafkaEventSink:
     acknowledged one are answered SENDER_TURNS turns of the event loop later, once aiokafka's
     sender has put the next in a request: answering 30 requests takes about 0.3 ms, and Kafka
     works on the next write meanwhile instead of after.
+
+    Each caller is answered with the outcome of the batches its own records went into: a batch
+    Kafka refuses (say, a partition whose leader is down) fails the callers with records in it,
+    and the others, whose records are stored, are told so rather than asked to send them again.
 
     A flush not handed to the producer by the callers' deadline never is: their Unavailable (the
     ingress's 503) then means "not stored". A flush handed over can still be stored after its
@@ -154,6 +165,7 @@ class KafkaEventSink:
             flush.timer = loop.call_at(flush.deadline, self._expire, flush)
         flush.records.extend(records)
         flush.waiters.append(done)
+        flush.ends.append(len(flush.records))
         if self._writer is None and topic not in self._with_producer:
             self._writer = asyncio.get_running_loop().create_task(self._write())
 
@@ -174,29 +186,44 @@ class KafkaEventSink:
             self._writer = None
 
     async def _write_flush(self, topic: str, flush: _Flush) -> None:
+        batches: list[tuple[int, BatchBuilder]] = []
+        handed = 0
+        error: Unavailable | None = None
         try:
             # send_batch waits while the partition's previous batch is still queued: bounded by
             # the callers' deadline, so a batch not handed over by then never is.
             async with asyncio.timeout_at(flush.deadline):
-                for partition, batch in await self._batches(topic, flush.records):
+                batches, flush.placed = await self._batches(topic, flush.records)
+                for partition, batch in batches:
                     if flush.finished:
                         break
                     future = await self._producer.send_batch(batch, topic, partition=partition)
+                    future.add_done_callback(partial(self._batch_done, flush, handed))
+                    handed += 1
                     flush.outstanding += 1
-                    future.add_done_callback(partial(self._batch_done, flush))
         except TimeoutError:
-            flush.error = Unavailable(f"Kafka did not take the write within {self._timeout}s")
+            error = Unavailable(f"Kafka did not take the write within {self._timeout}s")
         except KafkaError as exc:
-            flush.error = Unavailable(f"Kafka refused the write: {exc}")
+            error = Unavailable(f"Kafka refused the write: {exc}")
+        if error is not None:
+            if flush.placed is None:
+                flush.error = error  # no batch was made
+            for index in range(handed, len(batches)):
+                flush.failed[index] = error  # never handed over: never stored
         flush.sealed = True
         if flush.outstanding == 0:
             self._settled(flush)
 
-    async def _batches(self, topic: str, records: list[KafkaRecord]) -> list[tuple[int, BatchBuilder]]:
-        """The records as closed batches with their partitions, in order within each partition."""
+    async def _batches(
+        self, topic: str, records: list[KafkaRecord]
+    ) -> tuple[list[tuple[int, BatchBuilder]], list[int]]:
+        """The records as closed batches with their partitions, in order within each partition,
+        and for each record the index of its batch."""
         partitions = sorted(await self._producer.partitions_for(topic))
         batches: list[tuple[int, BatchBuilder]] = []
-        open_batches: dict[int, BatchBuilder] = {}
+        placed: list[int] = []
+        # The batch being filled per partition, with its index in `batches`.
+        open_batches: dict[int, tuple[BatchBuilder, int]] = {}
         sticky, written = self._sticky.get(topic, (0, 0))
         sticky %= len(partitions)
         for record in records:
@@ -205,18 +232,22 @@ class KafkaEventSink:
             else:
                 partition = partitions[sticky]
                 written += len(record.value or b"")
-            batch = open_batches.get(partition)
-            if _append(batch, record):
+            current = open_batches.get(partition)
+            if current is not None and _append(current[0], record):
+                placed.append(current[1])
                 continue
-            if batch is not None and record.key is None:
+            if current is not None and record.key is None:
                 # The sticky partition's batch is full: the next partition takes the rest.
                 sticky = (sticky + 1) % len(partitions)
                 partition = partitions[sticky]
                 written = len(record.value or b"")
-                batch = open_batches.get(partition)
-                if _append(batch, record):
+                current = open_batches.get(partition)
+                if current is not None and _append(current[0], record):
+                    placed.append(current[1])
                     continue
-            batch = open_batches[partition] = self._producer.create_batch()
+            batch = self._producer.create_batch()
+            open_batches[partition] = (batch, len(batches))
+            placed.append(len(batches))
             batches.append((partition, batch))
             _append(batch, record)  # the first record always fits, whatever its size
         if written >= STICKY_BYTES:
@@ -224,15 +255,14 @@ class KafkaEventSink:
         self._sticky[topic] = (sticky, written)
         for _, batch in batches:
             batch.close()
-        return batches
+        return batches, placed
 
-    def _batch_done(self, flush: _Flush, future: asyncio.Future[object]) -> None:
+    def _batch_done(self, flush: _Flush, index: int, future: asyncio.Future[object]) -> None:
         flush.outstanding -= 1
-        if flush.error is None:
-            if future.cancelled():
-                flush.error = Unavailable("the write was cancelled")
-            elif (exc := future.exception()) is not None:
-                flush.error = Unavailable(f"Kafka refused the write: {exc}")
+        if future.cancelled():
+            flush.failed[index] = Unavailable("the write was cancelled")
+        elif (exc := future.exception()) is not None:
+            flush.failed[index] = Unavailable(f"Kafka refused the write: {exc}")
         if flush.sealed and flush.outstanding == 0:
             self._settled(flush)
 
@@ -256,7 +286,7 @@ class KafkaEventSink:
         flush.finished = True
         if flush.timer is not None:
             flush.timer.cancel()
-        self.failing = flush.error is not None
+        self.failing = flush.error is not None or bool(flush.failed)
         if later:
             self._answer_later(flush, SENDER_TURNS)
         else:
@@ -270,9 +300,21 @@ class KafkaEventSink:
 
     def _answer(self, flush: _Flush) -> None:
         error = flush.error
-        for done in flush.waiters:
+        failed = flush.failed
+        placed = flush.placed
+        start = 0
+        for done, end in zip(flush.waiters, flush.ends, strict=True):
+            mine = error
+            if mine is None and failed and placed is not None:
+                # Only a batch holding one of this caller's records decides its answer: the
+                # others' records may be stored, and a 503 would have them sent again.
+                for index in placed[start:end]:
+                    mine = failed.get(index)
+                    if mine is not None:
+                        break
+            start = end
             try:
-                done(error)
+                done(mine)
             except Exception:  # one caller's failure must not leave the others unanswered
                 log.exception("answering a write's caller failed")
 
