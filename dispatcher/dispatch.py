@@ -206,7 +206,11 @@ class Dispatcher:
                 failure = await self._reply(plan, attempt, source)
                 if failure is None:
                     return None, url
-                (attempt, failed_dest), outcome = failure, Outcome.RETRYABLE
+                attempt, failed_dest = failure
+                # The whole delivery is retried (RPL-04, RPL-06, RPL-11), unless a Subscription's
+                # reply destination gave an answer that retrying cannot change (a 400, say).
+                reply_refused = failed_dest != url and classify_status(attempt.status) is Outcome.FATAL
+                outcome = Outcome.FATAL if reply_refused else Outcome.RETRYABLE
             elif outcome is Outcome.SUCCESS:
                 return None, url
             if outcome is Outcome.FATAL or n >= policy.retry:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from support.cluster import KanalCluster
+from support.events import post_event
 from support.sinks import Received, RecordingSink, reply_event
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
@@ -30,16 +30,7 @@ def _trace_id(request: Received) -> str | None:
 
 
 async def _post(url: str, event_id: str, event_type: str, traceparent: str) -> None:
-    headers = {
-        "ce-id": event_id,
-        "ce-specversion": "1.0",
-        "ce-type": event_type,
-        "ce-source": "tracing-test",
-        "content-type": "application/json",
-        "traceparent": traceparent,
-    }
-    async with aiohttp.ClientSession() as session, session.post(url, data=b"{}", headers=headers) as response:
-        assert response.status == 202
+    await post_event(url, event_id, event_type, "tracing-test", traceparent=traceparent)
 
 
 def _reply_with_next(n: int, request: Received) -> web.Response:

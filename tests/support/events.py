@@ -25,3 +25,20 @@ async def post_batch(
     ):
         assert response.status == 202, await response.text()
     return [str(e["id"]) for e in batch]
+
+
+async def post_event(
+    url: str, event_id: str, event_type: str, source: str, body: bytes = b"{}", **headers: str
+) -> None:
+    """POST one binary-mode event (JSON data unless `headers` say otherwise; `headers` may also
+    replace any ce- header); asserts the 202."""
+    sent = {
+        "ce-id": event_id,
+        "ce-specversion": "1.0",
+        "ce-type": event_type,
+        "ce-source": source,
+        "content-type": "application/json",
+        **headers,
+    }
+    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=sent) as response:
+        assert response.status == 202, await response.text()
