@@ -12,8 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from channel.kafka import broker_topic
+from channel.kafka import broker_topic, create_admin
 from support.cluster import KanalCluster
 from support.kafka import KafkaUnderTest
 
@@ -96,7 +97,11 @@ async def read_topic(kafka: KafkaUnderTest, topic: str, expect: int, timeout: fl
         pytest.param("POST", "/channels/ing/chan", GOOD, b"{}", 202, id="202-channel"),
         pytest.param("POST", "/ing/default", {"content-type": "text/plain"}, b"not an event", 400, id="400"),
         pytest.param("POST", "/ing/missing", GOOD, b"{}", 404, id="404"),
-        pytest.param("PUT", "/ing/default", GOOD, b"{}", 405, id="405"),
+        pytest.param("PUT", "/ing/default", GOOD, b"{}", 405, id="405-put"),
+        pytest.param("GET", "/ing/default", GOOD, b"", 405, id="405-get"),
+        pytest.param("PATCH", "/ing/default", GOOD, b"{}", 405, id="405-patch"),
+        pytest.param("DELETE", "/channels/ing/chan", GOOD, b"", 405, id="405-delete-channel"),
+        pytest.param("POST", "/channels/ing/missing", GOOD, b"{}", 404, id="404-channel"),
         pytest.param("POST", "/ing/default", GOOD, b"x" * 3000, 413, id="413"),
         pytest.param(
             "POST", "/ing/default", {"content-type": "application/cloudevents+avro"}, b"{}", 415, id="415"
@@ -113,6 +118,39 @@ async def test_status_codes(
         assert response.status == expected, await response.text()
         if expected >= 400:
             assert response.headers["content-type"].startswith("application/json")
+        if expected == 405:
+            assert response.headers["allow"] == "POST, OPTIONS"
+
+
+async def test_an_event_without_data_is_a_null_record_in_a_topic_never_compacted(
+    cluster: KanalCluster, kafka: KafkaUnderTest
+) -> None:
+    """KAF-03: no body and no Content-Type is an event without data, stored as a record with a
+    null value (not b""), which compaction would take for a tombstone: so the Broker's topic is
+    created with cleanup.policy=delete."""
+    headers = {k: v for k, v in GOOD.items() if k != "content-type"} | {"ce-id": "no-data"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            cluster.broker_url("ing", "default"),
+            data=b"",
+            headers=headers,
+            skip_auto_headers=["Content-Type"],
+        ) as response,
+    ):
+        assert response.status == 202
+    topic = broker_topic("ing", "default", cluster.env["KANAL_KAFKA_TOPIC_PREFIX"])
+    [record] = await read_topic(kafka, topic, 1)
+    assert record.value is None  # type: ignore[attr-defined]
+    assert "content-type" not in dict(record.headers)  # type: ignore[attr-defined]
+    admin = create_admin(kafka.settings())
+    await admin.start()
+    try:
+        [described] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    configs = {entry[0]: entry[1] for entry in described.resources[0][4]}
+    assert configs["cleanup.policy"] == "delete"
 
 
 async def test_record_is_the_kafka_binding_and_a_202_survives_sigkill(

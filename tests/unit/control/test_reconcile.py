@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from channel.control.reconcile import Addressing, reconcile
-from channel.kafka import broker_topic
+from channel.kafka import broker_topic, channel_topic
 from channel.resources.manifests import parse_resource
 from channel.resources.model import Resource
 
@@ -116,3 +116,113 @@ def test_transition_time_kept_while_status_unchanged() -> None:
     stored = broker.model_copy(update={"status": first[broker.key]})
     second = reconcile({broker.key: stored}, frozenset({broker_topic("ns", "default")}), ADDR, "T2")
     assert second[broker.key] == first[broker.key]
+
+
+def _channel(name: str = "orders", delivery: dict[str, Any] | None = None, ns: str = "ns") -> Resource:
+    spec = {"delivery": delivery} if delivery else {}
+    return _res(
+        {
+            "apiVersion": "messaging.knative.dev/v1",
+            "kind": "Channel",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": spec,
+        }
+    )
+
+
+def _subscription(name: str, spec: dict[str, Any], ns: str = "ns") -> Resource:
+    channel = {"apiVersion": "messaging.knative.dev/v1", "kind": "Channel", "name": "orders"}
+    return _res(
+        {
+            "apiVersion": "messaging.knative.dev/v1",
+            "kind": "Subscription",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"channel": channel, **spec},
+        }
+    )
+
+
+TOPICS = {broker_topic("ns", "default"), channel_topic("ns", "orders")}
+BROKER_REF = {"ref": {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "default"}}
+UNRESOLVABLE = {"ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"}}
+
+
+def test_dead_letter_sinks_are_resolved_on_broker_trigger_and_channel() -> None:
+    """DLV-06: each resolves its own deadLetterSink into status.deadLetterSinkUri."""
+    broker = _res(
+        {
+            "apiVersion": "eventing.knative.dev/v1",
+            "kind": "Broker",
+            "metadata": {"name": "default", "namespace": "ns"},
+            "spec": {"delivery": {"deadLetterSink": {"uri": "http://broker-dls:1/"}}},
+        }
+    )
+    trigger = _res(
+        {
+            "apiVersion": "eventing.knative.dev/v1",
+            "kind": "Trigger",
+            "metadata": {"name": "t", "namespace": "ns"},
+            "spec": {
+                "broker": "default",
+                "subscriber": {"uri": "http://sink:1/"},
+                "delivery": {"deadLetterSink": {**BROKER_REF, "uri": "/dead"}},
+            },
+        }
+    )
+    channel = _channel(delivery={"deadLetterSink": {"uri": "http://channel-dls:1/"}})
+    statuses = _run(broker, trigger, channel, topics=TOPICS)
+    assert statuses["Broker/ns/default"]["deadLetterSinkUri"] == "http://broker-dls:1/"
+    assert statuses["Trigger/ns/t"]["deadLetterSinkUri"] == "http://127.0.0.1:8080/ns/default/dead"
+    assert statuses["Channel/ns/orders"]["deadLetterSinkUri"] == "http://channel-dls:1/"
+    assert all(_ready(s) == ("True", "") for s in statuses.values())
+
+
+def test_an_unresolvable_dead_letter_sink_keeps_a_trigger_from_ready() -> None:
+    trigger = _res(
+        {
+            "apiVersion": "eventing.knative.dev/v1",
+            "kind": "Trigger",
+            "metadata": {"name": "t", "namespace": "ns"},
+            "spec": {
+                "broker": "default",
+                "subscriber": {"uri": "http://sink:1/"},
+                "delivery": {"deadLetterSink": UNRESOLVABLE},
+            },
+        }
+    )
+    status = _run(_broker(), trigger)["Trigger/ns/t"]
+    assert _ready(status)[0] == "False"
+    assert "deadLetterSinkUri" not in status
+
+
+def test_a_subscription_before_its_channel_is_not_ready_and_says_why() -> None:
+    """SUB-06."""
+    status = _run(_subscription("s", {"subscriber": {"uri": "http://sink:1/"}}))["Subscription/ns/s"]
+    assert _ready(status) == ("False", "ChannelDoesNotExist")
+    assert '"orders"' in next(c for c in status["conditions"] if c["type"] == "Ready")["message"]
+    without_topic = _run(
+        _channel(), _subscription("s", {"subscriber": {"uri": "http://sink:1/"}}), topics=set()
+    )
+    assert _ready(without_topic["Subscription/ns/s"]) == ("False", "ChannelNotReady")
+
+
+def test_a_subscription_resolves_subscriber_reply_and_dead_letter_sink() -> None:
+    """SUB-07: the three URIs in status.physicalSubscription; the dead-letter sink may come from
+    the Channel's delivery; an unresolvable reply keeps it from Ready and leaves replyUri out."""
+    statuses = _run(
+        _broker(),
+        _channel(delivery={"deadLetterSink": {"uri": "http://channel-dls:1/"}}),
+        _subscription("resolved", {"subscriber": {"uri": "http://sink:1/"}, "reply": BROKER_REF}),
+        _subscription("unresolved", {"subscriber": {"uri": "http://sink:1/"}, "reply": UNRESOLVABLE}),
+        topics=TOPICS,
+    )
+    resolved = statuses["Subscription/ns/resolved"]
+    assert _ready(resolved) == ("True", "")
+    assert resolved["physicalSubscription"] == {
+        "subscriberUri": "http://sink:1/",
+        "replyUri": "http://127.0.0.1:8080/ns/default",
+        "deadLetterSinkUri": "http://channel-dls:1/",
+    }
+    unresolved = statuses["Subscription/ns/unresolved"]
+    assert _ready(unresolved) == ("False", "Unresolved")
+    assert "replyUri" not in unresolved["physicalSubscription"]

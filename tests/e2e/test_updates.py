@@ -1,0 +1,82 @@
+"""Updates through `kanal apply` against a running controller: the fields Knative makes immutable
+are refused with a message naming them and the stored resource is unchanged (FLT-05, SUB-05,
+SUB-11); the others are taken in place (a Trigger's subscriber and filter)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from support.cluster import KanalCluster
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
+
+
+def _trigger(broker: str, subscriber: str, event_type: str) -> str:
+    return f"""
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: t, namespace: up}}
+spec:
+  broker: {broker}
+  filter: {{attributes: {{type: {event_type}}}}}
+  subscriber: {{uri: "{subscriber}"}}
+"""
+
+
+def _subscription(channel: str) -> str:
+    return f"""
+apiVersion: messaging.knative.dev/v1
+kind: Subscription
+metadata: {{name: s, namespace: up}}
+spec:
+  channel: {{apiVersion: messaging.knative.dev/v1, kind: Channel, name: {channel}}}
+  subscriber: {{uri: "http://127.0.0.1:9/"}}
+"""
+
+
+def _channel(template_kind: str) -> str:
+    return f"""
+apiVersion: messaging.knative.dev/v1
+kind: Channel
+metadata: {{name: c, namespace: up}}
+spec:
+  channelTemplate: {{apiVersion: messaging.knative.dev/v1beta1, kind: {template_kind}}}
+"""
+
+
+async def _refused(cluster: KanalCluster, manifest: str) -> str:
+    result = await asyncio.to_thread(cluster.kanal, "apply", "-f", "-", stdin=manifest)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    return result.stderr
+
+
+def _get(cluster: KanalCluster, kind: str, name: str) -> dict:
+    return json.loads(cluster.kanal("get", kind, name, "-n", "up", "-o", "json").stdout)
+
+
+async def test_immutable_fields_are_refused_and_the_rest_updated_in_place(cluster: KanalCluster) -> None:
+    await cluster.apply(
+        _trigger("one", "http://127.0.0.1:9/a", "x")
+        + "---"
+        + _subscription("first")
+        + "---"
+        + _channel("KafkaChannel")
+    )
+    uid = _get(cluster, "trigger", "t")["metadata"]["uid"]
+
+    assert "spec.broker is immutable" in await _refused(cluster, _trigger("two", "http://127.0.0.1:9/a", "x"))
+    assert "spec.channel is immutable" in await _refused(cluster, _subscription("second"))
+    assert "spec.channelTemplate is immutable" in await _refused(cluster, _channel("InMemoryChannel"))
+    assert _get(cluster, "trigger", "t")["spec"]["broker"] == "one"
+    assert _get(cluster, "subscription", "s")["spec"]["channel"]["name"] == "first"
+    assert _get(cluster, "channel", "c")["spec"]["channelTemplate"]["kind"] == "KafkaChannel"
+
+    # Subscriber and filter change in place: same resource (uid), new spec, a new generation.
+    await cluster.apply(_trigger("one", "http://127.0.0.1:9/b", "y"))
+    trigger = _get(cluster, "trigger", "t")
+    assert trigger["metadata"]["uid"] == uid and trigger["metadata"]["generation"] == 2
+    assert trigger["spec"]["subscriber"]["uri"] == "http://127.0.0.1:9/b"
+    assert trigger["spec"]["filter"]["attributes"] == {"type": "y"}
