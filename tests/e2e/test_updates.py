@@ -14,37 +14,33 @@ from support.cluster import KanalCluster
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
 
-def _trigger(broker: str, subscriber: str, event_type: str) -> str:
+def _manifest(api_version: str, kind: str, name: str, spec: str) -> str:
     return f"""
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: t, namespace: up}}
+apiVersion: {api_version}
+kind: {kind}
+metadata: {{name: {name}, namespace: up}}
 spec:
-  broker: {broker}
+{spec}"""
+
+
+def _trigger(broker: str, subscriber: str, event_type: str) -> str:
+    spec = f"""  broker: {broker}
   filter: {{attributes: {{type: {event_type}}}}}
   subscriber: {{uri: "{subscriber}"}}
 """
+    return _manifest("eventing.knative.dev/v1", "Trigger", "t", spec)
 
 
 def _subscription(channel: str) -> str:
-    return f"""
-apiVersion: messaging.knative.dev/v1
-kind: Subscription
-metadata: {{name: s, namespace: up}}
-spec:
-  channel: {{apiVersion: messaging.knative.dev/v1, kind: Channel, name: {channel}}}
+    spec = f"""  channel: {{apiVersion: messaging.knative.dev/v1, kind: Channel, name: {channel}}}
   subscriber: {{uri: "http://127.0.0.1:9/"}}
 """
+    return _manifest("messaging.knative.dev/v1", "Subscription", "s", spec)
 
 
 def _channel(template_kind: str) -> str:
-    return f"""
-apiVersion: messaging.knative.dev/v1
-kind: Channel
-metadata: {{name: c, namespace: up}}
-spec:
-  channelTemplate: {{apiVersion: messaging.knative.dev/v1beta1, kind: {template_kind}}}
-"""
+    spec = f"  channelTemplate: {{apiVersion: messaging.knative.dev/v1beta1, kind: {template_kind}}}\n"
+    return _manifest("messaging.knative.dev/v1", "Channel", "c", spec)
 
 
 async def _refused(cluster: KanalCluster, manifest: str) -> str:

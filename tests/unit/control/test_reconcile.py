@@ -28,13 +28,21 @@ def _broker(name: str = "default", ns: str = "ns") -> Resource:
     )
 
 
-def _trigger(subscriber: dict[str, Any], broker: str = "default", ns: str = "ns") -> Resource:
+def _trigger(
+    subscriber: dict[str, Any],
+    broker: str = "default",
+    ns: str = "ns",
+    dead_letter_sink: dict[str, Any] | None = None,
+) -> Resource:
+    spec: dict[str, Any] = {"broker": broker, "subscriber": subscriber}
+    if dead_letter_sink is not None:
+        spec["delivery"] = {"deadLetterSink": dead_letter_sink}
     return _res(
         {
             "apiVersion": "eventing.knative.dev/v1",
             "kind": "Trigger",
             "metadata": {"name": "t", "namespace": ns},
-            "spec": {"broker": broker, "subscriber": subscriber},
+            "spec": spec,
         }
     )
 
@@ -157,18 +165,7 @@ def test_dead_letter_sinks_are_resolved_on_broker_trigger_and_channel() -> None:
             "spec": {"delivery": {"deadLetterSink": {"uri": "http://broker-dls:1/"}}},
         }
     )
-    trigger = _res(
-        {
-            "apiVersion": "eventing.knative.dev/v1",
-            "kind": "Trigger",
-            "metadata": {"name": "t", "namespace": "ns"},
-            "spec": {
-                "broker": "default",
-                "subscriber": {"uri": "http://sink:1/"},
-                "delivery": {"deadLetterSink": {**BROKER_REF, "uri": "/dead"}},
-            },
-        }
-    )
+    trigger = _trigger({"uri": "http://sink:1/"}, dead_letter_sink={**BROKER_REF, "uri": "/dead"})
     channel = _channel(delivery={"deadLetterSink": {"uri": "http://channel-dls:1/"}})
     statuses = _run(broker, trigger, channel, topics=TOPICS)
     assert statuses["Broker/ns/default"]["deadLetterSinkUri"] == "http://broker-dls:1/"
@@ -178,19 +175,9 @@ def test_dead_letter_sinks_are_resolved_on_broker_trigger_and_channel() -> None:
 
 
 def test_an_unresolvable_dead_letter_sink_keeps_a_trigger_from_ready() -> None:
-    trigger = _res(
-        {
-            "apiVersion": "eventing.knative.dev/v1",
-            "kind": "Trigger",
-            "metadata": {"name": "t", "namespace": "ns"},
-            "spec": {
-                "broker": "default",
-                "subscriber": {"uri": "http://sink:1/"},
-                "delivery": {"deadLetterSink": UNRESOLVABLE},
-            },
-        }
-    )
-    status = _run(_broker(), trigger)["Trigger/ns/t"]
+    status = _run(_broker(), _trigger({"uri": "http://sink:1/"}, dead_letter_sink=UNRESOLVABLE))[
+        "Trigger/ns/t"
+    ]
     assert _ready(status)[0] == "False"
     assert "deadLetterSinkUri" not in status
 
