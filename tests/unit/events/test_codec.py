@@ -268,6 +268,33 @@ def test_structured_records_are_read() -> None:
     assert event.id == "1" and event.data == b'{"x":1}'
 
 
+@pytest.mark.parametrize(
+    "content_type", [b"Application/CloudEvents+JSON", b"APPLICATION/CLOUDEVENTS+JSON; charset=utf-8"]
+)
+def test_a_records_mode_is_read_from_its_content_type_whatever_the_case(content_type: bytes) -> None:
+    """KAF-05."""
+    value = json.dumps({**BASE, "data": {"x": 1}}).encode()
+    event = from_kafka_record(None, value, [("Content-Type", content_type)])
+    assert event.id == "1" and event.data == b'{"x":1}'
+
+
+@pytest.mark.parametrize(
+    "media_type", ["APPLICATION/JSON", "Application/Json; CharSet=UTF-8", "text/X-Thing+JSON"]
+)
+def test_json_media_types_are_recognised_whatever_the_case(media_type: str) -> None:
+    """CEH-06: a structured event's object data is JSON text under any spelling of a JSON type,
+    and the datacontenttype is kept as sent."""
+    event = structured({**BASE, "datacontenttype": media_type, "data": {"a": 1}})
+    assert event.data == b'{"a":1}' and event.datacontenttype == media_type
+
+
+def test_an_invalid_datacontenttype_is_refused() -> None:
+    """CEH-02: a media type, as RFC 2046 says."""
+    with pytest.raises(InvalidEvent) as info:
+        parse_http_request([*REQUIRED, (b"content-type", b"not a media type")], b"x")
+    assert [p.path for p in info.value.problems] == ["datacontenttype"]
+
+
 def test_non_cloudevent_records_are_rejected() -> None:
     with pytest.raises(InvalidEvent):
         from_kafka_record(None, b"hello", [])

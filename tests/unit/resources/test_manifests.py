@@ -193,3 +193,47 @@ def test_status_in_a_manifest_is_ignored() -> None:
 def test_yaml_syntax_error_names_the_source() -> None:
     with pytest.raises(ValidationError, match=r"f\.yaml: invalid YAML"):
         load_documents("a: [", "f.yaml")
+
+
+def _broker_with(delivery: dict[str, object]) -> dict[str, object]:
+    return {
+        "apiVersion": "eventing.knative.dev/v1",
+        "kind": "Broker",
+        "metadata": {"name": "b"},
+        "spec": {"delivery": delivery},
+    }
+
+
+@pytest.mark.parametrize(
+    ("delivery", "field"),
+    [
+        pytest.param({"retry": -1}, "retry", id="negative-retry"),
+        pytest.param({"backoffPolicy": "random"}, "backoffPolicy", id="unknown-policy"),
+        pytest.param({"backoffDelay": "2s"}, "backoffDelay", id="delay-not-iso8601"),
+        pytest.param({"timeout": "PT0S"}, "timeout", id="zero-timeout"),
+        pytest.param({"timeout": "10"}, "timeout", id="timeout-not-iso8601"),
+        pytest.param({"retryAfterMax": "soon"}, "retryAfterMax", id="retry-after-max-not-iso8601"),
+        pytest.param({"format": "xml"}, "format", id="unknown-format"),
+    ],
+)
+def test_invalid_delivery_specs_are_rejected_naming_the_field(
+    delivery: dict[str, object], field: str
+) -> None:
+    """DLV-12."""
+    with pytest.raises(ValidationError) as info:
+        parse_resource(_broker_with(delivery))
+    assert any(f"spec.delivery.{field}" in str(p) for p in info.value.problems), info.value.problems
+
+
+def test_valid_delivery_specs_are_accepted() -> None:
+    delivery = {
+        "retry": 0,
+        "backoffPolicy": "linear",
+        "backoffDelay": "PT2S",
+        "timeout": "PT0.5S",
+        "retryAfterMax": "PT0S",
+        "format": "binary",
+    }
+    broker = parse_resource(_broker_with(delivery))
+    assert isinstance(broker, Broker) and broker.spec.delivery is not None
+    assert broker.spec.delivery.backoff_delay == "PT2S" and broker.spec.delivery.retry == 0
