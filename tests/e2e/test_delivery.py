@@ -201,18 +201,38 @@ async def test_replies(cluster: KanalCluster) -> None:
 
 
 async def test_drop_without_dead_letter_sink_is_counted(cluster: KanalCluster) -> None:
+    """DLV-25: a drop is visible to the operator, in the metrics and the log, whether the Trigger
+    has no dead-letter sink or its dead-letter sink fails too."""
     sink = await RecordingSink(answer(400)).start()
+    failing_dls = await RecordingSink(answer(500)).start()
     try:
-        await cluster.apply(BROKER + trigger("t", "x", sink.url))
+        await cluster.apply(
+            BROKER
+            + trigger("t", "x", sink.url)
+            + trigger(
+                "t2",
+                "y",
+                sink.url,
+                f"{{retry: 1, backoffDelay: PT0.05S, deadLetterSink: {{uri: '{failing_dls.url}'}}}}",
+            )
+        )
         await post(cluster, "x", "lost1")
-        await sink.wait_for(1)
+        await post(cluster, "y", "lost2")
+        await failing_dls.wait_for(2)  # retry: 1 applies to the dead-letter sink too
         metrics_url = f"http://127.0.0.1:{cluster.ports['dispatcher']}/metrics"
+        dropped = [
+            f'kanal_dispatcher_events_total{{namespace="d",outcome="dropped",trigger="{name}"}} 1.0'
+            for name in ("t", "t2")
+        ]
         for _ in range(50):
             text = await asyncio.to_thread(lambda: urllib.request.urlopen(metrics_url).read().decode())
-            if 'kanal_dispatcher_events_total{namespace="d",outcome="dropped",trigger="t"} 1.0' in text:
+            if all(line in text for line in dropped):
                 break
             await asyncio.sleep(0.1)
-        assert 'kanal_dispatcher_events_total{namespace="d",outcome="dropped",trigger="t"} 1.0' in text
-        assert "lost1" in cluster.tail("dispatcher")  # the warning names the event
+        assert all(line in text for line in dropped), text
+        log = cluster.tail("dispatcher")
+        assert "lost1" in log and "lost2" in log  # the warnings name the events
+        assert failing_dls.ids() == ["lost2", "lost2"]
     finally:
         await sink.close()
+        await failing_dls.close()

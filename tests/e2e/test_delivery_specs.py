@@ -203,3 +203,42 @@ spec: {{broker: default, subscriber: {{uri: "{sink.url}"}}}}
             assert request.header("content-type") == "application/octet-stream"
     finally:
         await sink.close()
+
+
+async def test_a_failing_subscription_never_holds_back_another(cluster: KanalCluster) -> None:
+    """SUB-03: one Subscription's subscriber answers 503 with retries pending for seconds; the
+    other Subscription of the Channel gets every event meanwhile."""
+    failing = await RecordingSink(_status(503)).start()
+    healthy = await RecordingSink().start()
+    try:
+        await cluster.apply(f"""
+apiVersion: messaging.knative.dev/v1
+kind: Channel
+metadata: {{name: busy, namespace: si}}
+---
+apiVersion: messaging.knative.dev/v1
+kind: Subscription
+metadata: {{name: failing, namespace: si}}
+spec:
+  channel: {{apiVersion: messaging.knative.dev/v1, kind: Channel, name: busy}}
+  subscriber: {{uri: "{failing.url}"}}
+  delivery: {{retry: 3, backoffPolicy: linear, backoffDelay: PT10S}}
+---
+apiVersion: messaging.knative.dev/v1
+kind: Subscription
+metadata: {{name: healthy, namespace: si}}
+spec:
+  channel: {{apiVersion: messaging.knative.dev/v1, kind: Channel, name: busy}}
+  subscriber: {{uri: "{healthy.url}"}}
+""")
+        url = f"{cluster.ingress_url}/channels/si/busy"
+        await _post(url, "first", "order")
+        await failing.wait_for(1)  # the first attempt failed: its retries are pending now
+        await healthy.wait_for(1)
+        for i in range(20):
+            await _post(url, f"b{i}", "order")
+        await healthy.wait_for(21, timeout=8.0)  # before the failing one's first retry is due
+        assert sorted(healthy.ids()) == sorted(["first", *(f"b{i}" for i in range(20))])
+    finally:
+        await failing.close()
+        await healthy.close()
