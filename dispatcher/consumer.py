@@ -463,11 +463,9 @@ class TopicConsumer:
     # -- assignment -----------------------------------------------------------------------
 
     async def _starts(
-        self, lane: Lane, tps: list[TopicPartition]
+        self, consumer: AIOKafkaConsumer, lane: Lane, tps: list[TopicPartition]
     ) -> dict[TopicPartition, tuple[int, int | None]]:
         """Where `lane` resumes on each partition: its committed offset, else its creation time."""
-        consumer = self._consumer
-        assert consumer is not None
         found = await self._groups.fetch(lane.plan.group, tps)
         out: dict[TopicPartition, tuple[int, int | None]] = {tp: (off, None) for tp, off in found.items()}
         fresh = [tp for tp in tps if tp not in found]
@@ -487,8 +485,10 @@ class TopicConsumer:
         if consumer is None:
             return
         await self._dispatcher.caught_up()
+        if self._consumer is None:
+            return  # stopped meanwhile: the partitions' next owner starts them
         lanes = list(self._lanes.values())
-        starts = await asyncio.gather(*(self._starts(lane, assigned) for lane in lanes))
+        starts = await asyncio.gather(*(self._starts(consumer, lane, assigned) for lane in lanes))
         for tp in assigned:
             positions = [found[tp][0] for found in starts if tp in found]
             if positions:
@@ -512,8 +512,11 @@ class TopicConsumer:
 
     async def _join(self, lane: Lane, tps: list[TopicPartition]) -> None:
         """A Trigger added while running: catch it up on the partitions this process reads."""
+        consumer = self._consumer
+        if consumer is None:
+            return  # stopping: the partitions' next owner starts it
         try:
-            found = await self._starts(lane, tps)
+            found = await self._starts(consumer, lane, tps)
         except KafkaError as exc:
             log.warning("cannot start trigger %s on %s yet: %s", lane.key, self.topic, exc)
             found = {}

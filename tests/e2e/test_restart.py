@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 
@@ -49,3 +50,29 @@ spec:
         assert {r.body for r in sink.requests} == {b"%d" % i for i in range(50)}
     finally:
         await sink.close()
+
+
+async def test_a_dispatcher_stopped_while_joining_its_group_exits_cleanly(cluster: KanalCluster) -> None:
+    """SIGTERM while the dispatcher's consumer is still joining its group (the embedded broker
+    holds a group's first join for seconds): the assignment that completes during the stop is
+    left to the partitions' next owner, with no traceback, and the process exits 0."""
+    await cluster.apply("""
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: default, namespace: j}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: t, namespace: j}
+spec: {broker: default, subscriber: {uri: "http://127.0.0.1:9/"}}
+""")
+    for _ in range(100):
+        if "reading " in cluster.tail("dispatcher"):
+            break
+        await asyncio.sleep(0.1)
+    assert "reading " in cluster.tail("dispatcher")  # the consumer is joining now
+    await asyncio.sleep(2.0)
+    cluster.kill("dispatcher", signal.SIGTERM)
+    log = cluster.tail("dispatcher", 200)
+    assert cluster.processes["dispatcher"].returncode == 0, log
+    assert "Traceback" not in log and "failed on partition assignment" not in log, log
