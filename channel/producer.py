@@ -166,7 +166,11 @@ class KafkaEventSink:
         flush.records.extend(records)
         flush.waiters.append(done)
         flush.ends.append(len(flush.records))
-        if self._writer is None and topic not in self._with_producer:
+        if topic not in self._with_producer:
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write())
 
     async def _write(self) -> None:
@@ -181,11 +185,12 @@ class KafkaEventSink:
                     flush = self._open.pop(topic, None)  # None: it expired meanwhile
                     if flush is not None:
                         self._with_producer[topic] = flush
-                        await self._write_flush(topic, flush)
+                        await self._write_flush(flush)
         finally:
             self._writer = None
 
-    async def _write_flush(self, topic: str, flush: _Flush) -> None:
+    async def _write_flush(self, flush: _Flush) -> None:
+        topic = flush.topic
         batches: list[tuple[int, BatchBuilder]] = []
         handed = 0
         error: Unavailable | None = None
@@ -274,8 +279,7 @@ class KafkaEventSink:
             del self._with_producer[topic]
             if topic in self._open:
                 # The next flush goes to Kafka first; these callers are answered meanwhile.
-                if self._writer is None:
-                    self._writer = asyncio.get_running_loop().create_task(self._write())
+                self._start_writer()
                 self._finish(flush, later=True)
                 return
         self._finish(flush)
@@ -326,9 +330,7 @@ class KafkaEventSink:
         self._finish(flush)
 
 
-def _append(batch: BatchBuilder | None, record: KafkaRecord) -> bool:
-    if batch is None:
-        return False
+def _append(batch: BatchBuilder, record: KafkaRecord) -> bool:
     added = batch.append(timestamp=None, key=record.key, value=record.value, headers=record.headers)
     return added is not None
 

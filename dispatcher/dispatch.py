@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from channel.errors import InvalidEvent, Unavailable
-from channel.events import CloudEvent, parse_http_response, to_kafka_record
+from channel.events import CloudEvent, KafkaRecord, parse_http_response, to_kafka_record
 from channel.kafka import HOP_HEADER
 from channel.producer import EventSink
 from dispatcher import metrics
@@ -74,9 +74,7 @@ class Dispatcher:
     async def _deliver(
         self, plan: TriggerPlan, event: CloudEvent, source: Source, failed_before: int
     ) -> Result:
-        headers = {"Prefer": "reply", "Kn-Namespace": plan.namespace}
-        if source.traceparent:
-            headers["traceparent"] = source.traceparent
+        headers = {"Prefer": "reply", **_request_headers(plan, source)}
         if failed_before > plan.retry.retry:
             # An earlier owner used up every attempt and stopped before the dead letter.
             last: Attempt | None = Attempt(None, error="attempts exhausted before a restart")
@@ -106,11 +104,8 @@ class Dispatcher:
             )
             return self._finish(plan, event, source, Result.DROPPED)
         dead = CloudEvent(with_extensions(event.attributes, extensions), event.data)
-        dead_headers = {"Kn-Namespace": plan.namespace}
-        if source.traceparent:
-            dead_headers["traceparent"] = source.traceparent
         dead_last, _ = await self._with_retries(
-            plan, plan.dead_letter, dead, dead_headers, source, reply=False
+            plan, plan.dead_letter, dead, _request_headers(plan, source), source, reply=False
         )
         if dead_last is None:
             log.info(
@@ -141,9 +136,7 @@ class Dispatcher:
         topic = plan.dead_letter_topic
         assert topic is not None
         dead = CloudEvent(with_extensions(event.attributes, {**extensions, ORIGIN: plan.key}), event.data)
-        record = to_kafka_record(dead)
-        if source.traceparent:  # kept, so a redrive continues the event's trace
-            record.headers.append(("traceparent", source.traceparent.encode()))
+        record = _traced(to_kafka_record(dead), source)  # so a redrive continues the trace
         delay = 0.2
         for attempt in range(1, 6):
             try:
@@ -251,8 +244,7 @@ class Dispatcher:
             return None
         record = to_kafka_record(reply)
         record.headers.append((HOP_HEADER, str(hops).encode()))
-        if source.traceparent:
-            record.headers.append(("traceparent", source.traceparent.encode()))
+        _traced(record, source)
         try:
             await self._replies.send(plan.reply_topic, [record])
         except Unavailable as exc:
@@ -268,12 +260,25 @@ class Dispatcher:
         if not plan.reply_to:
             metrics.REPLIES.labels(plan.namespace, plan.name, "discarded").inc()
             return None
-        headers = {"Kn-Namespace": plan.namespace}
-        if source.traceparent:
-            headers["traceparent"] = source.traceparent
+        headers = _request_headers(plan, source)
         attempt = await self._poster.post(plan.reply_to, reply, timeout=plan.retry.timeout, headers=headers)
         metrics.ATTEMPTS.labels(plan.namespace, plan.name, "reply", str(attempt.status or "none")).inc()
         if classify_status(attempt.status) is Outcome.SUCCESS:
             metrics.REPLIES.labels(plan.namespace, plan.name, "stored").inc()
             return None
         return attempt, plan.reply_to
+
+
+def _request_headers(plan: TriggerPlan, source: Source) -> dict[str, str]:
+    """The headers of every request made for an event: its namespace, and the trace it is in."""
+    headers = {"Kn-Namespace": plan.namespace}
+    if source.traceparent:
+        headers["traceparent"] = source.traceparent
+    return headers
+
+
+def _traced(record: KafkaRecord, source: Source) -> KafkaRecord:
+    """`record`, in the trace its event was in (a reply, a dead letter)."""
+    if source.traceparent:
+        record.headers.append(("traceparent", source.traceparent.encode()))
+    return record
