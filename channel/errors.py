@@ -5,6 +5,7 @@
     │   └── InvalidEvent                    a request does not carry a valid CloudEvent (HTTP 400)
     ├── UnsupportedMediaType                structured/batched content type Kanal cannot read (HTTP 415)
     ├── NotFound (also LookupError)         a resource does not exist (HTTP 404)
+    ├── TooLarge                            Kafka cannot take a record this large (HTTP 413)
     ├── Conflict                            an update breaks an immutable field (HTTP 409)
     └── Unavailable                         a dependency (Kafka, the controller) cannot answer now
 
@@ -23,6 +24,7 @@ __all__ = [
     "KanalError",
     "NotFound",
     "Problem",
+    "TooLarge",
     "Unavailable",
     "UnsupportedMediaType",
     "ValidationError",
@@ -68,6 +70,11 @@ class UnsupportedMediaType(KanalError):
 
 class NotFound(KanalError, LookupError):
     """A named resource does not exist."""
+
+
+class TooLarge(KanalError):
+    """Kafka refused a record as larger than its topic takes (`max.message.bytes`): sending the
+    same record again cannot succeed."""
 
 
 class Conflict(KanalError):

@@ -107,6 +107,14 @@ def client_options(settings: Settings) -> dict[str, object]:
     return opts
 
 
+def max_record_bytes(settings: Settings) -> int:
+    """The largest record batch Kanal writes: an event at the ingress's body limit with its
+    attributes as headers, or a dead letter of it with the error extensions. The producers'
+    max_request_size, and the max.message.bytes of the event topics Kanal creates (Kafka's own
+    default, 1 MiB, would refuse an event at the default body limit)."""
+    return max(settings.ingress_max_body_bytes * 2, 1024 * 1024)
+
+
 def create_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
     """A producer that only reports success once every in-sync replica has the record."""
     opts = client_options(settings)
@@ -115,7 +123,7 @@ def create_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer
         enable_idempotence=settings.kafka_idempotence,
         linger_ms=0,  # batches still form while a request is in flight; waiting only adds latency
         request_timeout_ms=int(settings.kafka_produce_timeout * 1000),
-        max_request_size=max(settings.ingress_max_body_bytes * 2, 1024 * 1024),
+        max_request_size=max_record_bytes(settings),
         # Up to this much per partition in one produce request (aiokafka's default is 16 KiB): the
         # ingress's batches hold many HTTP requests' events, and Kafka's default limit for one
         # batch (message.max.bytes) is 1 MiB. A single larger record still goes alone.

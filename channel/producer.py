@@ -1,8 +1,9 @@
 """Where accepted events go: a Protocol, the Kafka implementation, and an in-memory fake for tests.
 
 `submit` calls back (and `send` returns) only when every record is acknowledged (acks=all), or
-with Unavailable when Kafka cannot take them within the configured time: the ingress answers 202
-only after that, so a 202 always means the event is stored.
+with Unavailable when Kafka cannot take them within the configured time, or with TooLarge when
+Kafka refuses one of them as larger than its topic takes: the ingress answers 202 only after
+that, so a 202 always means the event is stored.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from functools import partial
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from channel.errors import Unavailable
+from channel.errors import KanalError, TooLarge, Unavailable
 from channel.events import KafkaRecord
 
 __all__ = ["SENDER_TURNS", "STICKY_BYTES", "Done", "EventSink", "KafkaEventSink", "MemoryEventSink"]
@@ -34,8 +35,12 @@ STICKY_BYTES = 16 * 1024
 # to spare: tests/integration/test_event_sink.py checks that the next request still goes first.
 SENDER_TURNS = 5
 
-# Called once, from the event loop: with None when every record is acknowledged, or the error.
-Done = Callable[[Unavailable | None], None]
+# Called once, from the event loop: with None when every record is acknowledged, or the error
+# (Unavailable, retryable; or TooLarge, not).
+Done = Callable[[KanalError | None], None]
+
+# What Kafka answers for a batch larger than the topic's max.message.bytes (or a segment).
+_TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
 
 
 class EventSink(Protocol):
@@ -44,7 +49,7 @@ class EventSink(Protocol):
         ...
 
     async def send(self, topic: str, records: Sequence[KafkaRecord]) -> None:
-        """Write and wait; raises Unavailable."""
+        """Write and wait; raises Unavailable or TooLarge."""
         ...
 
 
@@ -54,7 +59,7 @@ async def _sent(sink: EventSink, topic: str, records: Sequence[KafkaRecord]) -> 
     await future
 
 
-def _settle(future: asyncio.Future[None], error: Unavailable | None) -> None:
+def _settle(future: asyncio.Future[None], error: KanalError | None) -> None:
     if future.done():  # the sender stopped waiting
         return
     if error is None:
@@ -75,6 +80,7 @@ class _Flush:
         "failed",
         "finished",
         "outstanding",
+        "partitions",
         "placed",
         "records",
         "sealed",
@@ -90,7 +96,8 @@ class _Flush:
         self.waiters: list[Done] = []
         self.ends: list[int] = []  # per waiter, the index in `records` after its last record
         self.placed: list[int] | None = None  # per record, the index of the batch it went into
-        self.failed: dict[int, Unavailable] = {}  # batches not stored, by index
+        self.partitions: list[int] = []  # per batch, its partition
+        self.failed: dict[int, KanalError] = {}  # batches not stored, by index
         self.timer: asyncio.TimerHandle | None = None
         self.outstanding = 0  # batches handed to the producer and not yet acknowledged
         self.sealed = False  # every batch of this flush has been handed over (or one failed)
@@ -127,6 +134,8 @@ class KafkaEventSink:
     Each caller is answered with the outcome of the batches its own records went into: a batch
     Kafka refuses (say, a partition whose leader is down) fails the callers with records in it,
     and the others, whose records are stored, are told so rather than asked to send them again.
+    A batch refused as larger than the topic takes (`max.message.bytes`) goes again one record
+    per batch, so only a caller whose own record is too large is told TooLarge.
 
     A flush not handed to the producer by the callers' deadline never is: their Unavailable (the
     ingress's 503) then means "not stored". A flush handed over can still be stored after its
@@ -147,6 +156,7 @@ class KafkaEventSink:
         # Per topic: the partition keyless records go to, and the bytes of values written to it.
         self._sticky: dict[str, tuple[int, int]] = {}
         self._partitioner = DefaultPartitioner()
+        self._resends: set[asyncio.Task[None]] = set()
         # Set when a write failed, cleared by the next that succeeds: readiness reports it.
         self.failing = False
 
@@ -199,6 +209,7 @@ class KafkaEventSink:
             # the callers' deadline, so a batch not handed over by then never is.
             async with asyncio.timeout_at(flush.deadline):
                 batches, flush.placed = await self._batches(topic, flush.records)
+                flush.partitions = [partition for partition, _ in batches]
                 for partition, batch in batches:
                     if flush.finished:
                         break
@@ -266,10 +277,57 @@ class KafkaEventSink:
         flush.outstanding -= 1
         if future.cancelled():
             flush.failed[index] = Unavailable("the write was cancelled")
-        elif (exc := future.exception()) is not None:
+        elif isinstance(exc := future.exception(), _TOO_LARGE):
+            self._too_large(flush, index)
+        elif exc is not None:
             flush.failed[index] = Unavailable(f"Kafka refused the write: {exc}")
         if flush.sealed and flush.outstanding == 0:
             self._settled(flush)
+
+    def _too_large(self, flush: _Flush, index: int) -> None:
+        """Kafka refused batch `index` as larger than the topic takes. A batch of one record fails
+        its caller for good; the records of a larger batch go again one per batch (any smaller
+        batch could be refused again), so each caller learns whether its own record fits."""
+        assert flush.placed is not None
+        members = [i for i, batch in enumerate(flush.placed) if batch == index]
+        if len(members) == 1:
+            size = _size(flush.records[members[0]])
+            flush.failed[index] = TooLarge(
+                f"Kafka refused an event of {size} bytes as larger than topic {flush.topic} takes"
+                " (its max.message.bytes)"
+            )
+            return
+        flush.outstanding += 1  # until each record is handed over again
+        task = asyncio.get_running_loop().create_task(self._one_by_one(flush, index, members))
+        self._resends.add(task)
+        task.add_done_callback(self._resends.discard)
+
+    async def _one_by_one(self, flush: _Flush, index: int, members: list[int]) -> None:
+        assert flush.placed is not None
+        partition = flush.partitions[index]
+        try:
+            async with asyncio.timeout_at(flush.deadline):
+                for member in members:
+                    if flush.finished:
+                        break
+                    batch = self._producer.create_batch()
+                    _append(batch, flush.records[member])
+                    batch.close()
+                    future = await self._producer.send_batch(batch, flush.topic, partition=partition)
+                    alone = len(flush.partitions)
+                    flush.partitions.append(partition)
+                    flush.placed[member] = alone
+                    flush.outstanding += 1
+                    future.add_done_callback(partial(self._batch_done, flush, alone))
+        except TimeoutError:
+            # Records not handed over again still point at the refused batch.
+            flush.failed[index] = Unavailable(f"Kafka did not take the write within {self._timeout}s")
+        except KafkaError as exc:
+            flush.failed[index] = Unavailable(f"Kafka refused the write: {exc}")
+        finally:
+            flush.outstanding -= 1
+            if flush.sealed and flush.outstanding == 0:
+                self._settled(flush)
 
     def _settled(self, flush: _Flush) -> None:
         """The producer is done with `flush` (every batch acknowledged or failed, or none handed
@@ -290,7 +348,8 @@ class KafkaEventSink:
         flush.finished = True
         if flush.timer is not None:
             flush.timer.cancel()
-        self.failing = flush.error is not None or bool(flush.failed)
+        # A record too large for its topic is its sender's problem, not Kafka's health.
+        self.failing = flush.error is not None or any(e.retryable for e in flush.failed.values())
         if later:
             self._answer_later(flush, SENDER_TURNS)
         else:
@@ -308,7 +367,7 @@ class KafkaEventSink:
         placed = flush.placed
         start = 0
         for done, end in zip(flush.waiters, flush.ends, strict=True):
-            mine = error
+            mine: KanalError | None = error
             if mine is None and failed and placed is not None:
                 # Only a batch holding one of this caller's records decides its answer: the
                 # others' records may be stored, and a 503 would have them sent again.
@@ -330,6 +389,12 @@ class KafkaEventSink:
         self._finish(flush)
 
 
+def _size(record: KafkaRecord) -> int:
+    """About the bytes `record` takes in a batch: key, value and headers."""
+    size = len(record.key or b"") + len(record.value or b"")
+    return size + sum(len(name) + len(value) for name, value in record.headers)
+
+
 def _append(batch: BatchBuilder, record: KafkaRecord) -> bool:
     added = batch.append(timestamp=None, key=record.key, value=record.value, headers=record.headers)
     return added is not None
@@ -340,7 +405,7 @@ class MemoryEventSink:
 
     def __init__(self) -> None:
         self.topics: dict[str, list[KafkaRecord]] = {}
-        self.fail: Unavailable | None = None
+        self.fail: KanalError | None = None
 
     async def send(self, topic: str, records: Sequence[KafkaRecord]) -> None:
         await _sent(self, topic, records)

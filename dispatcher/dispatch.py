@@ -16,7 +16,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from channel.errors import InvalidEvent, Unavailable
+from channel.errors import InvalidEvent, KanalError
 from channel.events import CloudEvent, KafkaRecord, parse_http_response, to_kafka_record
 from channel.kafka import HOP_HEADER
 from channel.producer import EventSink
@@ -141,8 +141,8 @@ class Dispatcher:
         for attempt in range(1, 6):
             try:
                 await self._replies.send(topic, [record])
-            except Unavailable as exc:
-                if attempt == 5:
+            except KanalError as exc:
+                if attempt == 5 or not exc.retryable:
                     log.warning(
                         "cannot write dead letter id=%s of %s to topic %s: %s", event.id, plan.key, topic, exc
                     )
@@ -247,9 +247,12 @@ class Dispatcher:
         _traced(record, source)
         try:
             await self._replies.send(plan.reply_topic, [record])
-        except Unavailable as exc:
+        except KanalError as exc:
             log.warning("cannot store reply id=%s of %s: %s", reply.id, plan.key, exc)
-            return Attempt(None, error=f"cannot store reply: {exc}"), plan.reply_to or plan.reply_topic
+            # A reply too large for the topic is refused as the ingress would refuse it: 413, which
+            # is not retried.
+            status = None if exc.retryable else 413
+            return Attempt(status, error=f"cannot store reply: {exc}"), plan.reply_to or plan.reply_topic
         metrics.REPLIES.labels(plan.namespace, plan.name, "stored").inc()
         return None
 

@@ -9,9 +9,9 @@ acknowledged. No task, coroutine or extra future is created per request on that 
 
 Status codes: 202 stored (acks=all); 400 invalid event (JSON body listing every problem); 404
 unknown or not-Ready Broker; 405 other methods (with Allow); 408 request not whole in time (the
-server decides); 413 body over the limit (decided
-from Content-Length before reading, or while reading); 415 structured content Kanal cannot read;
-429 in-flight limit reached; 503 Kafka unavailable (both with Retry-After).
+server decides); 413 body over the limit (decided from Content-Length before reading, or while
+reading), or an event Kafka refuses as larger than its topic takes; 415 structured content Kanal
+cannot read; 429 in-flight limit reached; 503 Kafka unavailable (both with Retry-After).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from channel.errors import InvalidEvent, Unavailable, UnsupportedMediaType
+from channel.errors import InvalidEvent, KanalError, UnsupportedMediaType
 from channel.events import CloudEvent, parse_http_request, to_kafka_record
 from channel.producer import EventSink
 from channel.settings import Settings
@@ -267,17 +267,21 @@ class IngressApp:
         events: list[CloudEvent],
         started: float,
         produce_started: float,
-        error: Unavailable | None,
+        error: KanalError | None,
     ) -> None:
         self._in_flight -= 1
         now = time.perf_counter()
         if error is None:
             metrics.PRODUCE_LATENCY.observe(now - produce_started)
             response, code = ACCEPTED, "202"
-        else:
+        elif error.retryable:
             log.warning("write to %s failed: %s", route.topic, error)
             response = json_response(503, {"error": f"cannot store the event now: {error}"}, _RETRY)
             code = "503"
+        else:  # TooLarge: sending it again cannot help
+            log.info("refused an event for %s: %s", route.topic, error)
+            response = json_response(413, {"error": f"cannot store the event: {error}"})
+            code = "413"
         kind, namespace, name = route.kind, route.namespace, route.name
         # As _count, inline: through _count this path costs 2% more instructions per request.
         for event in events:  # none for an empty batch

@@ -31,6 +31,7 @@ from channel.kafka import (
     create_admin,
     delete_topic,
     ensure_topic,
+    max_record_bytes,
 )
 from channel.resources.manifests import KINDS, parse_resource
 from channel.resources.model import Broker, Channel, Resource, Subscription, Trigger
@@ -210,8 +211,12 @@ class Controller:
                     topic,
                     partitions=self.settings.kafka_topic_partitions,
                     replication_factor=self.settings.kafka_topic_replication_factor,
-                    # Event topics are never compacted: a data-less event is a null record.
-                    config={"cleanup.policy": "delete"},
+                    config={
+                        # Event topics are never compacted: a data-less event is a null record.
+                        "cleanup.policy": "delete",
+                        # Every event the ingress accepts fits (a larger one would get a 413).
+                        "max.message.bytes": str(max_record_bytes(self.settings)),
+                    },
                 )
                 self._topics.add(topic)
             except KafkaError as exc:

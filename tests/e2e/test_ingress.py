@@ -143,14 +143,31 @@ async def test_an_event_without_data_is_a_null_record_in_a_topic_never_compacted
     [record] = await read_topic(kafka, topic, 1)
     assert record.value is None  # type: ignore[attr-defined]
     assert "content-type" not in dict(record.headers)  # type: ignore[attr-defined]
+    configs = await _topic_configs(kafka, topic)
+    assert configs["cleanup.policy"] == "delete"
+
+
+async def test_the_topic_takes_every_event_the_ingress_accepts(
+    cluster: KanalCluster, kafka: KafkaUnderTest
+) -> None:
+    """Kafka's default max.message.bytes (1 MiB) would refuse an event at the ingress's default
+    body limit (1 MiB) once its attributes are added: a 413 for an event the ingress said it
+    takes. The Broker's topic is created to take twice the body limit (at least 1 MiB), as the
+    producer's max_request_size is."""
+    topic = broker_topic("ing", "default", cluster.env["KANAL_KAFKA_TOPIC_PREFIX"])
+    configs = await _topic_configs(kafka, topic)
+    body_limit = int(cluster.env["KANAL_INGRESS_MAX_BODY_BYTES"])
+    assert int(configs["max.message.bytes"]) == max(2 * body_limit, 1024 * 1024)
+
+
+async def _topic_configs(kafka: KafkaUnderTest, topic: str) -> dict[str, str]:
     admin = create_admin(kafka.settings())
     await admin.start()
     try:
         [described] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
     finally:
         await admin.close()
-    configs = {entry[0]: entry[1] for entry in described.resources[0][4]}
-    assert configs["cleanup.policy"] == "delete"
+    return {entry[0]: entry[1] for entry in described.resources[0][4]}
 
 
 async def test_record_is_the_kafka_binding_and_a_202_survives_sigkill(

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, NotLeaderForPartitionError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, NotLeaderForPartitionError
 from aiokafka.partitioner import DefaultPartitioner
 
-from channel.errors import Unavailable
+from channel.errors import KanalError, TooLarge, Unavailable
 from channel.events import KafkaRecord
 from channel.producer import KafkaEventSink
 
@@ -28,13 +28,17 @@ PARTITIONS = [0, 1]
 class _Producer:
     """Takes batches as aiokafka's producer does; acknowledges each at once, except on the
     partitions named in `refuse` (the batch's future fails) and `not_taken` (send_batch raises:
-    the batch is never handed over)."""
+    the batch is never handed over), and batches over `max_bytes` (refused as Kafka refuses a
+    batch over the topic's max.message.bytes)."""
 
-    def __init__(self, refuse: set[int] = frozenset(), not_taken: set[int] = frozenset()) -> None:
+    def __init__(
+        self, refuse: set[int] = frozenset(), not_taken: set[int] = frozenset(), max_bytes: int = 1 << 30
+    ) -> None:
         # Never started, so never connects: only its batch builder is used.
         self._real = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", enable_idempotence=False)
         self.refuse = refuse
         self.not_taken = not_taken
+        self.max_bytes = max_bytes
         self.taken: list[tuple[int, int]] = []  # (partition, record count) of each batch handed over
 
     async def partitions_for(self, topic: str) -> set[int]:
@@ -50,6 +54,8 @@ class _Producer:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if partition in self.refuse:
             future.set_exception(NotLeaderForPartitionError())
+        elif batch.size() > self.max_bytes:
+            future.set_exception(MessageSizeTooLargeError())
         else:
             future.set_result(None)
         return future
@@ -65,19 +71,17 @@ def _key_for(partition: int) -> bytes:
     raise AssertionError("no key found")
 
 
-def _record(partition: int, name: str) -> KafkaRecord:
-    return KafkaRecord(_key_for(partition), name.encode(), [])
+def _record(partition: int, name: str, size: int = 0) -> KafkaRecord:
+    return KafkaRecord(_key_for(partition), name.encode().ljust(size, b"x"), [])
 
 
-async def _outcomes(
-    producer: _Producer, sends: dict[str, list[KafkaRecord]]
-) -> dict[str, Unavailable | None]:
+async def _outcomes(producer: _Producer, sends: dict[str, list[KafkaRecord]]) -> dict[str, KanalError | None]:
     """Every send submitted in one loop turn (so in one flush), and what each caller got."""
     sink = KafkaEventSink(producer, timeout=5)  # type: ignore[arg-type]  # a stand-in, see above
-    got: dict[str, Unavailable | None] = {}
+    got: dict[str, KanalError | None] = {}
     answered = asyncio.Event()
 
-    def done(name: str, error: Unavailable | None) -> None:
+    def done(name: str, error: KanalError | None) -> None:
         got[name] = error
         if len(got) == len(sends):
             answered.set()
@@ -86,7 +90,8 @@ async def _outcomes(
         sink.submit("topic", records, lambda error, name=name: done(name, error))
     async with asyncio.timeout(5):
         await answered.wait()
-    assert sink.failing is any(error is not None for error in got.values())
+    # Readiness reports Kafka's health: a record too large for its topic says nothing about it.
+    assert sink.failing is any(error is not None and error.retryable for error in got.values())
     return got
 
 
@@ -122,3 +127,51 @@ async def test_no_batch_made_fails_every_caller() -> None:
 
     got = await _outcomes(NoMetadata(), {"a": [_record(0, "a")], "empty": []})
     assert all(isinstance(error, Unavailable) for error in got.values())
+
+
+async def test_a_batch_too_large_for_the_topic_goes_again_one_record_per_batch() -> None:
+    """Kafka refuses a batch over the topic's max.message.bytes whole. Its records go again one by
+    one: the callers whose records fit are told they are stored, and only the caller whose own
+    record is too large is told TooLarge (the ingress's 413), which sending again cannot help."""
+    producer = _Producer(max_bytes=2_000)
+    big_record = _record(0, "big", 5_000)
+    sends = {
+        "small": [_record(0, "small", 600)],
+        "big": [big_record],
+        "small-and-other-partition": [_record(0, "also-small", 600), _record(1, "other", 600)],
+        "small-too": [_record(0, "small-too", 600)],
+    }
+    got = await _outcomes(producer, sends)
+    assert got["small"] is None and got["small-too"] is None
+    assert got["small-and-other-partition"] is None
+    big = got["big"]
+    assert isinstance(big, TooLarge) and not big.retryable
+    size = len(big_record.key or b"") + 5_000
+    assert f"event of {size} bytes" in str(big) and "topic topic" in str(big)
+    assert "max.message.bytes" in str(big)
+    # The refused batch of four, then each of its records alone, in their order.
+    assert [taken for taken in producer.taken if taken[0] == 0] == [(0, 4), (0, 1), (0, 1), (0, 1), (0, 1)]
+    assert (1, 1) in producer.taken
+
+
+async def test_a_record_too_large_alone_is_refused_without_sending_it_again() -> None:
+    producer = _Producer(max_bytes=2_000)
+    got = await _outcomes(producer, {"big": [_record(0, "big", 5_000)], "other": [_record(1, "b")]})
+    assert isinstance(got["big"], TooLarge) and got["other"] is None
+    assert sorted(producer.taken) == [(0, 1), (1, 1)]
+
+
+async def test_records_not_handed_over_again_are_unavailable() -> None:
+    """The one-by-one writes can fail like any other (here: Kafka does not take them); those
+    callers get Unavailable, a 503 to send again."""
+
+    class TakesOneBatch(_Producer):
+        async def send_batch(self, batch: Any, topic: str, *, partition: int) -> asyncio.Future[None]:
+            if self.taken:
+                raise KafkaError("not taken")
+            return await super().send_batch(batch, topic, partition=partition)
+
+    producer = TakesOneBatch(max_bytes=1_000)
+    got = await _outcomes(producer, {"a": [_record(0, "a", 600)], "b": [_record(0, "b", 600)]})
+    assert isinstance(got["a"], Unavailable) and isinstance(got["b"], Unavailable)
+    assert producer.taken == [(0, 2)]

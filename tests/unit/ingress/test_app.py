@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from channel.errors import Unavailable
+from channel.errors import TooLarge, Unavailable
 from channel.producer import MemoryEventSink
 from channel.settings import Settings
 from ingress.app import IngressApp, Request
@@ -141,6 +141,22 @@ async def test_kafka_unavailable_is_503_with_retry_after(app: IngressApp, sink: 
     status, headers, _ = await call(app, "POST", "/ns/default", BINARY, b"{}")
     assert status == 503
     assert headers["retry-after"] == "1"
+
+
+async def test_an_event_too_large_for_its_topic_is_413_without_retry_after(
+    app: IngressApp, sink: MemoryEventSink
+) -> None:
+    """Kafka refusing the record as larger than the topic takes is the sender's problem for good:
+    413 with the reason, and no Retry-After (a 503 would have it sent again, forever)."""
+    labels = {"kind": "broker", "namespace": "ns", "name": "default", "event_type": "greeting"}
+    before = REGISTRY.get_sample_value("kanal_ingress_events_total", {**labels, "code": "413"}) or 0
+    sink.fail = TooLarge("Kafka refused an event of 2000000 bytes as larger than topic t takes")
+    status, headers, body = await call(app, "POST", "/ns/default", BINARY, b"{}")
+    assert status == 413
+    assert "retry-after" not in headers
+    assert "2000000 bytes" in json.loads(body)["error"]
+    after = REGISTRY.get_sample_value("kanal_ingress_events_total", {**labels, "code": "413"})
+    assert after == before + 1
 
 
 async def test_in_flight_limit_sheds_with_429(app: IngressApp) -> None:

@@ -1,0 +1,90 @@
+"""What the dispatcher does when a subscriber's reply cannot be written back to the Broker.
+
+The reply's topic is written through the same sink as the ingress's; a stand-in subscriber
+answers 200 with a reply event, and the sink refuses it. Retrying is right while Kafka is away,
+and pointless when Kafka refuses the reply as larger than the topic takes: that goes to the
+dead-letter sink at once, as a 413 would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from channel.errors import KanalError, TooLarge, Unavailable
+from channel.events import CloudEvent
+from channel.producer import MemoryEventSink
+from dispatcher.delivery import Attempt
+from dispatcher.dispatch import Dispatcher, Result, Source
+from dispatcher.plan import Plan
+from dispatcher.retry import RetryPolicy
+
+SUBSCRIBER = "http://127.0.0.1:9/subscriber"
+DEAD_LETTER = "http://127.0.0.1:9/dead-letter"
+RETRIES = 3
+REPLY = Attempt(
+    200,
+    b"{}",
+    (
+        ("ce-id", "reply-1"),
+        ("ce-specversion", "1.0"),
+        ("ce-type", "greeting.reply"),
+        ("ce-source", "subscriber"),
+        ("content-type", "application/json"),
+    ),
+)
+
+
+class _Poster:
+    """The subscriber replies to every event; the dead-letter sink takes what it gets."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, CloudEvent]] = []
+
+    async def post(
+        self, url: str, event: CloudEvent, *, timeout: float, headers: Mapping[str, str]
+    ) -> Attempt:
+        self.posts.append((url, event))
+        return REPLY if url == SUBSCRIBER else Attempt(202)
+
+
+def _plan() -> Plan:
+    return Plan(
+        kind="trigger",
+        key="ns/display",
+        namespace="ns",
+        name="display",
+        group="group",
+        topic="knative-broker.ns.default",
+        created_ms=0,
+        subscriber=SUBSCRIBER,
+        reply_to=None,
+        reply_topic="knative-broker.ns.default",
+        dead_letter=DEAD_LETTER,
+        retry=RetryPolicy(retry=RETRIES, backoff_delay=0.001, jitter=0),
+    )
+
+
+async def _deliver(refusal: KanalError) -> tuple[Result, _Poster]:
+    poster = _Poster()
+    replies = MemoryEventSink()
+    replies.fail = refusal
+    dispatcher = Dispatcher(poster, replies, max_hops=10)
+    event = CloudEvent({"id": "1", "specversion": "1.0", "type": "greeting", "source": "s"}, b"{}")
+    result = await dispatcher.deliver(_plan(), event, Source(partition=0, offset=0))
+    return result, poster
+
+
+async def test_a_reply_too_large_for_the_topic_is_dead_lettered_without_retries() -> None:
+    result, poster = await _deliver(TooLarge("Kafka refused an event of 3000000 bytes"))
+    assert result is Result.DEAD_LETTERED
+    assert [url for url, _ in poster.posts] == [SUBSCRIBER, DEAD_LETTER]
+    dead = poster.posts[1][1]
+    assert dead.attributes["knativeerrorcode"] == "413"
+    assert dead.attributes["knativeerrordest"] == "knative-broker.ns.default"
+
+
+async def test_a_reply_kafka_cannot_take_now_retries_the_delivery() -> None:
+    result, poster = await _deliver(Unavailable("Kafka is away"))
+    assert result is Result.DEAD_LETTERED
+    assert [url for url, _ in poster.posts] == [SUBSCRIBER] * (1 + RETRIES) + [DEAD_LETTER]
+    assert "knativeerrorcode" not in poster.posts[-1][1].attributes  # no response to report
