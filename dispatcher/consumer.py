@@ -48,7 +48,7 @@ from channel.filters import FilterIndex
 from channel.kafka import HOP_HEADER, client_options, dispatcher_group
 from channel.settings import Settings
 from dispatcher import metrics
-from dispatcher.dispatch import Dispatcher, Source
+from dispatcher.dispatch import Dispatcher, Interrupted, Source
 from dispatcher.groups import GroupOffsets
 from dispatcher.offsets import CreationFloor, PartitionOffsets
 from dispatcher.plan import Plan
@@ -351,8 +351,13 @@ class TopicConsumer:
     async def _deliver(self, lane: Lane, parts: PartitionOffsets, event: CloudEvent, source: Source) -> None:
         try:
             if lane.offsets.get(TopicPartition(self.topic, source.partition)) is parts:
-                await self._dispatcher.deliver(lane.plan, event, source)
+                await self._dispatcher.deliver(lane.plan, event, source, stop=self._stopping)
             # else: the partition was revoked since; its next owner delivers the event.
+        except Interrupted:
+            # Stopping while it waited to try again: not done, so not committed; the next owner
+            # delivers it, continuing its attempt count.
+            log.debug("stopped before the next attempt of event id=%s for %s", event.id, lane.key)
+            return
         except Exception:
             # Never let one event stop the partition; it is counted and logged as dropped.
             log.exception("delivery of event id=%s for %s failed unexpectedly", event.id, lane.key)

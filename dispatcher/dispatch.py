@@ -3,13 +3,16 @@
 The decisions come from pure code (`retry.classify_status`, `RetryPolicy.next_delay`,
 `deadletter.error_extensions`); this module sequences them and waits. The result is a value:
 the consumer marks the record done whatever it is, because every outcome is final (delivered,
-dead-lettered or dropped with a warning and a counter). Only a shutdown interrupts a delivery,
-and then the record stays uncommitted and is delivered again by the next owner.
+dead-lettered or dropped with a warning and a counter). Only a stop interrupts a delivery: a
+delivery waiting between attempts raises Interrupted at once (the wait may be minutes long), and
+one with a request in flight is let finish for a bounded time. Either way its record stays
+uncommitted and its attempt count recorded: the partition's next owner continues it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import random
@@ -27,7 +30,7 @@ from dispatcher.delivery import Attempt, Poster
 from dispatcher.plan import TriggerPlan
 from dispatcher.retry import Outcome, classify_status, parse_retry_after
 
-__all__ = ["Dispatcher", "Result", "Source"]
+__all__ = ["Dispatcher", "Interrupted", "Result", "Source"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,11 @@ class Result(enum.Enum):
     DELIVERED = "delivered"
     DEAD_LETTERED = "dead_lettered"
     DROPPED = "dropped"
+
+
+class Interrupted(Exception):
+    """A stop came while the delivery waited between attempts: it is not finished, its record
+    must not be committed, and its attempt count stays recorded for the next owner."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +67,13 @@ class Dispatcher:
         self._max_hops = max_hops
         self._attempts: Attempts = attempts or MemoryAttempts()
 
-    async def deliver(self, plan: TriggerPlan, event: CloudEvent, source: Source) -> Result:
+    async def deliver(
+        self, plan: TriggerPlan, event: CloudEvent, source: Source, *, stop: asyncio.Event | None = None
+    ) -> Result:
+        """Deliver `event` to its final outcome; raises Interrupted if `stop` is set while it waits
+        to try again."""
         failed_before = self._attempts.get(plan.group, source.partition, source.offset)
-        result = await self._deliver(plan, event, source, failed_before)
+        result = await self._deliver(plan, event, source, failed_before, stop)
         # Only a final outcome clears the count; a cancelled delivery (shutdown) keeps it.
         if failed_before or plan.retry.retry:
             await self._attempts.clear(plan.group, source.partition, source.offset)
@@ -72,7 +84,12 @@ class Dispatcher:
         await self._attempts.caught_up()
 
     async def _deliver(
-        self, plan: TriggerPlan, event: CloudEvent, source: Source, failed_before: int
+        self,
+        plan: TriggerPlan,
+        event: CloudEvent,
+        source: Source,
+        failed_before: int,
+        stop: asyncio.Event | None,
     ) -> Result:
         headers = {"Prefer": "reply", **_request_headers(plan, source)}
         if failed_before > plan.retry.retry:
@@ -81,7 +98,7 @@ class Dispatcher:
             dest = plan.subscriber
         else:
             last, dest = await self._with_retries(
-                plan, plan.subscriber, event, headers, source, reply=True, failed_before=failed_before
+                plan, plan.subscriber, event, headers, source, stop, reply=True, failed_before=failed_before
             )
         if last is None:
             return self._finish(plan, event, source, Result.DELIVERED)
@@ -105,7 +122,7 @@ class Dispatcher:
             return self._finish(plan, event, source, Result.DROPPED)
         dead = CloudEvent(with_extensions(event.attributes, extensions), event.data)
         dead_last, _ = await self._with_retries(
-            plan, plan.dead_letter, dead, _request_headers(plan, source), source, reply=False
+            plan, plan.dead_letter, dead, _request_headers(plan, source), source, stop, reply=False
         )
         if dead_last is None:
             log.info(
@@ -172,6 +189,7 @@ class Dispatcher:
         event: CloudEvent,
         headers: dict[str, str],
         source: Source,
+        stop: asyncio.Event | None,
         *,
         reply: bool,
         failed_before: int = 0,
@@ -182,7 +200,7 @@ class Dispatcher:
         destination = "subscriber" if reply else "dead_letter"
         n = failed_before
         if n:
-            await asyncio.sleep(policy.next_delay(n, random.random(), None))
+            await _rest(policy.next_delay(n, random.random(), None), stop)
         while True:
             started = time.perf_counter()
             attempt = await self._poster.post(url, event, timeout=policy.timeout, headers=headers)
@@ -216,7 +234,7 @@ class Dispatcher:
                 retry_after = parse_retry_after(attempt.header("Retry-After"), time.time())
             delay = policy.next_delay(n, random.random(), retry_after)
             log.debug("retry %d of event id=%s to %s in %.3fs", n, event.id, url, delay)
-            await asyncio.sleep(delay)
+            await _rest(delay, stop)
 
     async def _reply(self, plan: TriggerPlan, attempt: Attempt, source: Source) -> tuple[Attempt, str] | None:
         """Handle a 200 response's CloudEvent; on failure, what failed and where, else None."""
@@ -270,6 +288,19 @@ class Dispatcher:
             metrics.REPLIES.labels(plan.namespace, plan.name, "stored").inc()
             return None
         return attempt, plan.reply_to
+
+
+async def _rest(delay: float, stop: asyncio.Event | None) -> None:
+    """Wait `delay` seconds before the next attempt, or raise Interrupted as soon as `stop` is set."""
+    if stop is None:
+        await asyncio.sleep(delay)
+        return
+    if not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await stop.wait()
+    if stop.is_set():
+        raise Interrupted
 
 
 def _request_headers(plan: TriggerPlan, source: Source) -> dict[str, str]:
