@@ -219,8 +219,14 @@ class Dispatcher:
                     return None, url
                 attempt, failed_dest = failure
                 # The whole delivery is retried (RPL-04, RPL-06, RPL-11), unless a Subscription's
-                # reply destination gave an answer that retrying cannot change (a 400, say).
-                reply_refused = failed_dest != url and classify_status(attempt.status) is Outcome.FATAL
+                # reply destination gave an answer that retrying cannot change (a 400, say). A
+                # Trigger's reply Kafka would not store is always retried (RPL-06), even one it
+                # refuses as too large: the subscriber may answer differently next time.
+                reply_refused = (
+                    plan.reply_topic is None
+                    and failed_dest != url
+                    and classify_status(attempt.status) is Outcome.FATAL
+                )
                 outcome = Outcome.FATAL if reply_refused else Outcome.RETRYABLE
             elif outcome is Outcome.SUCCESS:
                 return None, url
@@ -267,8 +273,8 @@ class Dispatcher:
             await self._replies.send(plan.reply_topic, [record])
         except KanalError as exc:
             log.warning("cannot store reply id=%s of %s: %s", reply.id, plan.key, exc)
-            # A reply too large for the topic is refused as the ingress would refuse it: 413, which
-            # is not retried.
+            # A reply too large for the topic is what the ingress would answer 413 for: a dead
+            # letter says so (knativeerrorcode).
             status = None if exc.retryable else 413
             return Attempt(status, error=f"cannot store reply: {exc}"), plan.reply_to or plan.reply_topic
         metrics.REPLIES.labels(plan.namespace, plan.name, "stored").inc()

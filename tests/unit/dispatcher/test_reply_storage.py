@@ -1,9 +1,10 @@
 """What the dispatcher does when a subscriber's reply cannot be written back to the Broker.
 
 The reply's topic is written through the same sink as the ingress's; a stand-in subscriber
-answers 200 with a reply event, and the sink refuses it. Retrying is right while Kafka is away,
-and pointless when Kafka refuses the reply as larger than the topic takes: that goes to the
-dead-letter sink at once, as a 413 would.
+answers 200 with a reply event, and the sink refuses it. Either way the whole delivery fails and
+is retried under the Trigger's policy, then dead-lettered (RPL-06): while Kafka is away, and when
+Kafka refuses the reply as larger than the topic takes (the subscriber may reply differently next
+time), which the dead letter reports as the 413 the ingress would have answered.
 """
 
 from __future__ import annotations
@@ -74,11 +75,11 @@ async def _deliver(refusal: KanalError) -> tuple[Result, _Poster]:
     return result, poster
 
 
-async def test_a_reply_too_large_for_the_topic_is_dead_lettered_without_retries() -> None:
+async def test_a_reply_too_large_for_the_topic_retries_the_delivery_then_dead_letters_it() -> None:
     result, poster = await _deliver(TooLarge("Kafka refused an event of 3000000 bytes"))
     assert result is Result.DEAD_LETTERED
-    assert [url for url, _ in poster.posts] == [SUBSCRIBER, DEAD_LETTER]
-    dead = poster.posts[1][1]
+    assert [url for url, _ in poster.posts] == [SUBSCRIBER] * (1 + RETRIES) + [DEAD_LETTER]
+    dead = poster.posts[-1][1]
     assert dead.attributes["knativeerrorcode"] == "413"
     assert dead.attributes["knativeerrordest"] == "knative-broker.ns.default"
 
