@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from support.cluster import KanalCluster
+from support.events import post_event
 from support.sinks import RecordingSink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
@@ -74,12 +75,7 @@ spec:
   subscriber: {{uri: "{sink.url}"}}
   delivery: {{retry: 3, backoffPolicy: linear, backoffDelay: PT12S}}
 """)
-        headers = {"ce-id": "patient", "ce-specversion": "1.0", "ce-type": "t", "ce-source": "s"}
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(cluster.broker_url("rs", "default"), data=b"", headers=headers) as response,
-        ):
-            assert response.status == 202
+        await post_event(cluster.broker_url("rs", "default"), "patient", "t", "s")
         await sink.wait_for(1, timeout=30)
         started = time.monotonic()
         cluster.kill("dispatcher", signal.SIGTERM)

@@ -13,26 +13,19 @@ import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from channel.embedded import EmbeddedKafka
 from support.cluster import KanalCluster
+from support.events import post_event
 from support.kafka import KafkaUnderTest
 from support.report import summary
-from support.sinks import Received, RecordingSink
+from support.sinks import Received, RecordingSink, reply_event
 
 pytestmark = [pytest.mark.reliability, pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
 
 PRODUCE_TIMEOUT = 2.0
-REPLY = {
-    "ce-id": "answer-1",
-    "ce-specversion": "1.0",
-    "ce-type": "answer",
-    "ce-source": "oracle",
-    "content-type": "application/json",
-}
 
 
 @pytest.fixture
@@ -65,7 +58,7 @@ async def test_a_reply_kafka_cannot_store_redelivers_the_original_event(
             elif frozen:
                 os.kill(pid, signal.SIGCONT)
                 frozen = False
-        return web.Response(status=200, body=b'{"answer": 42}', headers=REPLY)
+        return reply_event("answer-1", "answer", b'{"answer": 42}', source="oracle")
 
     subscriber = await RecordingSink(oracle).start()
     answers = await RecordingSink().start()
@@ -92,12 +85,7 @@ spec:
   filter: {{attributes: {{type: answer}}}}
   subscriber: {{uri: "{answers.url}"}}
 """)
-        headers = {"ce-id": "question-1", "ce-specversion": "1.0", "ce-type": "question", "ce-source": "s"}
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(cluster.broker_url("replies", "default"), data=b"", headers=headers) as response,
-        ):
-            assert response.status == 202
+        await post_event(cluster.broker_url("replies", "default"), "question-1", "question", "asker")
 
         await subscriber.wait_for(2, timeout=60)
         assert subscriber.ids()[:2] == ["question-1", "question-1"]
