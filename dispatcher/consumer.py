@@ -266,7 +266,7 @@ class TopicConsumer:
                     lane.floor.reached(tp, last_stamp)
                 filtered = eligible - matched.get(key, 0)
                 if filtered > 0:
-                    metrics.EVENTS.labels(lane.plan.namespace, lane.plan.name, "filtered").inc(filtered)
+                    metrics.EVENTS.labels(*lane.plan.series, "filtered").inc(filtered)
 
     async def _wait_for_room(self, lane: Lane, tp: TopicPartition, offset: int) -> bool:
         """Wait for a full lane; if waiting would delay other lanes too long, detach it from `tp`.
@@ -361,7 +361,7 @@ class TopicConsumer:
         except Exception:
             # Never let one event stop the partition; it is counted and logged as dropped.
             log.exception("delivery of event id=%s for %s failed unexpectedly", event.id, lane.key)
-            metrics.EVENTS.labels(lane.plan.namespace, lane.plan.name, "dropped").inc()
+            metrics.EVENTS.labels(*lane.plan.series, "dropped").inc()
         finally:
             lane.pending -= 1
             if not lane.full():
@@ -448,7 +448,7 @@ class TopicConsumer:
             if lane.floor.refuses(tp, record.timestamp):
                 continue
             if not plan_filter.matches(event.attributes):
-                metrics.EVENTS.labels(lane.plan.namespace, lane.plan.name, "filtered").inc()
+                metrics.EVENTS.labels(*lane.plan.series, "filtered").inc()
                 continue
             while lane.full():
                 await lane.room.wait()
@@ -573,9 +573,7 @@ class TopicConsumer:
             if consumer is not None:
                 high = consumer.highwater(tp)
                 if high is not None:
-                    metrics.LAG.labels(lane.plan.namespace, lane.plan.name, str(tp.partition)).set(
-                        max(0, high - offset)
-                    )
+                    metrics.LAG.labels(*lane.plan.series, str(tp.partition)).set(max(0, high - offset))
             if offset > lane.committed.get(tp, -1):
                 offsets[tp] = offset
         if not offsets:
@@ -622,7 +620,7 @@ def _skip_invalid(tp: TopicPartition, record: ConsumerRecord, exc: InvalidEvent)
 
 def _clear_lag(plan: Plan, tp: TopicPartition) -> None:
     with contextlib.suppress(KeyError):
-        metrics.LAG.remove(plan.namespace, plan.name, str(tp.partition))
+        metrics.LAG.remove(*plan.series, str(tp.partition))
 
 
 def source_of(record: ConsumerRecord) -> Source:

@@ -179,7 +179,7 @@ class Dispatcher:
         return False
 
     def _finish(self, plan: TriggerPlan, event: CloudEvent, source: Source, result: Result) -> Result:
-        metrics.EVENTS.labels(plan.namespace, plan.name, result.value).inc()
+        metrics.EVENTS.labels(*plan.series, result.value).inc()
         return result
 
     async def _with_retries(
@@ -205,12 +205,8 @@ class Dispatcher:
             started = time.perf_counter()
             attempt = await self._poster.post(url, event, timeout=policy.timeout, headers=headers)
             if reply:
-                metrics.DELIVERY_LATENCY.labels(plan.namespace, plan.name).observe(
-                    time.perf_counter() - started
-                )
-            metrics.ATTEMPTS.labels(
-                plan.namespace, plan.name, destination, str(attempt.status or "none")
-            ).inc()
+                metrics.DELIVERY_LATENCY.labels(*plan.series).observe(time.perf_counter() - started)
+            metrics.ATTEMPTS.labels(*plan.series, destination, str(attempt.status or "none")).inc()
             outcome = classify_status(attempt.status)
             failed_dest = url
             if outcome is Outcome.SUCCESS and reply:
@@ -264,7 +260,7 @@ class Dispatcher:
                 hops,
                 self._max_hops,
             )
-            metrics.REPLIES.labels(plan.namespace, plan.name, "loop_dropped").inc()
+            metrics.REPLIES.labels(*plan.series, "loop_dropped").inc()
             return None
         record = to_kafka_record(reply)
         record.headers.append((HOP_HEADER, str(hops).encode()))
@@ -277,7 +273,7 @@ class Dispatcher:
             # letter says so (knativeerrorcode).
             status = None if exc.retryable else 413
             return Attempt(status, error=f"cannot store reply: {exc}"), plan.reply_to or plan.reply_topic
-        metrics.REPLIES.labels(plan.namespace, plan.name, "stored").inc()
+        metrics.REPLIES.labels(*plan.series, "stored").inc()
         return None
 
     async def _reply_over_http(
@@ -285,13 +281,13 @@ class Dispatcher:
     ) -> tuple[Attempt, str] | None:
         """A Subscription's reply goes to its reply destination, or nowhere (RPL-09, RPL-10)."""
         if not plan.reply_to:
-            metrics.REPLIES.labels(plan.namespace, plan.name, "discarded").inc()
+            metrics.REPLIES.labels(*plan.series, "discarded").inc()
             return None
         headers = _request_headers(plan, source)
         attempt = await self._poster.post(plan.reply_to, reply, timeout=plan.retry.timeout, headers=headers)
-        metrics.ATTEMPTS.labels(plan.namespace, plan.name, "reply", str(attempt.status or "none")).inc()
+        metrics.ATTEMPTS.labels(*plan.series, "reply", str(attempt.status or "none")).inc()
         if classify_status(attempt.status) is Outcome.SUCCESS:
-            metrics.REPLIES.labels(plan.namespace, plan.name, "stored").inc()
+            metrics.REPLIES.labels(*plan.series, "stored").inc()
             return None
         return attempt, plan.reply_to
 

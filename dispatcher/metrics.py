@@ -6,30 +6,37 @@ from prometheus_client import Gauge
 
 from channel.metrics import LocalCounter, LocalHistogram
 
-__all__ = ["ATTEMPTS", "DELIVERY_LATENCY", "EVENTS", "LAG", "NON_EVENTS", "REPLIES"]
+__all__ = ["ATTEMPTS", "DELIVERY_LATENCY", "EVENTS", "LAG", "NON_EVENTS", "PLAN_LABELS", "REPLIES"]
+
+# What each Trigger's or Subscription's series starts with (`Plan.series`): its namespace, its
+# kind (trigger or subscription), its Broker or Channel (so a Channel's egress is counted), and
+# its name. The name's label is `trigger` for both kinds.
+PLAN_LABELS = ["namespace", "kind", "parent", "trigger"]
 
 # Counted on the delivery path from the event loop's thread: lock-free, and `labels()` is one
 # dict lookup (see channel.metrics).
 EVENTS = LocalCounter(
     "kanal_dispatcher_events",
-    "Events handled per Trigger, by final outcome: delivered, dead_lettered, dropped, filtered",
-    ["namespace", "trigger", "outcome"],
+    "Events handled per Trigger or Subscription, by final outcome: delivered, dead_lettered, dropped,"
+    " filtered",
+    [*PLAN_LABELS, "outcome"],
 )
 ATTEMPTS = LocalCounter(
     "kanal_dispatcher_attempts",
-    "HTTP delivery attempts per Trigger and destination kind, by response code ('none' = no response)",
-    ["namespace", "trigger", "destination", "code"],
+    "HTTP delivery attempts per Trigger or Subscription and destination, by response code"
+    " ('none' = no response)",
+    [*PLAN_LABELS, "destination", "code"],
 )
 DELIVERY_LATENCY = LocalHistogram(
     "kanal_dispatcher_delivery_duration_seconds",
     "Time of one delivery attempt to a subscriber",
-    ["namespace", "trigger"],
+    PLAN_LABELS,
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 REPLIES = LocalCounter(
     "kanal_dispatcher_replies",
-    "Reply events per Trigger, by what happened: stored, loop_dropped",
-    ["namespace", "trigger", "result"],
+    "Reply events per Trigger or Subscription, by what happened: stored, loop_dropped, discarded",
+    [*PLAN_LABELS, "result"],
 )
 NON_EVENTS = LocalCounter(
     "kanal_dispatcher_invalid_records",
@@ -38,6 +45,6 @@ NON_EVENTS = LocalCounter(
 )
 LAG = Gauge(
     "kanal_dispatcher_consumer_lag",
-    "Records between a Trigger's committed offset and the partition's high watermark",
-    ["namespace", "trigger", "partition"],
+    "Records between a Trigger's or Subscription's committed offset and the partition's high watermark",
+    [*PLAN_LABELS, "partition"],
 )

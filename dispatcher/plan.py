@@ -68,6 +68,13 @@ class Plan:
     # A Kafka topic that gets a copy of every dead letter (annotation kanal.dev/dead-letter-topic).
     dead_letter_topic: str | None = None
     filter: Filter = field(default=MATCH_ALL, compare=False)
+    # The Broker (of a Trigger) or Channel (of a Subscription) it reads from.
+    parent: str = ""
+    # Its metrics' first label values, in dispatcher.metrics.PLAN_LABELS's order.
+    series: tuple[str, str, str, str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "series", (self.namespace, self.kind, self.parent, self.name))
 
     @property
     def identity(self) -> tuple[str, str]:
@@ -184,6 +191,7 @@ def _trigger_plan(
         ordered=trigger.metadata.annotations.get(ORDER_ANNOTATION) == "ordered",
         dead_letter_topic=trigger.metadata.annotations.get(DEAD_LETTER_TOPIC_ANNOTATION) or None,
         filter=compile_trigger_filter(spec_filter, trigger.spec.filters),
+        parent=trigger.spec.broker,
     )
 
 
@@ -213,4 +221,5 @@ def _subscription_plan(
         generation=sub.metadata.generation,
         ordered=sub.metadata.annotations.get(ORDER_ANNOTATION) == "ordered",
         dead_letter_topic=sub.metadata.annotations.get(DEAD_LETTER_TOPIC_ANNOTATION) or None,
+        parent=sub.spec.channel.name,
     )

@@ -221,7 +221,8 @@ async def test_drop_without_dead_letter_sink_is_counted(cluster: KanalCluster) -
         await failing_dls.wait_for(2)  # retry: 1 applies to the dead-letter sink too
         metrics_url = f"http://127.0.0.1:{cluster.ports['dispatcher']}/metrics"
         dropped = [
-            f'kanal_dispatcher_events_total{{namespace="d",outcome="dropped",trigger="{name}"}} 1.0'
+            f'kanal_dispatcher_events_total{{kind="trigger",namespace="d",outcome="dropped",parent="default",'
+            f'trigger="{name}"}} 1.0'
             for name in ("t", "t2")
         ]
         for _ in range(50):

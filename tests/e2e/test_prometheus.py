@@ -17,6 +17,7 @@ import pytest
 
 from channel.embedded import free_port
 from support.cluster import KanalCluster
+from support.events import post_event
 from support.sinks import RecordingSink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
@@ -82,6 +83,7 @@ async def _wait_for_value(base: str, promql: str, expected: float, timeout: floa
 
 async def test_prometheus_counts_what_was_sent(cluster: KanalCluster, prometheus: str) -> None:
     sink = await RecordingSink().start()
+    channel_sink = await RecordingSink().start()
     try:
         await cluster.apply(f"""
 apiVersion: eventing.knative.dev/v1
@@ -95,6 +97,17 @@ spec:
   broker: default
   filter: {{attributes: {{type: greeting}}}}
   subscriber: {{uri: "{sink.url}"}}
+---
+apiVersion: messaging.knative.dev/v1
+kind: Channel
+metadata: {{name: pipe, namespace: prom}}
+---
+apiVersion: messaging.knative.dev/v1
+kind: Subscription
+metadata: {{name: greetings, namespace: prom}}
+spec:
+  channel: {{apiVersion: messaging.knative.dev/v1, kind: Channel, name: pipe}}
+  subscriber: {{uri: "{channel_sink.url}"}}
 """)
         async with aiohttp.ClientSession() as session:
             for i in range(7):
@@ -114,7 +127,11 @@ spec:
                 cluster.broker_url("prom", "default"), data=b"{}", headers={"content-type": "text/plain"}
             ) as response:
                 assert response.status == 400
+            # A Channel's egress is counted too, apart from the Trigger of the same name.
+            for i in range(3):
+                await post_event(f"{cluster.ingress_url}/channels/prom/pipe", f"c{i}", "greeting", "prom")
         await sink.wait_for(5)
+        await channel_sink.wait_for(3)
 
         for job in ("controller", "ingress", "dispatcher"):
             await _wait_for_value(prometheus, f'up{{job="kanal-{job}"}}', 1.0)
@@ -125,13 +142,33 @@ spec:
             5.0,
         )
         assert labels["job"] == "kanal-ingress"
-        await _wait_for_value(prometheus, 'sum(kanal_ingress_events_total{namespace="prom",code="202"})', 7.0)
-        await _wait_for_value(prometheus, 'sum(kanal_ingress_events_total{namespace="prom",code="400"})', 1.0)
         await _wait_for_value(
+            prometheus, 'sum(kanal_ingress_events_total{kind="broker",namespace="prom",code="202"})', 7.0
+        )
+        await _wait_for_value(
+            prometheus, 'sum(kanal_ingress_events_total{kind="channel",namespace="prom",code="202"})', 3.0
+        )
+        await _wait_for_value(prometheus, 'sum(kanal_ingress_events_total{namespace="prom",code="400"})', 1.0)
+        labels = await _wait_for_value(
             prometheus,
-            'kanal_dispatcher_events_total{namespace="prom",trigger="greetings",outcome="delivered"}',
+            'kanal_dispatcher_events_total{namespace="prom",kind="trigger",trigger="greetings",outcome="delivered"}',
             5.0,
         )
+        assert labels["parent"] == "default"
+        labels = await _wait_for_value(
+            prometheus,
+            'kanal_dispatcher_events_total{namespace="prom",kind="subscription",trigger="greetings",'
+            'outcome="delivered"}',
+            3.0,
+        )
+        assert labels["parent"] == "pipe"
+        egress = await _wait_for_value(
+            prometheus,
+            'sum by (namespace, parent) (kanal_dispatcher_events_total{kind="subscription",'
+            'outcome="delivered"})',
+            3.0,
+        )
+        assert egress == {"namespace": "prom", "parent": "pipe"}
         await _wait_for_value(
             prometheus,
             'kanal_dispatcher_events_total{namespace="prom",trigger="greetings",outcome="filtered"}',
@@ -140,11 +177,13 @@ spec:
         await _wait_for_value(
             prometheus,
             'sum(kanal_dispatcher_attempts_total{namespace="prom",trigger="greetings",code="202"})',
-            5.0,
+            5.0 + 3.0,
         )
         # Everything delivered and committed: the Trigger's lag drains to zero.
         await _wait_for_value(
-            prometheus, 'sum(kanal_dispatcher_consumer_lag{namespace="prom",trigger="greetings"})', 0.0
+            prometheus,
+            'sum(kanal_dispatcher_consumer_lag{namespace="prom",kind="trigger",trigger="greetings"})',
+            0.0,
         )
         latency = await asyncio.to_thread(
             _query,
@@ -154,3 +193,4 @@ spec:
         assert latency and float(latency[0]["value"][1]) == 7.0
     finally:
         await sink.close()
+        await channel_sink.close()
