@@ -8,13 +8,15 @@ SIGINT asks the service to shut down gracefully; a second signal cancels it outr
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-__all__ = ["Service", "configure_logging", "run_service"]
+__all__ = ["JsonFormatter", "Service", "configure_logging", "run_service"]
 
 
 class Service(Protocol):
@@ -22,12 +24,34 @@ class Service(Protocol):
     def shutdown(self) -> None: ...
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (time in UTC, level, logger, message, and the traceback, if
+    any, in `exception`), for log collectors: a multi-line traceback stays one record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exception"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: str, fmt: str = "text") -> None:
+    """Log to stderr at `level`, as text lines or (fmt "json") JSON lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     # aiokafka is chatty at INFO; its DEBUG is there when Kanal runs at DEBUG.
     if level != "DEBUG":
         logging.getLogger("aiokafka").setLevel(logging.WARNING)

@@ -125,6 +125,8 @@ class Settings(BaseSettings):
     dispatcher_max_hops: int = Field(default=255, ge=1)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # text: one line per record; json: one JSON object per line (for log collectors).
+    log_format: Literal["text", "json"] = "text"
 
     def group_options(self) -> dict[str, int]:
         """Session and heartbeat settings of Kanal's consumer groups."""

@@ -84,6 +84,29 @@ class _TooLarge(Exception):
     pass
 
 
+class _Sampler:
+    """Keeps refusals from flooding the log: per key (a status and a Broker or Channel), the first
+    refusal is logged at once and then at most one per `interval` seconds, with the number of
+    those like it that were not logged meanwhile. A misbehaving Source or a Kafka outage at
+    thousands of requests per second thus writes a line every few seconds, not thousands."""
+
+    __slots__ = ("_last", "_skipped", "interval")
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self._last: dict[tuple[object, ...], float] = {}
+        self._skipped: dict[tuple[object, ...], int] = {}
+
+    def take(self, key: tuple[object, ...], now: float) -> int | None:
+        """None: do not log this one. Else log it, with this many left unlogged before it."""
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            self._skipped[key] = self._skipped.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._skipped.pop(key, 0)
+
+
 class _Disconnected(Exception):
     """The client went away before the whole body arrived: nothing of it may be stored."""
 
@@ -112,6 +135,8 @@ class IngressApp:
         self._in_flight = 0
         self.max_body = settings.ingress_max_body_bytes
         self._max_in_flight = settings.ingress_max_in_flight
+        self._sampler = _Sampler()
+        self._debug = log.isEnabledFor(logging.DEBUG)  # each accepted event is logged at DEBUG
         metrics.IN_FLIGHT.set_function(lambda: self._in_flight)
 
     @property
@@ -128,9 +153,11 @@ class IngressApp:
     def too_large(self, path: str, headers: Headers) -> Response:
         """The 413 for a body over the limit, counted against its Broker or Channel if known."""
         route = self._route(path, headers)
+        error = f"body larger than {self.max_body} bytes"
         if route is not None:
             self._count(route, "", 413)
-        return json_response(413, {"error": f"body larger than {self.max_body} bytes"})
+            self._refused(route, 413, _event_id(headers), error)
+        return json_response(413, {"error": error})
 
     def refused(self, request: Request) -> Response | None:
         """The 401 or 403 for a request its head alone refuses, decided before the server reads
@@ -231,6 +258,7 @@ class IngressApp:
                 405, {"error": f"method {method} not allowed; POST CloudEvents here"}, _ALLOW
             )
         if route is None:
+            self._not_found(request.path)
             return json_response(404, {"error": f"no ready Broker or Channel at {request.path}"})
         headers = request.headers
         if self._auth is not None and not request.authorized:
@@ -239,15 +267,22 @@ class IngressApp:
                 return refusal
         if self._in_flight >= self._max_in_flight:
             self._count(route, "", 429, request.started)
+            self._refused(route, 429, _event_id(headers), f"{self._max_in_flight} requests in flight")
             return json_response(429, {"error": "too many requests in flight; retry later"}, _RETRY)
         try:
             events = parse_http_request(headers, request.body, lowered=True)
         except InvalidEvent as exc:
             problems = [{"path": p.path, "message": p.message} for p in exc.problems]
             self._count(route, "", 400, request.started)
+            first = exc.problems[0] if exc.problems else None
+            reason = f"{first.path}: {first.message}" if first is not None else str(exc)
+            if len(exc.problems) > 1:
+                reason += f" (and {len(exc.problems) - 1} more problems)"
+            self._refused(route, 400, _event_id(headers), reason)
             return json_response(400, {"error": "not a valid CloudEvent", "problems": problems})
         except UnsupportedMediaType as exc:
             self._count(route, "", 415, request.started)
+            self._refused(route, 415, None, str(exc))
             return json_response(415, {"error": str(exc)})
         records = [to_kafka_record(event) for event in events]
         trace = header_value(headers, b"traceparent")
@@ -274,12 +309,17 @@ class IngressApp:
         if error is None:
             metrics.PRODUCE_LATENCY.observe(now - produce_started)
             response, code = ACCEPTED, "202"
+            if self._debug:
+                for event in events:
+                    log.debug(
+                        "accepted event_id=%r for %s %s/%s", event.id, route.kind, route.namespace, route.name
+                    )
         elif error.retryable:
-            log.warning("write to %s failed: %s", route.topic, error)
+            self._refused(route, 503, _ids(events), f"cannot write to topic {route.topic}: {error}")
             response = json_response(503, {"error": f"cannot store the event now: {error}"}, _RETRY)
             code = "503"
         else:  # TooLarge: sending it again cannot help
-            log.info("refused an event for %s: %s", route.topic, error)
+            self._refused(route, 413, _ids(events), str(error))
             response = json_response(413, {"error": f"cannot store the event: {error}"})
             code = "413"
         kind, namespace, name = route.kind, route.namespace, route.name
@@ -295,6 +335,7 @@ class IngressApp:
             return None
         extra = [(b"www-authenticate", b'Bearer realm="kanal"')] if denied.status == 401 else []
         self._count(route, "", denied.status, request.started)
+        self._refused(route, denied.status, _event_id(request.headers), denied.message)
         return json_response(denied.status, {"error": denied.message}, *extra)
 
     def _route(self, path: str, headers: Headers) -> Route | None:
@@ -317,6 +358,7 @@ class IngressApp:
 
     def _options(self, request: Request, route: Route | None) -> Response:
         if route is None:
+            self._not_found(request.path)
             return json_response(404, {"error": f"no ready Broker or Channel at {request.path}"})
         headers = request.headers
         extra = [_ALLOW]
@@ -333,6 +375,36 @@ class IngressApp:
         ok = path == "/healthz" or self._ready()
         body = b"ok" if ok else b"not ready: Kafka unreachable or resource log not loaded"
         return Response(200 if ok else 503, [(b"content-type", b"text/plain")], body)
+
+    def _refused(self, route: Route, status: int, event_id: str | None, reason: str) -> None:
+        """Log a refusal for operators (sampled: see _Sampler): the event's id when known, its
+        Broker or Channel, the status and why; never the event itself. A 503 (Kafka cannot take
+        writes) is a warning, the rest are the sender's problem and logged at INFO."""
+        skipped = self._sampler.take((status, route.kind, route.namespace, route.name), time.monotonic())
+        if skipped is None:
+            return
+        more = (
+            f" ({skipped} more like it not logged in the last {self._sampler.interval:.0f} s)"
+            if skipped
+            else ""
+        )
+        log.log(
+            logging.WARNING if status >= 500 else logging.INFO,
+            "refused event_id=%s for %s %s/%s status=%d: %s%s",
+            event_id or "-",
+            route.kind,
+            route.namespace,
+            route.name,
+            status,
+            reason,
+            more,
+        )
+
+    def _not_found(self, path: str) -> None:
+        skipped = self._sampler.take((404,), time.monotonic())
+        if skipped is not None:
+            more = f" ({skipped} more like it not logged)" if skipped else ""
+            log.info("refused path=%r status=404: no ready Broker or Channel there%s", path[:200], more)
 
     def _count(self, route: Route, event_type: str, code: int, started: float | None = None) -> None:
         code_label = str(code)
@@ -351,6 +423,18 @@ def _reply_from_task(reply: Callable[[Response], None], task: asyncio.Future[Res
         reply(json_response(500, {"error": "internal error; the event may not be stored"}))
     else:
         reply(task.result())
+
+
+def _event_id(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """A binary-mode request's event id as sent (for logs; shortened, quoted)."""
+    value = header_value(headers, b"ce-id")
+    return repr(value.decode("latin-1")[:100]) if value is not None else None
+
+
+def _ids(events: Sequence[CloudEvent]) -> str:
+    """The ids of a request's events, for logs: one, or the first few of a batch and how many."""
+    ids = ",".join(repr(event.id[:100]) for event in events[:5])
+    return ids if len(events) <= 5 else f"{ids},... ({len(events)} events)"
 
 
 def declared_over(length: bytes | None, limit: int) -> bool:

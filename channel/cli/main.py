@@ -190,7 +190,7 @@ def _cmd_component(args: argparse.Namespace) -> int:
     from channel.proxy import Proxies
 
     settings = settings_from_args(args)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         settings.bootstrap()
         Proxies.from_environment(os.environ)  # every component may send through it

@@ -40,7 +40,9 @@ GOOD = {
 
 @pytest.fixture
 async def cluster(kafka: KafkaUnderTest, tmp_path: Path) -> AsyncIterator[KanalCluster]:
-    cluster = KanalCluster(kafka, tmp_path, ingress_max_body_bytes="2000", dispatcher_port="0")
+    cluster = KanalCluster(
+        kafka, tmp_path, ingress_max_body_bytes="2000", dispatcher_port="0", log_format="json"
+    )
     try:
         await cluster.start("controller", "ingress")
         await cluster.apply(BROKER)
@@ -120,6 +122,23 @@ async def test_status_codes(
             assert response.headers["content-type"].startswith("application/json")
         if expected == 405:
             assert response.headers["allow"] == "POST, OPTIONS"
+
+
+async def test_the_log_is_json_lines_naming_refused_events_never_their_data(cluster: KanalCluster) -> None:
+    secret = b'{"card": "4111 1111 1111 1111"}'
+    invalid = {k: v for k, v in GOOD.items() if k != "ce-source"} | {"ce-id": "bad-1"}
+    async with aiohttp.ClientSession() as session:
+        for headers, expected in ((invalid, 400), (GOOD, 202)):
+            url = cluster.broker_url("ing", "default")
+            async with session.post(url, data=secret, headers=headers) as response:
+                assert response.status == expected
+    text = cluster.log_path("ingress").read_text()
+    records = [json.loads(line) for line in text.splitlines() if line and not line.startswith("====")]
+    assert {"time", "level", "logger", "message"} <= set(records[0])
+    refusals = [r["message"] for r in records if "status=400" in r["message"]]
+    assert refusals == [refusals[0]] and "event_id='bad-1'" in refusals[0], refusals
+    assert "broker ing/default" in refusals[0]
+    assert "4111" not in text
 
 
 async def test_an_event_without_data_is_a_null_record_in_a_topic_never_compacted(
