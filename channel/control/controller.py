@@ -34,7 +34,7 @@ from channel.kafka import (
     max_record_bytes,
 )
 from channel.resources.manifests import KINDS, parse_resource
-from channel.resources.model import Broker, Channel, Resource, Subscription, Trigger
+from channel.resources.model import Broker, Channel, Resource, Subscription, TopicSpec, Trigger
 from channel.settings import Settings
 
 __all__ = ["ApplyResult", "Controller", "now_rfc3339", "parse_documents_map"]
@@ -205,18 +205,23 @@ class Controller:
                 continue
             if topic in self._topics:
                 continue
+            declared = res.spec.topic() if isinstance(res, Channel) else TopicSpec()
+            config = {
+                # Event topics are never compacted: a data-less event is a null record.
+                "cleanup.policy": "delete",
+                # Every event the ingress accepts fits (a larger one would get a 413).
+                "max.message.bytes": str(max_record_bytes(self.settings)),
+            }
+            if (retention := declared.retention_ms()) is not None:
+                config["retention.ms"] = str(retention)
             try:
                 await ensure_topic(
                     self._admin,
                     topic,
-                    partitions=self.settings.kafka_topic_partitions,
-                    replication_factor=self.settings.kafka_topic_replication_factor,
-                    config={
-                        # Event topics are never compacted: a data-less event is a null record.
-                        "cleanup.policy": "delete",
-                        # Every event the ingress accepts fits (a larger one would get a 413).
-                        "max.message.bytes": str(max_record_bytes(self.settings)),
-                    },
+                    partitions=declared.num_partitions or self.settings.kafka_topic_partitions,
+                    replication_factor=declared.replication_factor
+                    or self.settings.kafka_topic_replication_factor,
+                    config=config,
                 )
                 self._topics.add(topic)
             except KafkaError as exc:
@@ -263,6 +268,12 @@ def _check_immutable(old: Resource | None, new: Resource, current: Mapping[str, 
         and old.spec.channel_template != new.spec.channel_template
     ):
         raise Conflict(f"{new.key}: spec.channelTemplate is immutable once set")
+    if isinstance(old, Channel) and isinstance(new, Channel) and old.spec.topic() != new.spec.topic():
+        # Its topic was created with them: a change would be ignored without a word.
+        raise Conflict(
+            f"{new.key}: spec.numPartitions, spec.replicationFactor and spec.retentionDuration are"
+            " immutable (they made its topic)"
+        )
     if isinstance(new, Channel):
         other = "KafkaChannel" if new.kind == "Channel" else "Channel"
         if f"{other}/{new.metadata.namespace}/{new.metadata.name}" in current:

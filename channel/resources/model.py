@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from channel.resources.delivery import DeliverySpec
+from channel.resources.delivery import DeliverySpec, parse_iso8601_duration
 from channel.resources.destination import Destination
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "Status",
     "Subscription",
     "SubscriptionSpec",
+    "TopicSpec",
     "Trigger",
     "TriggerFilter",
     "TriggerSpec",
@@ -216,15 +217,73 @@ class SubscriberSpec(_Model):
     delivery: DeliverySpec | None = None
 
 
+def _retention(value: str | None) -> str | None:
+    if value is not None and parse_iso8601_duration(value) <= 0:
+        raise ValueError("retentionDuration must be greater than zero")
+    return value
+
+
+class TopicSpec(_Model):
+    """KafkaChannel's topic fields: in its spec, or in a Channel's `channelTemplate.spec`. Unset
+    ones take Kanal's settings (KANAL_KAFKA_TOPIC_PARTITIONS, ..._REPLICATION_FACTOR, and the
+    Kafka cluster's own retention)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    num_partitions: int | None = Field(default=None, alias="numPartitions", ge=1)
+    replication_factor: int | None = Field(default=None, alias="replicationFactor", ge=1)
+    retention_duration: str | None = Field(default=None, alias="retentionDuration")
+
+    @field_validator("retention_duration")
+    @classmethod
+    def _retention(cls, value: str | None) -> str | None:
+        return _retention(value)
+
+    def retention_ms(self) -> int | None:
+        if self.retention_duration is None:
+            return None
+        return round(parse_iso8601_duration(self.retention_duration) * 1000)
+
+
 class ChannelSpec(_Model):
     channel_template: dict[str, Any] | None = Field(default=None, alias="channelTemplate")
-    # KafkaChannel's own fields, accepted for compatibility (Kanal's topic settings apply).
+    # KafkaChannel's own fields (see TopicSpec): its topic's partitions, replication and
+    # retention, fixed once the Channel exists.
     num_partitions: int | None = Field(default=None, alias="numPartitions", ge=1)
     replication_factor: int | None = Field(default=None, alias="replicationFactor", ge=1)
     retention_duration: str | None = Field(default=None, alias="retentionDuration")
     delivery: DeliverySpec | None = None
     # Computed from the Channel's Subscriptions; never taken from a manifest.
     subscribers: list[SubscriberSpec] | None = None
+
+    @field_validator("retention_duration")
+    @classmethod
+    def _retention(cls, value: str | None) -> str | None:
+        return _retention(value)
+
+    @field_validator("channel_template")
+    @classmethod
+    def _template(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and isinstance(value.get("spec"), dict):
+            TopicSpec.model_validate(value["spec"])  # a KafkaChannel template's topic fields
+        return value
+
+    def topic(self) -> TopicSpec:
+        """The topic the Channel declares: its own fields, else its template's."""
+        own = TopicSpec(
+            numPartitions=self.num_partitions,
+            replicationFactor=self.replication_factor,
+            retentionDuration=self.retention_duration,
+        )
+        template = (self.channel_template or {}).get("spec")
+        if not isinstance(template, dict):
+            return own
+        inherited = TopicSpec.model_validate(template)
+        return TopicSpec(
+            numPartitions=own.num_partitions or inherited.num_partitions,
+            replicationFactor=own.replication_factor or inherited.replication_factor,
+            retentionDuration=own.retention_duration or inherited.retention_duration,
+        )
 
 
 class Channel(Resource):

@@ -12,9 +12,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from channel.kafka import broker_topic, create_admin
+from channel.kafka import broker_topic
 from support.cluster import KanalCluster
 from support.kafka import KafkaUnderTest
 
@@ -162,7 +161,7 @@ async def test_an_event_without_data_is_a_null_record_in_a_topic_never_compacted
     [record] = await read_topic(kafka, topic, 1)
     assert record.value is None  # type: ignore[attr-defined]
     assert "content-type" not in dict(record.headers)  # type: ignore[attr-defined]
-    configs = await _topic_configs(kafka, topic)
+    _, configs = await kafka.describe_topic(topic)
     assert configs["cleanup.policy"] == "delete"
 
 
@@ -174,19 +173,9 @@ async def test_the_topic_takes_every_event_the_ingress_accepts(
     takes. The Broker's topic is created to take twice the body limit (at least 1 MiB), as the
     producer's max_request_size is."""
     topic = broker_topic("ing", "default", cluster.env["KANAL_KAFKA_TOPIC_PREFIX"])
-    configs = await _topic_configs(kafka, topic)
+    _, configs = await kafka.describe_topic(topic)
     body_limit = int(cluster.env["KANAL_INGRESS_MAX_BODY_BYTES"])
     assert int(configs["max.message.bytes"]) == max(2 * body_limit, 1024 * 1024)
-
-
-async def _topic_configs(kafka: KafkaUnderTest, topic: str) -> dict[str, str]:
-    admin = create_admin(kafka.settings())
-    await admin.start()
-    try:
-        [described] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
-    finally:
-        await admin.close()
-    return {entry[0]: entry[1] for entry in described.resources[0][4]}
 
 
 async def test_record_is_the_kafka_binding_and_a_202_survives_sigkill(

@@ -9,7 +9,10 @@ import json
 
 import pytest
 
+from channel.kafka import channel_topic
+from channel.settings import Settings
 from support.cluster import KanalCluster
+from support.kafka import KafkaUnderTest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
@@ -76,3 +79,36 @@ async def test_immutable_fields_are_refused_and_the_rest_updated_in_place(cluste
     assert trigger["metadata"]["uid"] == uid and trigger["metadata"]["generation"] == 2
     assert trigger["spec"]["subscriber"]["uri"] == "http://127.0.0.1:9/b"
     assert trigger["spec"]["filter"]["attributes"] == {"type": "y"}
+
+
+async def test_a_kafka_channel_makes_its_topic_as_declared_and_keeps_it(
+    cluster: KanalCluster, kafka: KafkaUnderTest
+) -> None:
+    """KafkaChannel's numPartitions, replicationFactor and retentionDuration (or the same in a
+    Channel's channelTemplate.spec) make its topic; changing them later is refused, since the
+    topic would not follow."""
+    kafka_channel = _manifest(
+        "messaging.knative.dev/v1beta1",
+        "KafkaChannel",
+        "k",
+        "  numPartitions: 4\n  replicationFactor: 1\n  retentionDuration: PT2H\n",
+    )
+    templated = _manifest(
+        "messaging.knative.dev/v1",
+        "Channel",
+        "templated",
+        "  channelTemplate:\n    apiVersion: messaging.knative.dev/v1beta1\n    kind: KafkaChannel\n"
+        "    spec: {numPartitions: 2}\n",
+    )
+    await cluster.apply(kafka_channel + "---" + templated)
+    prefix = cluster.env.get("KANAL_KAFKA_CHANNEL_TOPIC_PREFIX", Settings().kafka_channel_topic_prefix)
+    partitions, configs = await kafka.describe_topic(channel_topic("up", "k", prefix))
+    assert partitions == 4
+    assert configs["retention.ms"] == str(2 * 3600 * 1000)
+    partitions, _ = await kafka.describe_topic(channel_topic("up", "templated", prefix))
+    assert partitions == 2
+
+    changed = kafka_channel.replace("numPartitions: 4", "numPartitions: 8")
+    assert "spec.numPartitions" in await _refused(cluster, changed)
+    assert _get(cluster, "kafkachannel", "k")["spec"]["numPartitions"] == 4
+    assert "retentionDuration" in await _refused(cluster, kafka_channel.replace("PT2H", "PT0S"))

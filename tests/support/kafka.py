@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from channel.kafka import create_admin
 from channel.settings import Settings
 
 
@@ -38,3 +42,19 @@ class KafkaUnderTest:
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]
+
+    async def describe_topic(self, topic: str, timeout: float = 10.0) -> tuple[int, dict[str, str]]:
+        """A topic's partition count and configs as the broker describes them, once it exists."""
+        admin = create_admin(self.settings())
+        await admin.start()
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    [metadata] = await admin.describe_topics([topic])
+                    if metadata.get("partitions"):
+                        break
+                    await asyncio.sleep(0.1)
+            [described] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        finally:
+            await admin.close()
+        return len(metadata["partitions"]), {entry[0]: entry[1] for entry in described.resources[0][4]}

@@ -6,7 +6,7 @@ import pytest
 
 from channel.errors import ValidationError
 from channel.resources.manifests import Skipped, load_documents, parse_documents, parse_resource
-from channel.resources.model import Broker, Trigger
+from channel.resources.model import Broker, Channel, TopicSpec, Trigger
 
 KNATIVE_TRIGGER = """
 apiVersion: eventing.knative.dev/v1
@@ -237,3 +237,49 @@ def test_valid_delivery_specs_are_accepted() -> None:
     broker = parse_resource(_broker_with(delivery))
     assert isinstance(broker, Broker) and broker.spec.delivery is not None
     assert broker.spec.delivery.backoff_delay == "PT2S" and broker.spec.delivery.retry == 0
+
+
+def _channel(kind: str, spec: dict[str, object]) -> dict[str, object]:
+    version = "messaging.knative.dev/v1beta1" if kind == "KafkaChannel" else "messaging.knative.dev/v1"
+    return {"apiVersion": version, "kind": kind, "metadata": {"name": "c", "namespace": "n"}, "spec": spec}
+
+
+def test_a_channel_declares_its_topic_itself_or_through_its_template() -> None:
+    own = parse_resource(_channel("KafkaChannel", {"numPartitions": 6, "retentionDuration": "P7D"}))
+    assert isinstance(own, Channel)
+    topic = own.spec.topic()
+    assert (topic.num_partitions, topic.replication_factor, topic.retention_ms()) == (
+        6,
+        None,
+        7 * 86400 * 1000,
+    )
+    template = {"apiVersion": "messaging.knative.dev/v1beta1", "kind": "KafkaChannel"}
+    templated = parse_resource(
+        _channel(
+            "Channel", {"channelTemplate": {**template, "spec": {"numPartitions": 2, "replicationFactor": 3}}}
+        )
+    )
+    assert isinstance(templated, Channel)
+    assert templated.spec.topic() == TopicSpec(numPartitions=2, replicationFactor=3)
+    plain = parse_resource(_channel("Channel", {}))
+    assert isinstance(plain, Channel)
+    assert plain.spec.topic() == TopicSpec()  # Kanal's settings apply
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"numPartitions": 0}, "spec.numPartitions"),
+        ({"replicationFactor": -1}, "spec.replicationFactor"),
+        ({"retentionDuration": "a week"}, "not an ISO 8601 duration"),
+        ({"retentionDuration": "PT0S"}, "retentionDuration must be greater than zero"),
+        (
+            {"channelTemplate": {"kind": "KafkaChannel", "spec": {"numPartitions": 0}}},
+            "spec.channelTemplate.numPartitions",
+        ),
+    ],
+)
+def test_invalid_topic_fields_are_refused_naming_them(spec: dict[str, object], expected: str) -> None:
+    kind = "Channel" if "channelTemplate" in spec else "KafkaChannel"
+    with pytest.raises(ValidationError, match=expected):
+        parse_resource(_channel(kind, spec))
