@@ -25,6 +25,7 @@ from channel.cli.client import AdminClient, ClientError
 from channel.cli.options import add_settings_flags, settings_from_args
 from channel.errors import Problem, ValidationError
 from channel.resources.manifests import Skipped, load_documents, parse_resource, resource_class
+from channel.resources.model import Broker
 from channel.runner import configure_logging, run_service
 
 __all__ = ["main"]
@@ -63,10 +64,11 @@ def _read_manifests(paths: list[str]) -> list[tuple[str, dict[str, Any]]]:
 
 def _eventing_documents(
     paths: list[str], namespace: str | None
-) -> tuple[list[dict[str, Any]], list[Skipped]]:
-    """Validate locally (every problem, with file names); split off other Kubernetes kinds."""
+) -> tuple[list[dict[str, Any]], list[Skipped | str]]:
+    """Validate locally (every problem, with file names); split off other Kubernetes kinds. The
+    notices: what was skipped, and warnings about fields Kanal takes but does not act on."""
     keep: list[dict[str, Any]] = []
-    skipped: list[Skipped] = []
+    skipped: list[Skipped | str] = []
     problems: list[Problem] = []
     for where, doc in _read_manifests(paths):
         meta = doc.setdefault("metadata", {}) if isinstance(doc.get("metadata", {}), dict) else None
@@ -79,8 +81,16 @@ def _eventing_documents(
             continue
         if isinstance(parsed, Skipped):
             skipped.append(parsed)
-        else:
-            keep.append(doc)
+            continue
+        keep.append(doc)
+        if isinstance(parsed, Broker) and parsed.spec.config:
+            config = parsed.spec.config
+            what = " ".join(str(config[k]) for k in ("kind", "namespace", "name") if config.get(k))
+            skipped.append(
+                f"Warning: Broker {parsed.metadata.namespace}/{parsed.metadata.name}: spec.config"
+                f" ({what or 'given'}) is not read by Kanal; its topic is made with"
+                " KANAL_KAFKA_TOPIC_PARTITIONS and KANAL_KAFKA_TOPIC_REPLICATION_FACTOR"
+            )
     if problems:
         raise ValidationError(problems)
     return keep, skipped
