@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from channel.events import CloudEvent, to_http_binary
+from channel.events import STRUCTURED_CONTENT_TYPE, CloudEvent, to_http_binary, to_structured_json
 from dispatcher.http import HttpClient, HttpError
 
 __all__ = ["Attempt", "HttpPoster", "Poster"]
@@ -34,8 +34,16 @@ class Attempt:
 
 class Poster(Protocol):
     async def post(
-        self, url: str, event: CloudEvent, *, timeout: float, headers: Mapping[str, str]
-    ) -> Attempt: ...
+        self,
+        url: str,
+        event: CloudEvent,
+        *,
+        timeout: float,
+        headers: Mapping[str, str],
+        structured: bool = False,
+    ) -> Attempt:
+        """POST `event` in binary mode, or (`structured`) in the JSON format."""
+        ...
 
 
 class HttpPoster:
@@ -46,10 +54,20 @@ class HttpPoster:
         self._client = client
 
     async def post(
-        self, url: str, event: CloudEvent, *, timeout: float, headers: Mapping[str, str]
+        self,
+        url: str,
+        event: CloudEvent,
+        *,
+        timeout: float,
+        headers: Mapping[str, str],
+        structured: bool = False,
     ) -> Attempt:
-        ce_headers, body = to_http_binary(event)
-        request_headers = dict(ce_headers)
+        if structured:  # delivery.format: json
+            request_headers = {"Content-Type": STRUCTURED_CONTENT_TYPE}
+            body = to_structured_json(event)
+        else:
+            ce_headers, body = to_http_binary(event)
+            request_headers = dict(ce_headers)
         request_headers.update(headers)
         try:
             response = await self._client.post(url, list(request_headers.items()), body, timeout=timeout)

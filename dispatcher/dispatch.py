@@ -203,7 +203,9 @@ class Dispatcher:
             await _rest(policy.next_delay(n, random.random(), None), stop)
         while True:
             started = time.perf_counter()
-            attempt = await self._poster.post(url, event, timeout=policy.timeout, headers=headers)
+            attempt = await self._poster.post(
+                url, event, timeout=policy.timeout, headers=headers, structured=plan.structured
+            )
             if reply:
                 metrics.DELIVERY_LATENCY.labels(*plan.series).observe(time.perf_counter() - started)
             metrics.ATTEMPTS.labels(*plan.series, destination, str(attempt.status or "none")).inc()
@@ -284,7 +286,9 @@ class Dispatcher:
             metrics.REPLIES.labels(*plan.series, "discarded").inc()
             return None
         headers = _request_headers(plan, source)
-        attempt = await self._poster.post(plan.reply_to, reply, timeout=plan.retry.timeout, headers=headers)
+        attempt = await self._poster.post(
+            plan.reply_to, reply, timeout=plan.retry.timeout, headers=headers, structured=plan.structured
+        )
         metrics.ATTEMPTS.labels(*plan.series, "reply", str(attempt.status or "none")).inc()
         if classify_status(attempt.status) is Outcome.SUCCESS:
             metrics.REPLIES.labels(*plan.series, "stored").inc()

@@ -70,6 +70,9 @@ class Plan:
     filter: Filter = field(default=MATCH_ALL, compare=False)
     # The Broker (of a Trigger) or Channel (of a Subscription) it reads from.
     parent: str = ""
+    # delivery.format: json (DLV-04): every POST (subscriber, reply, dead letter) in structured
+    # mode; else binary mode.
+    structured: bool = False
     # Its metrics' first label values, in dispatcher.metrics.PLAN_LABELS's order.
     series: tuple[str, str, str, str] = field(init=False, compare=False, repr=False)
 
@@ -192,6 +195,7 @@ def _trigger_plan(
         dead_letter_topic=trigger.metadata.annotations.get(DEAD_LETTER_TOPIC_ANNOTATION) or None,
         filter=compile_trigger_filter(spec_filter, trigger.spec.filters),
         parent=trigger.spec.broker,
+        structured=delivery is not None and delivery.format == "json",
     )
 
 
@@ -222,4 +226,5 @@ def _subscription_plan(
         ordered=sub.metadata.annotations.get(ORDER_ANNOTATION) == "ordered",
         dead_letter_topic=sub.metadata.annotations.get(DEAD_LETTER_TOPIC_ANNOTATION) or None,
         parent=sub.spec.channel.name,
+        structured=delivery is not None and delivery.format == "json",
     )

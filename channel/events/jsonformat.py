@@ -107,14 +107,16 @@ def events_from_batch(body: bytes) -> list[CloudEvent]:
 
 
 def to_structured_json(event: CloudEvent) -> bytes:
-    """The event in the JSON format (data as a JSON value when possible, else data_base64)."""
+    """The event in the JSON format. JSON data goes in `data` as its own text, byte for byte (a
+    value re-serialised could change: number forms, key order, whitespace); text data as a
+    string; anything else, or data that is not strict UTF-8 JSON, as `data_base64`."""
     obj: dict[str, Any] = dict(event.attributes)
+    raw: str | None = None
     if event.data is not None:
         content_type = event.attributes.get("datacontenttype")
         if content_type is not None and is_json_media_type(content_type):
-            try:
-                obj["data"] = json.loads(event.data)
-            except ValueError:
+            raw = _strict_json_text(event.data)
+            if raw is None:
                 obj["data_base64"] = base64.b64encode(event.data).decode()
         elif content_type is not None and content_type.lower().startswith("text/"):
             try:
@@ -123,4 +125,21 @@ def to_structured_json(event: CloudEvent) -> bytes:
                 obj["data_base64"] = base64.b64encode(event.data).decode()
         else:
             obj["data_base64"] = base64.b64encode(event.data).decode()
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    if raw is not None:
+        text = f'{text[:-1]},"data":{raw}}}'  # the attributes object is never empty
+    return text.encode()
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _strict_json_text(data: bytes) -> str | None:
+    """`data` as text if it is one JSON value in UTF-8 (no NaN or Infinity), else None."""
+    try:
+        text = data.decode("utf-8")
+        json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return None
+    return text

@@ -8,6 +8,8 @@
   the same bytes.
 - FLT-09: a filter sees attributes only: an event whose data looks like the filtered attribute
   is not selected.
+- DLV-04: a Trigger with `delivery.format: json` gets every event in structured mode: the same
+  attributes, JSON data as the very bytes sent, other data base64-encoded.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from urllib.parse import unquote
 import aiohttp
 import pytest
 
+from channel.events import STRUCTURED_CONTENT_TYPE
 from support.cluster import KanalCluster
 from support.events import post_event
 from support.kafka import KafkaUnderTest
@@ -127,8 +130,38 @@ def _check(received: list[Received]) -> None:
     assert got.body == NOT_UTF8
 
 
+def _check_structured(received: list[Received]) -> None:
+    """The same events, each as one JSON-format object."""
+    assert {r.header("content-type") for r in received} == {STRUCTURED_CONTENT_TYPE}
+    by_id = {json.loads(r.body)["id"]: r.body for r in received}
+    assert len(by_id) == len(received) == len(BINARY) + 2
+    for event_id, headers, body, expected in BINARY:
+        got = json.loads(by_id[event_id])
+        data_base64 = got.pop("data_base64", None)
+        data = got.pop("data", None)
+        base = {"id": event_id, "specversion": "1.0", "type": "fidelity", "source": "fidelity"}
+        assert got == {**base, **expected, "datacontenttype": headers["content-type"]}, event_id
+        if event_id == "json":
+            assert data == {} and data_base64 is None
+            assert b'"data":' + body in by_id[event_id]  # the bytes sent, not a re-serialisation
+        elif event_id == "percent":
+            assert data == body.decode() and data_base64 is None
+        else:
+            assert data is None and base64.b64decode(data_base64) == body, event_id
+    got = json.loads(by_id["structured"])
+    assert got["data"] == STRUCTURED_JSON["data"]
+    assert {k: v for k, v in got.items() if k != "data"} == {
+        **{k: v for k, v in STRUCTURED_JSON.items() if k != "data"},
+        "exint": "42",
+        "exbool": "true",
+    }
+    got = json.loads(by_id["structured-base64"])
+    assert base64.b64decode(got.pop("data_base64")) == NOT_UTF8
+    assert got == {k: v for k, v in STRUCTURED_BYTES.items() if k != "data_base64"}
+
+
 async def test_events_arrive_as_sent_and_filters_see_attributes_only(cluster: KanalCluster) -> None:
-    everything, blind, channel_sink = [await RecordingSink().start() for _ in range(3)]
+    everything, blind, channel_sink, structured = [await RecordingSink().start() for _ in range(4)]
     try:
         await cluster.apply(f"""
 apiVersion: eventing.knative.dev/v1
@@ -149,6 +182,15 @@ spec:
   broker: default
   filter: {{attributes: {{type: in-data}}}}
   subscriber: {{uri: "{blind.url}"}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: structured, namespace: fid}}
+spec:
+  broker: default
+  filter: {{attributes: {{type: fidelity}}}}
+  subscriber: {{uri: "{structured.url}"}}
+  delivery: {{format: json}}
 ---
 apiVersion: messaging.knative.dev/v1
 kind: Channel
@@ -171,10 +213,12 @@ spec:
         await everything.wait_for(count + 1)
         await channel_sink.wait_for(count)
         await blind.wait_for(1)
+        await structured.wait_for(count)
         await asyncio.sleep(0.5)
         _check([r for r in everything.requests if r.header("ce-id") != "control"])
         _check(channel_sink.requests)
+        _check_structured(structured.requests)
         assert blind.ids() == ["control"]
     finally:
-        for sink in (everything, blind, channel_sink):
+        for sink in (everything, blind, channel_sink, structured):
             await sink.close()

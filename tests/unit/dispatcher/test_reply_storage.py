@@ -42,7 +42,13 @@ class _Poster:
         self.posts: list[tuple[str, CloudEvent]] = []
 
     async def post(
-        self, url: str, event: CloudEvent, *, timeout: float, headers: Mapping[str, str]
+        self,
+        url: str,
+        event: CloudEvent,
+        *,
+        timeout: float,
+        headers: Mapping[str, str],
+        structured: bool = False,
     ) -> Attempt:
         self.posts.append((url, event))
         return REPLY if url == SUBSCRIBER else Attempt(202)

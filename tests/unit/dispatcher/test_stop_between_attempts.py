@@ -37,7 +37,13 @@ class _Poster:
         self.posted = asyncio.Event()
 
     async def post(
-        self, url: str, event: CloudEvent, *, timeout: float, headers: Mapping[str, str]
+        self,
+        url: str,
+        event: CloudEvent,
+        *,
+        timeout: float,
+        headers: Mapping[str, str],
+        structured: bool = False,
     ) -> Attempt:
         self.posts += 1
         self.posted.set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -14,6 +15,7 @@ from channel.events import (
     parse_http_response,
     to_http_binary,
     to_kafka_record,
+    to_structured_json,
 )
 
 REQUIRED = [(b"ce-id", b"1"), (b"ce-specversion", b"1.0"), (b"ce-type", b"t"), (b"ce-source", b"s")]
@@ -334,3 +336,36 @@ def test_response_as_reply(headers: dict[str, str], body: bytes, expected: str |
 def test_malformed_reply_is_an_error() -> None:
     with pytest.raises(InvalidEvent):
         parse_http_response(200, {"ce-specversion": "1.0"}, b"")
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "member", "expected"),
+    [
+        # JSON data: its own bytes, whatever their form.
+        (b'{"b": 1,   "a": [1.0, 1e2, 12345678901234567890]}', "application/json", "data", None),
+        (b'"just a string"\n', "application/json", "data", None),
+        (b"  42 ", "application/vnd.api+json", "data", None),
+        # Not strict UTF-8 JSON under a JSON type: base64, never a broken document.
+        (b'{"x": NaN}', "application/json", "data_base64", b'{"x": NaN}'),
+        (b"{not json", "application/json", "data_base64", b"{not json"),
+        (b'"\xff"', "application/json", "data_base64", b'"\xff"'),
+        (b"caf\xc3\xa9", "text/plain", "data", "café"),
+        (b"\x00\x01", "application/octet-stream", "data_base64", b"\x00\x01"),
+    ],
+)
+def test_structured_json_keeps_the_data_as_sent(
+    data: bytes, content_type: str, member: str, expected: object
+) -> None:
+    event = CloudEvent(
+        {"specversion": "1.0", "id": "1", "source": "s", "type": "t", "datacontenttype": content_type}, data
+    )
+    body = to_structured_json(event)
+    parsed = json.loads(body)  # always one valid JSON document
+    assert parsed["id"] == "1" and parsed["datacontenttype"] == content_type
+    if member == "data" and expected is None:
+        assert body.endswith(b',"data":' + data + b"}")
+        assert parsed["data"] == json.loads(data)
+    elif member == "data":
+        assert parsed["data"] == expected
+    else:
+        assert base64.b64decode(parsed["data_base64"]) == expected
