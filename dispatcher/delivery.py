@@ -41,8 +41,10 @@ class Poster(Protocol):
         timeout: float,
         headers: Mapping[str, str],
         structured: bool = False,
+        ca_certs: str | None = None,
     ) -> Attempt:
-        """POST `event` in binary mode, or (`structured`) in the JSON format."""
+        """POST `event` in binary mode, or (`structured`) in the JSON format; `ca_certs`: PEM CA
+        certificates an https:// destination may chain to, besides the system's."""
         ...
 
 
@@ -61,6 +63,7 @@ class HttpPoster:
         timeout: float,
         headers: Mapping[str, str],
         structured: bool = False,
+        ca_certs: str | None = None,
     ) -> Attempt:
         if structured:  # delivery.format: json
             request_headers = {"Content-Type": STRUCTURED_CONTENT_TYPE}
@@ -70,7 +73,9 @@ class HttpPoster:
             request_headers = dict(ce_headers)
         request_headers.update(headers)
         try:
-            response = await self._client.post(url, list(request_headers.items()), body, timeout=timeout)
+            response = await self._client.post(
+                url, list(request_headers.items()), body, timeout=timeout, ca_certs=ca_certs
+            )
         except TimeoutError:
             return Attempt(None, error=f"timed out after {timeout}s")
         except HttpError as exc:

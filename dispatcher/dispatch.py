@@ -204,7 +204,12 @@ class Dispatcher:
         while True:
             started = time.perf_counter()
             attempt = await self._poster.post(
-                url, event, timeout=policy.timeout, headers=headers, structured=plan.structured
+                url,
+                event,
+                timeout=policy.timeout,
+                headers=headers,
+                structured=plan.structured,
+                ca_certs=plan.ca_certs_for(url),
             )
             if reply:
                 metrics.DELIVERY_LATENCY.labels(*plan.series).observe(time.perf_counter() - started)
@@ -287,7 +292,12 @@ class Dispatcher:
             return None
         headers = _request_headers(plan, source)
         attempt = await self._poster.post(
-            plan.reply_to, reply, timeout=plan.retry.timeout, headers=headers, structured=plan.structured
+            plan.reply_to,
+            reply,
+            timeout=plan.retry.timeout,
+            headers=headers,
+            structured=plan.structured,
+            ca_certs=plan.ca_certs_for(plan.reply_to),
         )
         metrics.ATTEMPTS.labels(*plan.series, "reply", str(attempt.status or "none")).inc()
         if classify_status(attempt.status) is Outcome.SUCCESS:

@@ -55,12 +55,13 @@ class HttpResponse:
 
 @dataclass(frozen=True, slots=True)
 class _Target:
-    key: tuple[str, str, int, Proxy | None]
+    key: tuple[str, str, int, Proxy | None, str | None]
     host: str
     port: int
     tls: bool
     head: bytes  # "POST <path> HTTP/1.1\r\nHost: <host>\r\n" (an absolute URL through a proxy)
     proxy: Proxy | None
+    ca_certs: str | None  # PEM CA certificates trusted for this destination, besides the system's
 
 
 # Characters a request target may carry as they are; everything else is percent-encoded.
@@ -68,7 +69,7 @@ _TARGET_SAFE = "!#$%&'()*+,-./:;=?@[]^_`{|}~"
 
 
 @functools.lru_cache(maxsize=4096)
-def _target(url: str, proxies: Proxies | None = None) -> _Target:
+def _target(url: str, proxies: Proxies | None = None, ca_certs: str | None = None) -> _Target:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.hostname:
@@ -92,7 +93,8 @@ def _target(url: str, proxies: Proxies | None = None) -> _Target:
         head = b"POST " + absolute + b" HTTP/1.1\r\nHost: " + authority + b"\r\n" + proxy.authorization
     else:
         head = b"POST " + path.encode("ascii") + b" HTTP/1.1\r\nHost: " + authority + b"\r\n"
-    return _Target((scheme, host, port, proxy), host, port, tls, head, proxy)
+    ca_certs = ca_certs if tls else None
+    return _Target((scheme, host, port, proxy, ca_certs), host, port, tls, head, proxy, ca_certs)
 
 
 def _encode_headers(headers: list[tuple[str, str]]) -> bytes:
@@ -275,17 +277,27 @@ class HttpClient:
         self.idle_timeout = idle_timeout
         self.max_response = max_response
         self._agent = f"User-Agent: {user_agent}\r\n".encode()
-        self._pools: dict[tuple[str, str, int, Proxy | None], _Pool] = {}
+        self._pools: dict[tuple[str, str, int, Proxy | None, str | None], _Pool] = {}
         self._proxies = proxies
         # HTTPS verification: the system's certificate store unless a context is given.
         self._tls = tls
+        # Per destination's CACerts: the system's store and those certificates.
+        self._tls_with: dict[str, ssl.SSLContext] = {}
         self._closed = False
         self._sweeper: asyncio.TimerHandle | None = None
 
     async def post(
-        self, url: str, headers: list[tuple[str, str]], body: bytes, *, timeout: float
+        self,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        *,
+        timeout: float,
+        ca_certs: str | None = None,
     ) -> HttpResponse:
-        target = _target(url, self._proxies)
+        """POST and read the answer within `timeout`. `ca_certs`: PEM CA certificates an https://
+        destination's certificate may chain to, besides the system's (Knative's CACerts)."""
+        target = _target(url, self._proxies, ca_certs)
         data = b"".join(
             (
                 target.head,
@@ -357,9 +369,7 @@ class HttpClient:
         loop = asyncio.get_running_loop()
         context = None
         if target.tls:
-            if self._tls is None:
-                self._tls = ssl.create_default_context()
-            context = self._tls
+            context = self._context(target.ca_certs)
         proxy = target.proxy
         if proxy is not None and context is not None:
             return await self._tunnel(target, proxy, context)
@@ -376,6 +386,21 @@ class HttpClient:
             through = f" through the proxy {proxy}" if proxy is not None else ""
             raise HttpError(f"cannot connect to {host}:{port}{through}: {exc}") from exc
         return protocol
+
+    def _context(self, ca_certs: str | None) -> ssl.SSLContext:
+        if ca_certs is None:
+            if self._tls is None:
+                self._tls = ssl.create_default_context()
+            return self._tls
+        context = self._tls_with.get(ca_certs)
+        if context is None:
+            context = ssl.create_default_context()
+            try:
+                context.load_verify_locations(cadata=ca_certs)
+            except (ssl.SSLError, ValueError) as exc:  # refused when applied; kept as a failure here
+                raise HttpError(f"the destination's CACerts cannot be used: {exc}") from exc
+            self._tls_with[ca_certs] = context
+        return context
 
     async def _tunnel(self, target: _Target, proxy: Proxy, context: ssl.SSLContext) -> _Connection:
         """A connection to an https:// destination through a CONNECT tunnel of `proxy`: TLS and

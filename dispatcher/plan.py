@@ -27,6 +27,7 @@ from channel.kafka import (
     trigger_group,
 )
 from channel.resources.delivery import DeliverySpec, effective_delivery
+from channel.resources.destination import Destination
 from channel.resources.model import Broker, Channel, Subscription, Trigger
 from dispatcher.retry import RetryPolicy
 
@@ -73,11 +74,17 @@ class Plan:
     # delivery.format: json (DLV-04): every POST (subscriber, reply, dead letter) in structured
     # mode; else binary mode.
     structured: bool = False
+    # (URL, PEM) of the destinations with CACerts: https:// certificates that may chain to them.
+    ca_certs: tuple[tuple[str, str], ...] = ()
     # Its metrics' first label values, in dispatcher.metrics.PLAN_LABELS's order.
     series: tuple[str, str, str, str] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "series", (self.namespace, self.kind, self.parent, self.name))
+
+    def ca_certs_for(self, url: str) -> str | None:
+        """The CACerts of the destination at `url`, if it has any."""
+        return next((pem for where, pem in self.ca_certs if where == url), None)
 
     @property
     def identity(self) -> tuple[str, str]:
@@ -117,6 +124,13 @@ def _dead_letter(own: DeliverySpec | None, own_dls: str | None, parent: _Parent)
     if own is not None and not own.is_empty():
         return own_dls
     return parent.dead_letter
+
+
+def _ca_certs(*destinations: tuple[str | None, Destination | None]) -> tuple[tuple[str, str], ...]:
+    """(resolved URL, CACerts) of the destinations that have both."""
+    return tuple(
+        (url, spec.ca_certs) for url, spec in destinations if url and spec is not None and spec.ca_certs
+    )
 
 
 def plans_from_documents(
@@ -177,6 +191,7 @@ def _trigger_plan(
     spec_filter = trigger.spec.filter.model_dump() if trigger.spec.filter else None
     delivery = effective_delivery(trigger.spec.delivery, parent.delivery)
     topic = broker_topic(ns, trigger.spec.broker, prefix)
+    dead_letter = _dead_letter(trigger.spec.delivery, trigger.status.dead_letter_sink_uri, parent)
     return Plan(
         kind="trigger",
         key=key,
@@ -188,7 +203,7 @@ def _trigger_plan(
         subscriber=trigger.status.subscriber_uri,
         reply_to=parent.address,
         reply_topic=topic,
-        dead_letter=_dead_letter(trigger.spec.delivery, trigger.status.dead_letter_sink_uri, parent),
+        dead_letter=dead_letter,
         retry=RetryPolicy.from_spec(delivery, default_timeout=timeout),
         generation=trigger.metadata.generation,
         ordered=trigger.metadata.annotations.get(ORDER_ANNOTATION) == "ordered",
@@ -196,6 +211,10 @@ def _trigger_plan(
         filter=compile_trigger_filter(spec_filter, trigger.spec.filters),
         parent=trigger.spec.broker,
         structured=delivery is not None and delivery.format == "json",
+        ca_certs=_ca_certs(
+            (trigger.status.subscriber_uri, trigger.spec.subscriber),
+            (dead_letter, delivery.dead_letter_sink if delivery else None),
+        ),
     )
 
 
@@ -209,6 +228,7 @@ def _subscription_plan(
     if parent is None or physical is None or not physical.subscriber_uri:
         return None
     delivery = effective_delivery(sub.spec.delivery, parent.delivery)
+    dead_letter = _dead_letter(sub.spec.delivery, physical.dead_letter_sink_uri, parent)
     return Plan(
         kind="subscription",
         key=key,
@@ -220,11 +240,16 @@ def _subscription_plan(
         subscriber=physical.subscriber_uri,
         reply_to=physical.reply_uri,
         reply_topic=None,
-        dead_letter=_dead_letter(sub.spec.delivery, physical.dead_letter_sink_uri, parent),
+        dead_letter=dead_letter,
         retry=RetryPolicy.from_spec(delivery, default_timeout=timeout),
         generation=sub.metadata.generation,
         ordered=sub.metadata.annotations.get(ORDER_ANNOTATION) == "ordered",
         dead_letter_topic=sub.metadata.annotations.get(DEAD_LETTER_TOPIC_ANNOTATION) or None,
         parent=sub.spec.channel.name,
         structured=delivery is not None and delivery.format == "json",
+        ca_certs=_ca_certs(
+            (physical.subscriber_uri, sub.spec.subscriber),
+            (physical.reply_uri, sub.spec.reply),
+            (dead_letter, delivery.dead_letter_sink if delivery else None),
+        ),
     )

@@ -83,6 +83,11 @@ def _eventing_documents(
             skipped.append(parsed)
             continue
         keep.append(doc)
+        skipped.extend(
+            f"Warning: {parsed.KIND} {parsed.metadata.namespace}/{parsed.metadata.name}: {path}.audience"
+            " is not used: Kanal sends no OIDC token, so that destination must take requests without one"
+            for path in _audiences(doc.get("spec"), "spec")
+        )
         if isinstance(parsed, Broker) and parsed.spec.config:
             config = parsed.spec.config
             what = " ".join(str(config[k]) for k in ("kind", "namespace", "name") if config.get(k))
@@ -94,6 +99,16 @@ def _eventing_documents(
     if problems:
         raise ValidationError(problems)
     return keep, skipped
+
+
+def _audiences(node: Any, path: str) -> list[str]:
+    """The paths of the destinations (a `uri` or `ref`) under `node` that name an OIDC audience."""
+    if isinstance(node, list):
+        return [found for i, item in enumerate(node) for found in _audiences(item, f"{path}[{i}]")]
+    if not isinstance(node, dict):
+        return []
+    found = [path] if node.get("audience") and ("uri" in node or "ref" in node) else []
+    return found + [hit for key, value in node.items() for hit in _audiences(value, f"{path}.{key}")]
 
 
 def _client(args: argparse.Namespace) -> AdminClient:

@@ -9,10 +9,11 @@ it knows about the addressables.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = ["Destination", "KReference", "ResolveRef", "resolve_destination"]
 
@@ -37,6 +38,16 @@ class Destination(BaseModel):
     uri: str | None = None
     ca_certs: str | None = Field(default=None, alias="CACerts")
     audience: str | None = None
+
+    @field_validator("ca_certs")
+    @classmethod
+    def _pem(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=value)
+            except (ssl.SSLError, ValueError) as exc:
+                raise ValueError(f"CACerts must be PEM-encoded CA certificates: {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _one_of(self) -> Destination:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import ssl
 import urllib.request
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -13,6 +16,7 @@ from aiohttp import web
 
 from support.cluster import KanalCluster
 from support.sinks import Received, RecordingSink
+from support.tls import self_signed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
@@ -237,3 +241,35 @@ async def test_drop_without_dead_letter_sink_is_counted(cluster: KanalCluster) -
     finally:
         await sink.close()
         await failing_dls.close()
+
+
+async def test_a_destination_s_ca_certs_are_trusted(cluster: KanalCluster, tmp_path: Path) -> None:
+    """An https:// subscriber whose certificate chains to the Trigger's `subscriber.CACerts` is
+    delivered to; the same subscriber without them fails verification and the event goes to the
+    dead-letter sink, naming no status (no answer)."""
+    certfile, keyfile = self_signed(tmp_path)
+    pem = await asyncio.to_thread(Path(certfile).read_text)
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(certfile, keyfile)
+    sink = await RecordingSink(tls=server).start()
+    dls = await RecordingSink().start()
+    try:
+        trusted = trigger("trusted", "x", sink.url).replace(
+            f"  subscriber: {{uri: '{sink.url}'}}\n",
+            f"  subscriber:\n    uri: '{sink.url}'\n    CACerts: {json.dumps(pem)}\n",
+        )
+        assert "CACerts" in trusted
+        untrusted = trigger("untrusted", "y", sink.url, f"{{retry: 0, deadLetterSink: {{uri: '{dls.url}'}}}}")
+        await cluster.apply(BROKER + trusted + untrusted)
+        await post(cluster, "x", "over-tls")
+        await post(cluster, "y", "not-trusted")
+        [received] = await sink.wait_for(1)
+        assert received.header("ce-id") == "over-tls"
+        [dead] = await dls.wait_for(1)
+        assert dead.header("ce-id") == "not-trusted"
+        assert dead.header("ce-knativeerrordest") == sink.url
+        assert "ce-knativeerrorcode" not in dead.headers
+        assert sink.ids() == ["over-tls"]
+    finally:
+        await sink.close()
+        await dls.close()

@@ -64,6 +64,23 @@ async def raw_server(handler: Handler, ssl_context: ssl.SSLContext | None = None
         server.close()
 
 
+@contextlib.asynccontextmanager
+async def https_server(directory: Path, name: str = "localhost") -> AsyncIterator[tuple[RawServer, str]]:
+    """A server answering OK over TLS with a self-signed certificate for `name`, and that
+    certificate's file (its own CA)."""
+    certfile, keyfile = self_signed(directory, names=(name,))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+    holder: list[RawServer] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await answering(OK)(holder[0])(reader, writer)
+
+    async with raw_server(handler, context) as server:
+        holder.append(server)
+        yield server, certfile
+
+
 def answering(*responses: bytes, close_after: bool = False) -> Callable[[RawServer], Handler]:
     """A handler answering the requests, across connections, with the responses in turn (the
     last one again once they run out); with `close_after`, each connection closes after one."""
@@ -244,16 +261,7 @@ async def test_failures_are_http_errors() -> None:
 
 
 async def test_https_with_a_trusted_certificate(tmp_path: Path) -> None:
-    certfile, keyfile = self_signed(tmp_path)
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(certfile, keyfile)
-    holder: list[RawServer] = []
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await answering(OK)(holder[0])(reader, writer)
-
-    async with raw_server(handler, server_context) as server:
-        holder.append(server)
+    async with https_server(tmp_path) as (server, certfile):
         trusted = HttpClient(tls=ssl.create_default_context(cafile=certfile))
         response = await trusted.post(f"https://localhost:{server.port}/", [], b"secret", timeout=5)
         assert response.status == 200 and server.requests[0].endswith(b"secret")
@@ -262,6 +270,26 @@ async def test_https_with_a_trusted_certificate(tmp_path: Path) -> None:
         with pytest.raises(HttpError, match="CERTIFICATE_VERIFY_FAILED"):
             await untrusted.post(f"https://localhost:{server.port}/", [], b"", timeout=5)
         await untrusted.close()
+
+
+async def test_a_destination_s_ca_certs_are_trusted_for_it_alone(tmp_path: Path) -> None:
+    """Knative's CACerts: PEM certificates a destination's certificate may chain to, trusted for
+    requests to that destination only, besides the system's store."""
+    async with https_server(tmp_path) as (server, certfile):
+        pem = await asyncio.to_thread(Path(certfile).read_text)
+        client = HttpClient()
+        url = f"https://localhost:{server.port}/"
+        response = await client.post(url, [], b"one", timeout=5, ca_certs=pem)
+        assert response.status == 200
+        # The same URL without them: not trusted, and the connection trusted with them not reused.
+        with pytest.raises(HttpError, match="CERTIFICATE_VERIFY_FAILED"):
+            await client.post(url, [], b"two", timeout=5)
+        response = await client.post(url, [], b"three", timeout=5, ca_certs=pem)
+        assert response.status == 200
+        assert [r.rpartition(b"\r\n\r\n")[2] for r in server.requests] == [b"one", b"three"]
+        with pytest.raises(HttpError, match="CACerts cannot be used"):
+            await client.post(url, [], b"", timeout=5, ca_certs="not a certificate")
+        await client.close()
 
 
 async def test_idle_connections_are_closed_and_unused_destinations_forgotten() -> None:
@@ -317,16 +345,7 @@ async def test_plain_http_through_a_proxy_with_credentials() -> None:
 
 async def test_https_through_a_connect_tunnel(tmp_path: Path) -> None:
     """TLS is end to end: the certificate checked is the destination's, for its name."""
-    certfile, keyfile = self_signed(tmp_path, names=("hooks.test",))
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(certfile, keyfile)
-    holder: list[RawServer] = []
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await answering(OK)(holder[0])(reader, writer)
-
-    async with raw_server(handler, server_context) as server, forward_proxy() as proxy:
-        holder.append(server)
+    async with https_server(tmp_path, "hooks.test") as (server, certfile), forward_proxy() as proxy:
         trusting = ssl.create_default_context(cafile=certfile)
         client = HttpClient(tls=trusting, proxies=_through(proxy.port))
         url = f"https://hooks.test:{server.port}/in"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -48,8 +49,9 @@ Responder = Callable[[int, Received], web.StreamResponse | Awaitable[web.StreamR
 class RecordingSink:
     """An aiohttp server that records requests and answers with `responder` (default 202)."""
 
-    def __init__(self, responder: Responder | None = None) -> None:
+    def __init__(self, responder: Responder | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[Received] = []
+        self.tls = tls  # serve https (at https://localhost:PORT/) with this server context
         self.responder = responder or (lambda n, r: web.Response(status=202))
         self.port = free_port()
         self._runner: web.AppRunner | None = None
@@ -57,7 +59,7 @@ class RecordingSink:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
+        return f"https://localhost:{self.port}/" if self.tls else f"http://127.0.0.1:{self.port}/"
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         received = Received(
@@ -78,7 +80,7 @@ class RecordingSink:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.tls).start()
         return self
 
     async def close(self) -> None:

@@ -1,6 +1,7 @@
-"""What `kanal apply` says about documents before sending them: Kubernetes kinds it skips, and a
-warning for a Broker's spec.config, which points at a ConfigMap Kanal does not read (Knative's
-Kafka Broker takes its topic settings from there; Kanal takes them from its own settings)."""
+"""What `kanal apply` says about documents before sending them: Kubernetes kinds it skips, and
+warnings for what it takes but does not act on: a Broker's spec.config, which points at a
+ConfigMap Kanal does not read (Knative's Kafka Broker takes its topic settings from there; Kanal
+takes them from its own settings), and a destination's OIDC `audience` (Kanal sends no tokens)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ spec:
 apiVersion: eventing.knative.dev/v1
 kind: Broker
 metadata: {name: plain, namespace: shop}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: oidc, namespace: shop}
+spec:
+  broker: plain
+  subscriber: {uri: "https://orders.example/", audience: orders}
+  delivery: {deadLetterSink: {ref: {apiVersion: v1, kind: Service, name: dls}, audience: dls}}
 """
 
 
@@ -30,11 +39,15 @@ def test_skipped_kinds_and_an_unread_broker_config_are_reported(tmp_path: Path) 
     path = tmp_path / "brokers.yaml"
     path.write_text(MANIFEST)
     docs, notices = _eventing_documents([str(path)], None)
-    assert [d["metadata"]["name"] for d in docs] == ["configured", "plain"]  # both still applied
+    assert [d["metadata"]["name"] for d in docs] == ["configured", "plain", "oidc"]  # all applied
     lines = [str(n) for n in notices]
     assert lines[0].startswith("skipped ConfigMap kafka-broker-config")
     assert lines[1:] == [
         "Warning: Broker shop/configured: spec.config (ConfigMap knative-eventing kafka-broker-config)"
         " is not read by Kanal; its topic is made with KANAL_KAFKA_TOPIC_PARTITIONS and"
-        " KANAL_KAFKA_TOPIC_REPLICATION_FACTOR"
+        " KANAL_KAFKA_TOPIC_REPLICATION_FACTOR",
+        "Warning: Trigger shop/oidc: spec.subscriber.audience is not used: Kanal sends no OIDC token,"
+        " so that destination must take requests without one",
+        "Warning: Trigger shop/oidc: spec.delivery.deadLetterSink.audience is not used: Kanal sends no"
+        " OIDC token, so that destination must take requests without one",
     ]

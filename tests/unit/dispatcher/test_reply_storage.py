@@ -49,6 +49,7 @@ class _Poster:
         timeout: float,
         headers: Mapping[str, str],
         structured: bool = False,
+        ca_certs: str | None = None,
     ) -> Attempt:
         self.posts.append((url, event))
         return REPLY if url == SUBSCRIBER else Attempt(202)

@@ -44,6 +44,7 @@ class _Poster:
         timeout: float,
         headers: Mapping[str, str],
         structured: bool = False,
+        ca_certs: str | None = None,
     ) -> Attempt:
         self.posts += 1
         self.posted.set()

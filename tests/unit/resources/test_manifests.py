@@ -137,6 +137,16 @@ def test_broker_defaults_namespace() -> None:
             id="unserved-knative-kind",
         ),
         pytest.param({"kind": "Broker", "metadata": {"name": "s"}}, "apiVersion", id="no-api-version"),
+        pytest.param(
+            {
+                "apiVersion": "eventing.knative.dev/v1",
+                "kind": "Trigger",
+                "metadata": {"name": "t"},
+                "spec": {"broker": "b", "subscriber": {"uri": "https://x/", "CACerts": "not PEM"}},
+            },
+            "spec.subscriber.CACerts: CACerts must be PEM-encoded CA certificates",
+            id="ca-certs-not-pem",
+        ),
     ],
 )
 def test_invalid_resources_name_the_field(doc: dict[str, object], expected: str) -> None:
