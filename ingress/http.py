@@ -7,6 +7,8 @@ about half of the ingress's CPU under load. Here the parser's callbacks collect 
 acknowledged: no task and no coroutine per request.
 
 What it does, as an HTTP/1.1 origin server:
+- a connection that opens with the HTTP/2 preface (prior knowledge), or for which TLS's ALPN
+  chose h2, is handed to `ingress.http2`;
 - `Upgrade` requests (h2c, websocket) answered in HTTP/1.1, their body read as any other's;
 - keep-alive (HTTP/1.1 by default, HTTP/1.0 on request), idle connections closed after
   `keep_alive` seconds; a request that takes longer than that to arrive whole is answered 408
@@ -41,6 +43,7 @@ from urllib.parse import unquote
 import httptools
 
 from ingress.app import ACCEPTED, Request, Response, declared_over, header_value, json_response
+from ingress.http2 import PREFACE, Http2Connection
 
 __all__ = ["App", "HttpServer"]
 
@@ -143,6 +146,9 @@ class _Connection(asyncio.Protocol):
         self._paused = False
         self._done = False  # an error ended the connection: the rest of the input is ignored
         self._linger = False  # ... and the connection closes only after the client stops sending
+        # Until the first bytes tell: an HTTP/2 client with prior knowledge opens with PREFACE.
+        self._fresh = True
+        self._sniffed = b""
 
     # -- asyncio ------------------------------------------------------------------------------
 
@@ -150,6 +156,10 @@ class _Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's are not its subclasses
         self._server.connections.add(self)
         self._timer = self._loop.call_later(self._server.keep_alive, self._idle)
+        if self._server.tls:
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+                self._to_http2(b"")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.closed(self)
@@ -160,6 +170,17 @@ class _Connection(asyncio.Protocol):
         self._transport = None  # answers still to come are dropped; their events stay stored
 
     def data_received(self, data: bytes) -> None:
+        if self._fresh:
+            data = self._sniffed + data
+            opening = data[: len(PREFACE)]
+            if PREFACE.startswith(opening):
+                if len(opening) < len(PREFACE):
+                    self._sniffed = data  # the start of the preface, or of a request: wait
+                    return
+                self._to_http2(data)
+                return
+            self._fresh = False
+            self._sniffed = b""
         if self._done:
             return
         if self._upgrade_body is not None:
@@ -183,6 +204,21 @@ class _Connection(asyncio.Protocol):
             # All of `data` went into one unfinished head: the parser buffers a header field
             # until it ends, so a field that never ends is cut off here.
             self._count_header_bytes(len(data))
+
+    def _to_http2(self, data: bytes) -> None:
+        """Hand the connection to an HTTP/2 protocol (prior knowledge, or ALPN over TLS)."""
+        transport = self._transport
+        assert transport is not None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._server.connections.discard(self)
+        self._transport = None
+        http2 = Http2Connection(self._server)
+        transport.set_protocol(http2)
+        http2.connection_made(transport)
+        if data:
+            http2.data_received(data)
 
     # -- httptools callbacks ------------------------------------------------------------------
 
@@ -417,11 +453,12 @@ class HttpServer:
         # Idle connections stay open longer than clients keep them (aiohttp: 15 s), so a client
         # never reuses a connection the server is closing at that moment.
         self.keep_alive = keep_alive
-        self.connections: set[_Connection] = set()
+        self.connections: set[_Connection | Http2Connection] = set()
         self.stopping = False
         self.started = False
         self._certfile = certfile
         self._keyfile = keyfile
+        self.tls = certfile is not None
         self._stop = asyncio.Event()
         self._drained = asyncio.Event()  # set when the last connection closes while stopping
 
@@ -430,7 +467,7 @@ class HttpServer:
         for each accepted socket; bench/instructions.py for stand-ins)."""
         return _Connection(self)
 
-    def closed(self, connection: _Connection) -> None:
+    def closed(self, connection: _Connection | Http2Connection) -> None:
         self.connections.discard(connection)
         if self.stopping and not self.connections:
             self._drained.set()
@@ -440,6 +477,7 @@ class HttpServer:
         if self._certfile:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(self._certfile, self._keyfile)
+            context.set_alpn_protocols(["h2", "http/1.1"])
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
             self.protocol, self.host, self.port, backlog=4096, ssl=context, reuse_address=True

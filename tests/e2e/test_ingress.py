@@ -140,6 +140,24 @@ async def test_the_log_is_json_lines_naming_refused_events_never_their_data(clus
     assert "4111" not in text
 
 
+async def test_http2_with_prior_knowledge(cluster: KanalCluster, kafka: KafkaUnderTest) -> None:
+    """curl speaking HTTP/2 cleartext to the ingress process: 202, and the record in Kafka."""
+    event = {**GOOD, "ce-id": "over-h2"}
+    headers = [arg for name, value in event.items() for arg in ("-H", f"{name}: {value}")]
+    url = cluster.broker_url("ing", "default")
+    process = await asyncio.create_subprocess_exec(
+        "curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+        *headers, "--data-binary", '{"h2": true}', url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert out.decode() == "2 202", err.decode()
+    topic = broker_topic("ing", "default", cluster.env["KANAL_KAFKA_TOPIC_PREFIX"])
+    records = await read_topic(kafka, topic, expect=1)
+    stored = [(dict(getattr(r, "headers")).get("ce_id"), getattr(r, "value")) for r in records]  # noqa: B009
+    assert (b"over-h2", b'{"h2": true}') in stored
+
+
 async def test_an_event_without_data_is_a_null_record_in_a_topic_never_compacted(
     cluster: KanalCluster, kafka: KafkaUnderTest
 ) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,19 +57,6 @@ async def _serve(
     while not server.started:
         await asyncio.sleep(0.01)
     return server, task
-
-
-@pytest.fixture
-async def memory() -> MemoryEventSink:
-    return MemoryEventSink()
-
-
-@pytest.fixture
-async def server(memory: MemoryEventSink) -> AsyncIterator[HttpServer]:
-    server, task = await _serve(memory)
-    yield server
-    server.shutdown()
-    await task
 
 
 def post(event_id: str, body: bytes = b'{"a": 1}', *extra: str, version: str = "1.1") -> bytes:
