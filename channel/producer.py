@@ -74,13 +74,13 @@ class _Flush:
     caller with the outcome of the batches its own records went into."""
 
     __slots__ = (
+        "batches",
         "deadline",
         "ends",
         "error",
         "failed",
         "finished",
         "outstanding",
-        "partitions",
         "placed",
         "records",
         "sealed",
@@ -96,7 +96,7 @@ class _Flush:
         self.waiters: list[Done] = []
         self.ends: list[int] = []  # per waiter, the index in `records` after its last record
         self.placed: list[int] | None = None  # per record, the index of the batch it went into
-        self.partitions: list[int] = []  # per batch, its partition
+        self.batches = 0  # batch indices given out (a resent record's batch gets the next)
         self.failed: dict[int, KanalError] = {}  # batches not stored, by index
         self.timer: asyncio.TimerHandle | None = None
         self.outstanding = 0  # batches handed to the producer and not yet acknowledged
@@ -209,12 +209,12 @@ class KafkaEventSink:
             # the callers' deadline, so a batch not handed over by then never is.
             async with asyncio.timeout_at(flush.deadline):
                 batches, flush.placed = await self._batches(topic, flush.records)
-                flush.partitions = [partition for partition, _ in batches]
+                flush.batches = len(batches)
                 for partition, batch in batches:
                     if flush.finished:
                         break
                     future = await self._producer.send_batch(batch, topic, partition=partition)
-                    future.add_done_callback(partial(self._batch_done, flush, handed))
+                    future.add_done_callback(partial(self._batch_done, flush, handed, partition))
                     handed += 1
                     flush.outstanding += 1
         except TimeoutError:
@@ -273,21 +273,22 @@ class KafkaEventSink:
             batch.close()
         return batches, placed
 
-    def _batch_done(self, flush: _Flush, index: int, future: asyncio.Future[object]) -> None:
+    def _batch_done(self, flush: _Flush, index: int, partition: int, future: asyncio.Future[object]) -> None:
         flush.outstanding -= 1
         if future.cancelled():
             flush.failed[index] = Unavailable("the write was cancelled")
         elif isinstance(exc := future.exception(), _TOO_LARGE):
-            self._too_large(flush, index)
+            self._too_large(flush, index, partition)
         elif exc is not None:
             flush.failed[index] = Unavailable(f"Kafka refused the write: {exc}")
         if flush.sealed and flush.outstanding == 0:
             self._settled(flush)
 
-    def _too_large(self, flush: _Flush, index: int) -> None:
-        """Kafka refused batch `index` as larger than the topic takes. A batch of one record fails
-        its caller for good; the records of a larger batch go again one per batch (any smaller
-        batch could be refused again), so each caller learns whether its own record fits."""
+    def _too_large(self, flush: _Flush, index: int, partition: int) -> None:
+        """Kafka refused batch `index` (of `partition`) as larger than the topic takes. A batch of
+        one record fails its caller for good; the records of a larger batch go again one per
+        batch (any smaller batch could be refused again), so each caller learns whether its own
+        record fits."""
         assert flush.placed is not None
         members = [i for i, batch in enumerate(flush.placed) if batch == index]
         if len(members) == 1:
@@ -298,13 +299,12 @@ class KafkaEventSink:
             )
             return
         flush.outstanding += 1  # until each record is handed over again
-        task = asyncio.get_running_loop().create_task(self._one_by_one(flush, index, members))
+        task = asyncio.get_running_loop().create_task(self._one_by_one(flush, index, partition, members))
         self._resends.add(task)
         task.add_done_callback(self._resends.discard)
 
-    async def _one_by_one(self, flush: _Flush, index: int, members: list[int]) -> None:
+    async def _one_by_one(self, flush: _Flush, index: int, partition: int, members: list[int]) -> None:
         assert flush.placed is not None
-        partition = flush.partitions[index]
         try:
             async with asyncio.timeout_at(flush.deadline):
                 for member in members:
@@ -314,11 +314,11 @@ class KafkaEventSink:
                     _append(batch, flush.records[member])
                     batch.close()
                     future = await self._producer.send_batch(batch, flush.topic, partition=partition)
-                    alone = len(flush.partitions)
-                    flush.partitions.append(partition)
+                    alone = flush.batches
+                    flush.batches += 1
                     flush.placed[member] = alone
                     flush.outstanding += 1
-                    future.add_done_callback(partial(self._batch_done, flush, alone))
+                    future.add_done_callback(partial(self._batch_done, flush, alone, partition))
         except TimeoutError:
             # Records not handed over again still point at the refused batch.
             flush.failed[index] = Unavailable(f"Kafka did not take the write within {self._timeout}s")
