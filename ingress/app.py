@@ -97,14 +97,16 @@ class _Sampler:
         self._last: dict[tuple[object, ...], float] = {}
         self._skipped: dict[tuple[object, ...], int] = {}
 
-    def take(self, key: tuple[object, ...], now: float) -> int | None:
-        """None: do not log this one. Else log it, with this many left unlogged before it."""
+    def take(self, key: tuple[object, ...], now: float) -> str | None:
+        """None: do not log this one. Else log it, ending its line with what this returns (how
+        many like it were left unlogged before it, if any)."""
         last = self._last.get(key)
         if last is not None and now - last < self.interval:
             self._skipped[key] = self._skipped.get(key, 0) + 1
             return None
         self._last[key] = now
-        return self._skipped.pop(key, 0)
+        skipped = self._skipped.pop(key, 0)
+        return f" ({skipped} more like it not logged in the last {self.interval:.0f} s)" if skipped else ""
 
 
 class _Disconnected(Exception):
@@ -380,14 +382,9 @@ class IngressApp:
         """Log a refusal for operators (sampled: see _Sampler): the event's id when known, its
         Broker or Channel, the status and why; never the event itself. A 503 (Kafka cannot take
         writes) is a warning, the rest are the sender's problem and logged at INFO."""
-        skipped = self._sampler.take((status, route.kind, route.namespace, route.name), time.monotonic())
-        if skipped is None:
+        more = self._sampler.take((status, route.kind, route.namespace, route.name), time.monotonic())
+        if more is None:
             return
-        more = (
-            f" ({skipped} more like it not logged in the last {self._sampler.interval:.0f} s)"
-            if skipped
-            else ""
-        )
         log.log(
             logging.WARNING if status >= 500 else logging.INFO,
             "refused event_id=%s for %s %s/%s status=%d: %s%s",
@@ -401,9 +398,8 @@ class IngressApp:
         )
 
     def _not_found(self, path: str) -> None:
-        skipped = self._sampler.take((404,), time.monotonic())
-        if skipped is not None:
-            more = f" ({skipped} more like it not logged)" if skipped else ""
+        more = self._sampler.take((404,), time.monotonic())
+        if more is not None:
             log.info("refused path=%r status=404: no ready Broker or Channel there%s", path[:200], more)
 
     def _count(self, route: Route, event_type: str, code: int, started: float | None = None) -> None:
