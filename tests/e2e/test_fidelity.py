@@ -17,8 +17,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -28,7 +26,6 @@ import pytest
 from channel.events import STRUCTURED_CONTENT_TYPE
 from support.cluster import KanalCluster
 from support.events import post_event
-from support.kafka import KafkaUnderTest
 from support.sinks import Received, RecordingSink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
@@ -78,16 +75,6 @@ STRUCTURED_BYTES: dict[str, Any] = {
     "datacontenttype": "application/octet-stream",
     "data_base64": base64.b64encode(NOT_UTF8).decode(),
 }
-
-
-@pytest.fixture
-async def cluster(kafka: KafkaUnderTest, tmp_path: Path) -> AsyncIterator[KanalCluster]:
-    cluster = KanalCluster(kafka, tmp_path)
-    try:
-        await cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def _attributes(received: Received) -> dict[str, str]:
