@@ -9,8 +9,6 @@ time), which the dead letter reports as the 413 the ingress would have answered.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from channel.errors import KanalError, TooLarge, Unavailable
 from channel.events import CloudEvent
 from channel.producer import MemoryEventSink
@@ -18,6 +16,7 @@ from dispatcher.delivery import Attempt
 from dispatcher.dispatch import Dispatcher, Result, Source
 from dispatcher.plan import Plan
 from dispatcher.retry import RetryPolicy
+from support.dispatch import ScriptedPoster, trigger_plan
 
 SUBSCRIBER = "http://127.0.0.1:9/subscriber"
 DEAD_LETTER = "http://127.0.0.1:9/dead-letter"
@@ -35,45 +34,18 @@ REPLY = Attempt(
 )
 
 
-class _Poster:
-    """The subscriber replies to every event; the dead-letter sink takes what it gets."""
-
-    def __init__(self) -> None:
-        self.posts: list[tuple[str, CloudEvent]] = []
-
-    async def post(
-        self,
-        url: str,
-        event: CloudEvent,
-        *,
-        timeout: float,
-        headers: Mapping[str, str],
-        structured: bool = False,
-        ca_certs: str | None = None,
-    ) -> Attempt:
-        self.posts.append((url, event))
-        return REPLY if url == SUBSCRIBER else Attempt(202)
-
-
 def _plan() -> Plan:
-    return Plan(
-        kind="trigger",
-        key="ns/display",
-        namespace="ns",
-        name="display",
-        group="group",
-        topic="knative-broker.ns.default",
-        created_ms=0,
+    return trigger_plan(
         subscriber=SUBSCRIBER,
-        reply_to=None,
         reply_topic="knative-broker.ns.default",
         dead_letter=DEAD_LETTER,
         retry=RetryPolicy(retry=RETRIES, backoff_delay=0.001, jitter=0),
     )
 
 
-async def _deliver(refusal: KanalError) -> tuple[Result, _Poster]:
-    poster = _Poster()
+async def _deliver(refusal: KanalError) -> tuple[Result, ScriptedPoster]:
+    # The subscriber replies to every event; the dead-letter sink takes what it gets.
+    poster = ScriptedPoster(lambda url, event: REPLY if url == SUBSCRIBER else Attempt(202))
     replies = MemoryEventSink()
     replies.fail = refusal
     dispatcher = Dispatcher(poster, replies, max_hops=10)

@@ -9,7 +9,6 @@ owner, which continues the count instead of starting again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 
 import pytest
 
@@ -20,6 +19,7 @@ from dispatcher.delivery import Attempt
 from dispatcher.dispatch import Dispatcher, Interrupted, Result, Source
 from dispatcher.plan import Plan
 from dispatcher.retry import RetryPolicy
+from support.dispatch import ScriptedPoster, trigger_plan
 
 SUBSCRIBER = "http://127.0.0.1:9/subscriber"
 EVENT = CloudEvent({"id": "1", "specversion": "1.0", "type": "t", "source": "s"}, b"{}")
@@ -28,48 +28,18 @@ SOURCE = Source(partition=0, offset=7)
 HOUR = 3600.0
 
 
-class _Poster:
-    """Answers each POST with the next status of `statuses`; tells when a POST arrives."""
-
-    def __init__(self, *statuses: int) -> None:
-        self.statuses = list(statuses)
-        self.posts = 0
-        self.posted = asyncio.Event()
-
-    async def post(
-        self,
-        url: str,
-        event: CloudEvent,
-        *,
-        timeout: float,
-        headers: Mapping[str, str],
-        structured: bool = False,
-        ca_certs: str | None = None,
-    ) -> Attempt:
-        self.posts += 1
-        self.posted.set()
-        return Attempt(self.statuses.pop(0))
+def _poster(*statuses: int) -> ScriptedPoster:
+    """Answers each POST with the next of `statuses`."""
+    left = list(statuses)
+    return ScriptedPoster(lambda url, event: Attempt(left.pop(0)))
 
 
 def _plan(backoff: float) -> Plan:
-    return Plan(
-        kind="trigger",
-        key="ns/t",
-        namespace="ns",
-        name="t",
-        group="group",
-        topic="knative-broker.ns.default",
-        created_ms=0,
-        subscriber=SUBSCRIBER,
-        reply_to=None,
-        reply_topic=None,
-        dead_letter=None,
-        retry=RetryPolicy(retry=5, backoff_delay=backoff, jitter=0),
-    )
+    return trigger_plan(subscriber=SUBSCRIBER, retry=RetryPolicy(retry=5, backoff_delay=backoff, jitter=0))
 
 
 async def test_a_stop_interrupts_the_backoff_and_keeps_the_count() -> None:
-    poster = _Poster(500)
+    poster = _poster(500)
     attempts = MemoryAttempts()
     dispatcher = Dispatcher(poster, MemoryEventSink(), max_hops=10, attempts=attempts)
     stop = asyncio.Event()
@@ -80,13 +50,13 @@ async def test_a_stop_interrupts_the_backoff_and_keeps_the_count() -> None:
     stop.set()
     with pytest.raises(Interrupted):
         await asyncio.wait_for(delivery, 5)  # an hour's backoff, interrupted
-    assert poster.posts == 1
+    assert len(poster.posts) == 1
     assert attempts.get("group", SOURCE.partition, SOURCE.offset) == 1  # kept for the next owner
 
 
 async def test_the_next_owner_continues_the_count() -> None:
     attempts = MemoryAttempts()
-    first = Dispatcher(_Poster(500), MemoryEventSink(), max_hops=10, attempts=attempts)
+    first = Dispatcher(_poster(500), MemoryEventSink(), max_hops=10, attempts=attempts)
     stop = asyncio.Event()
     delivery = asyncio.create_task(first.deliver(_plan(HOUR), EVENT, SOURCE, stop=stop))
     await asyncio.sleep(0.05)
@@ -94,11 +64,11 @@ async def test_the_next_owner_continues_the_count() -> None:
     with pytest.raises(Interrupted):
         await asyncio.wait_for(delivery, 5)
 
-    poster = _Poster(200)
+    poster = _poster(200)
     second = Dispatcher(poster, MemoryEventSink(), max_hops=10, attempts=attempts)
     result = await asyncio.wait_for(second.deliver(_plan(0.001), EVENT, SOURCE), 5)
     assert result is Result.DELIVERED
-    assert poster.posts == 1
+    assert len(poster.posts) == 1
     assert attempts.get("group", SOURCE.partition, SOURCE.offset) == 0  # final: cleared
 
 
@@ -107,21 +77,21 @@ async def test_a_stopped_owner_does_not_start_a_delivery_it_would_wait_for() -> 
     then interrupts that wait too, with no attempt made."""
     attempts = MemoryAttempts()
     await attempts.record("group", SOURCE.partition, SOURCE.offset, 2)
-    poster = _Poster()
+    poster = _poster()
     dispatcher = Dispatcher(poster, MemoryEventSink(), max_hops=10, attempts=attempts)
     stop = asyncio.Event()
     stop.set()
     with pytest.raises(Interrupted):
         await asyncio.wait_for(dispatcher.deliver(_plan(HOUR), EVENT, SOURCE, stop=stop), 5)
-    assert poster.posts == 0
+    assert len(poster.posts) == 0
     assert attempts.get("group", SOURCE.partition, SOURCE.offset) == 2
 
 
 async def test_without_a_stop_the_retries_run_their_course() -> None:
-    poster = _Poster(500, 503, 200)
+    poster = _poster(500, 503, 200)
     attempts = MemoryAttempts()
     dispatcher = Dispatcher(poster, MemoryEventSink(), max_hops=10, attempts=attempts)
     result = await dispatcher.deliver(_plan(0.001), EVENT, SOURCE, stop=asyncio.Event())
     assert result is Result.DELIVERED
-    assert poster.posts == 3
+    assert len(poster.posts) == 3
     assert attempts.get("group", SOURCE.partition, SOURCE.offset) == 0
