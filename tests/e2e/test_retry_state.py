@@ -19,11 +19,9 @@ from support.sinks import RecordingSink
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
 
 
-async def test_attempts_continue_after_sigkill(cluster: KanalCluster) -> None:
-    sink = await RecordingSink(lambda n, r: web.Response(status=500)).start()
-    dls = await RecordingSink().start()
-    try:
-        await cluster.apply(f"""
+def _trigger(subscriber: str, delivery: str) -> str:
+    """Broker rs/default and its Trigger t to `subscriber`, with `delivery`."""
+    return f"""
 apiVersion: eventing.knative.dev/v1
 kind: Broker
 metadata: {{name: default, namespace: rs}}
@@ -33,9 +31,18 @@ kind: Trigger
 metadata: {{name: t, namespace: rs}}
 spec:
   broker: default
-  subscriber: {{uri: "{sink.url}"}}
-  delivery: {{retry: 5, backoffPolicy: linear, backoffDelay: PT0.4S, deadLetterSink: {{uri: "{dls.url}"}}}}
-""")
+  subscriber: {{uri: "{subscriber}"}}
+  delivery: {delivery}
+"""
+
+
+async def test_attempts_continue_after_sigkill(cluster: KanalCluster) -> None:
+    sink = await RecordingSink(lambda n, r: web.Response(status=500)).start()
+    dls = await RecordingSink().start()
+    try:
+        dead_letter = f'deadLetterSink: {{uri: "{dls.url}"}}'
+        delivery = f"{{retry: 5, backoffPolicy: linear, backoffDelay: PT0.4S, {dead_letter}}}"
+        await cluster.apply(_trigger(sink.url, delivery))
         headers = {"ce-id": "stubborn", "ce-specversion": "1.0", "ce-type": "t", "ce-source": "s"}
         async with (
             aiohttp.ClientSession() as session,
@@ -62,19 +69,7 @@ async def test_sigterm_does_not_wait_out_a_backoff(cluster: KanalCluster) -> Non
     after the rest of its backoff."""
     sink = await RecordingSink(lambda n, r: web.Response(status=500 if n == 1 else 202)).start()
     try:
-        await cluster.apply(f"""
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {{name: default, namespace: rs}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: t, namespace: rs}}
-spec:
-  broker: default
-  subscriber: {{uri: "{sink.url}"}}
-  delivery: {{retry: 3, backoffPolicy: linear, backoffDelay: PT12S}}
-""")
+        await cluster.apply(_trigger(sink.url, "{retry: 3, backoffPolicy: linear, backoffDelay: PT12S}"))
         await post_event(cluster.broker_url("rs", "default"), "patient", "t", "s")
         await sink.wait_for(1, timeout=30)
         started = time.monotonic()
