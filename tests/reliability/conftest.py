@@ -9,11 +9,13 @@ KANAL_SOAK=1 is set.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
 from channel.embedded import EmbeddedKafka
+from support.cluster import KanalCluster
 from support.kafka import KafkaUnderTest
 
 
@@ -38,3 +40,19 @@ def own_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Embedd
         )
     finally:
         broker.stop()
+
+
+@pytest.fixture
+async def own_cluster(
+    request: pytest.FixtureRequest, own_kafka: tuple[EmbeddedKafka, KafkaUnderTest], tmp_path: Path
+) -> AsyncIterator[KanalCluster]:
+    """All of Kanal on the test's own broker, with the test module's PRODUCE_TIMEOUT (seconds):
+    for tests that freeze that broker."""
+    _, kafka = own_kafka
+    timeout = request.module.PRODUCE_TIMEOUT
+    cluster = KanalCluster(kafka, tmp_path, kafka_produce_timeout=str(timeout))
+    try:
+        await cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -11,9 +11,7 @@ import signal
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -43,19 +41,6 @@ class Sent:
     retry_after: str | None
 
 
-@pytest.fixture
-async def cluster(
-    own_kafka: tuple[EmbeddedKafka, KafkaUnderTest], tmp_path: Path
-) -> AsyncIterator[KanalCluster]:
-    _, kafka = own_kafka
-    cluster = KanalCluster(kafka, tmp_path, kafka_produce_timeout=str(PRODUCE_TIMEOUT))
-    try:
-        await cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
-
-
 def _ready(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -65,14 +50,14 @@ def _ready(url: str) -> bool:
 
 
 async def test_kafka_outage_and_recovery(
-    cluster: KanalCluster, own_kafka: tuple[EmbeddedKafka, KafkaUnderTest]
+    own_cluster: KanalCluster, own_kafka: tuple[EmbeddedKafka, KafkaUnderTest]
 ) -> None:
     broker, _ = own_kafka
     assert broker.pid is not None
     sink = await RecordingSink().start()
     frozen = False
     try:
-        await cluster.apply(f"""
+        await own_cluster.apply(f"""
 apiVersion: eventing.knative.dev/v1
 kind: Broker
 metadata: {{name: default, namespace: outage}}
@@ -84,8 +69,8 @@ spec:
   broker: default
   subscriber: {{uri: "{sink.url}"}}
 """)
-        url = cluster.broker_url("outage", "default")
-        readyz = f"{cluster.ingress_url}/readyz"
+        url = own_cluster.broker_url("outage", "default")
+        readyz = f"{own_cluster.ingress_url}/readyz"
         # The Trigger is reading before the fault (a new Trigger's first delivery takes a group join).
         warmup = await post_batch(url, [(f"w{i}", "t") for i in range(10)], "outage-test")
         await sink.wait_for(len(warmup), timeout=30)

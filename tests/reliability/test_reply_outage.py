@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -28,21 +26,8 @@ pytestmark = [pytest.mark.reliability, pytest.mark.e2e, pytest.mark.kafka, pytes
 PRODUCE_TIMEOUT = 2.0
 
 
-@pytest.fixture
-async def cluster(
-    own_kafka: tuple[EmbeddedKafka, KafkaUnderTest], tmp_path: Path
-) -> AsyncIterator[KanalCluster]:
-    _, kafka = own_kafka
-    cluster = KanalCluster(kafka, tmp_path, kafka_produce_timeout=str(PRODUCE_TIMEOUT))
-    try:
-        await cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
-
-
 async def test_a_reply_kafka_cannot_store_redelivers_the_original_event(
-    cluster: KanalCluster, own_kafka: tuple[EmbeddedKafka, KafkaUnderTest]
+    own_cluster: KanalCluster, own_kafka: tuple[EmbeddedKafka, KafkaUnderTest]
 ) -> None:
     broker, _ = own_kafka
     pid = broker.pid
@@ -63,7 +48,7 @@ async def test_a_reply_kafka_cannot_store_redelivers_the_original_event(
     subscriber = await RecordingSink(oracle).start()
     answers = await RecordingSink().start()
     try:
-        await cluster.apply(f"""
+        await own_cluster.apply(f"""
 apiVersion: eventing.knative.dev/v1
 kind: Broker
 metadata: {{name: default, namespace: replies}}
@@ -85,7 +70,7 @@ spec:
   filter: {{attributes: {{type: answer}}}}
   subscriber: {{uri: "{answers.url}"}}
 """)
-        await post_event(cluster.broker_url("replies", "default"), "question-1", "question", "asker")
+        await post_event(own_cluster.broker_url("replies", "default"), "question-1", "question", "asker")
 
         await subscriber.wait_for(2, timeout=60)
         assert subscriber.ids()[:2] == ["question-1", "question-1"]
@@ -103,7 +88,7 @@ spec:
         )
         assert len(subscriber.requests) <= 1 + 3, "more attempts than the Trigger's retry allows"
         assert set(answers.ids()) == {"answer-1"}
-        with open(cluster.log_path("dispatcher")) as log:
+        with open(own_cluster.log_path("dispatcher")) as log:
             assert "cannot store reply id=answer-1" in log.read()
     finally:
         if frozen:
