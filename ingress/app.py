@@ -138,6 +138,7 @@ class IngressApp:
         self.max_body = settings.ingress_max_body_bytes
         self._max_in_flight = settings.ingress_max_in_flight
         self._sampler = _Sampler()
+        self._busy = f"{self._max_in_flight} requests in flight"  # why a 429, for its log line
         self._debug = log.isEnabledFor(logging.DEBUG)  # each accepted event is logged at DEBUG
         metrics.IN_FLIGHT.set_function(lambda: self._in_flight)
 
@@ -158,7 +159,7 @@ class IngressApp:
         error = f"body larger than {self.max_body} bytes"
         if route is not None:
             self._count(route, "", 413)
-            self._refused(route, 413, _event_id(headers), error)
+            self._refused(route, 413, error, headers=headers)
         return json_response(413, {"error": error})
 
     def refused(self, request: Request) -> Response | None:
@@ -269,7 +270,7 @@ class IngressApp:
                 return refusal
         if self._in_flight >= self._max_in_flight:
             self._count(route, "", 429, request.started)
-            self._refused(route, 429, _event_id(headers), f"{self._max_in_flight} requests in flight")
+            self._refused(route, 429, self._busy, headers=headers)
             return json_response(429, {"error": "too many requests in flight; retry later"}, _RETRY)
         try:
             events = parse_http_request(headers, request.body, lowered=True)
@@ -280,11 +281,11 @@ class IngressApp:
             reason = f"{first.path}: {first.message}" if first is not None else str(exc)
             if len(exc.problems) > 1:
                 reason += f" (and {len(exc.problems) - 1} more problems)"
-            self._refused(route, 400, _event_id(headers), reason)
+            self._refused(route, 400, reason, headers=headers)
             return json_response(400, {"error": "not a valid CloudEvent", "problems": problems})
         except UnsupportedMediaType as exc:
             self._count(route, "", 415, request.started)
-            self._refused(route, 415, None, str(exc))
+            self._refused(route, 415, str(exc))
             return json_response(415, {"error": str(exc)})
         records = [to_kafka_record(event) for event in events]
         trace = header_value(headers, b"traceparent")
@@ -317,11 +318,11 @@ class IngressApp:
                         "accepted event_id=%r for %s %s/%s", event.id, route.kind, route.namespace, route.name
                     )
         elif error.retryable:
-            self._refused(route, 503, _ids(events), f"cannot write to topic {route.topic}: {error}")
+            self._refused(route, 503, f"cannot write to topic {route.topic}: {error}", events=events)
             response = json_response(503, {"error": f"cannot store the event now: {error}"}, _RETRY)
             code = "503"
         else:  # TooLarge: sending it again cannot help
-            self._refused(route, 413, _ids(events), str(error))
+            self._refused(route, 413, str(error), events=events)
             response = json_response(413, {"error": f"cannot store the event: {error}"})
             code = "413"
         kind, namespace, name = route.kind, route.namespace, route.name
@@ -337,7 +338,7 @@ class IngressApp:
             return None
         extra = [(b"www-authenticate", b'Bearer realm="kanal"')] if denied.status == 401 else []
         self._count(route, "", denied.status, request.started)
-        self._refused(route, denied.status, _event_id(request.headers), denied.message)
+        self._refused(route, denied.status, denied.message, headers=request.headers)
         return json_response(denied.status, {"error": denied.message}, *extra)
 
     def _route(self, path: str, headers: Headers) -> Route | None:
@@ -378,13 +379,22 @@ class IngressApp:
         body = b"ok" if ok else b"not ready: Kafka unreachable or resource log not loaded"
         return Response(200 if ok else 503, [(b"content-type", b"text/plain")], body)
 
-    def _refused(self, route: Route, status: int, event_id: str | None, reason: str) -> None:
+    def _refused(
+        self,
+        route: Route,
+        status: int,
+        reason: str,
+        *,
+        headers: Sequence[tuple[bytes, bytes]] | None = None,
+        events: Sequence[CloudEvent] = (),
+    ) -> None:
         """Log a refusal for operators (sampled: see _Sampler): the event's id when known, its
         Broker or Channel, the status and why; never the event itself. A 503 (Kafka cannot take
         writes) is a warning, the rest are the sender's problem and logged at INFO."""
         more = self._sampler.take((status, route.kind, route.namespace, route.name), time.monotonic())
         if more is None:
-            return
+            return  # nothing more is worked out for a refusal not logged (a 429 flood, say)
+        event_id = _ids(events) if events else _event_id(headers) if headers is not None else None
         log.log(
             logging.WARNING if status >= 500 else logging.INFO,
             "refused event_id=%s for %s %s/%s status=%d: %s%s",
