@@ -84,7 +84,10 @@ class Plan:
 
     def ca_certs_for(self, url: str) -> str | None:
         """The CACerts of the destination at `url`, if it has any."""
-        return next((pem for where, pem in self.ca_certs if where == url), None)
+        for where, pem in self.ca_certs:  # usually none: a loop, not a generator per attempt
+            if where == url:
+                return pem
+        return None
 
     @property
     def identity(self) -> tuple[str, str]:
