@@ -1,12 +1,13 @@
 """Runs the CESQL v1.0.0 conformance suite (TCK) against Kanal's engine, one case per test.
 
-The TCK lives in ``shared/conformance/cesql-tck/`` beside the repository (override with
-``KANAL_CESQL_TCK_DIR``). A missing directory or a case count other than 275 fails collection
-(an error, not a skip), so a lost file cannot pass silently. Loading follows ``CESQL-NOTES.md``
-§2: expressions and case names are read as raw text (``yaml.BaseLoader``), timestamps stay
-strings, and results are compared with their type (``True`` is not ``1``). Engine semantics are
-tested through ``parse_cesql``, which leaves unknown functions to evaluation
-(``missingFunction``) as the TCK expects; ``compile_cesql`` rejects them before that.
+The TCK's 18 YAML files are vendored unchanged in ``cesql-tck/`` next to this module (origin
+and licence in its ``NOTICE``); set ``KANAL_CESQL_TCK_DIR`` to run another copy instead. A
+missing directory or a case count other than 275 fails collection (an error, not a skip), so a
+lost file cannot pass silently. Loading avoids the YAML 1.1 pitfalls: expressions and case names
+are read as raw text (``yaml.BaseLoader``), timestamps stay strings, and results are compared
+with their type (``True`` is not ``1``). Engine semantics are tested through ``parse_cesql``,
+which leaves unknown functions to evaluation (``missingFunction``) as the TCK expects;
+``compile_cesql`` rejects them before that.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def _tck_dir() -> Path:
     override = os.environ.get("KANAL_CESQL_TCK_DIR")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[3] / ".." / "shared" / "conformance" / "cesql-tck"
+    return Path(__file__).resolve().parent / "cesql-tck"
 
 
 def _load_cases() -> list[TckCase]:
