@@ -11,18 +11,18 @@ import os
 import signal
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.conn import AIOKafkaConnection
 
-from channel.embedded import EmbeddedKafka
 from channel.errors import Unavailable
 from channel.events import KafkaRecord
 from channel.kafka import create_admin, create_producer, ensure_topic
 from channel.producer import STICKY_BYTES, KafkaEventSink
-from support.kafka import KafkaUnderTest
+from support.kafka import KafkaUnderTest, own_broker
 
 pytestmark = pytest.mark.kafka
 
@@ -141,14 +141,15 @@ async def test_keyless_records_fill_one_partition_before_the_next(kafka: KafkaUn
     assert len({in_order[0], in_order[run], in_order[2 * run]}) == 3
 
 
-async def test_a_write_not_handed_over_in_time_is_refused_and_never_stored() -> None:
+async def test_a_write_not_handed_over_in_time_is_refused_and_never_stored(
+    kafka_backend: str, tmp_path: Path
+) -> None:
     """Its own broker, frozen with SIGSTOP while callers wait. The first caller's batch is in a
     request (it may still be stored: its Unavailable is ambiguous). The others wait for the
     producer to be done with it, which outlasts their deadline even after the first caller's
     ran out, so they are never handed over: they get Unavailable and, after the broker resumes,
     are not in the topic."""
-    with EmbeddedKafka() as broker:
-        kafka = KafkaUnderTest(broker.bootstrap_servers, idempotence=False, fetch_max_wait_ms=20)
+    with own_broker(kafka_backend, tmp_path) as (broker, kafka):
         topic = await _topic(kafka)
         # The producer's request outlasts the callers' wait, so the first request stays in flight
         # while the broker is frozen and the third batch cannot get into the producer in time.
@@ -216,12 +217,11 @@ class _Writes:
 
 @contextlib.asynccontextmanager
 async def _freezable(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, kafka_backend: str, workdir: Path
 ) -> AsyncIterator[tuple[_Writes, KafkaEventSink, str, int]]:
     """A sink on a broker of its own (so freezing it stops no other test), its topic's metadata
     already known, its writes observed; with the broker's pid, to SIGSTOP."""
-    with EmbeddedKafka() as broker:
-        kafka = KafkaUnderTest(broker.bootstrap_servers, idempotence=False, fetch_max_wait_ms=20)
+    with own_broker(kafka_backend, workdir) as (broker, kafka):
         topic = await _topic(kafka)
         producer = create_producer(kafka.settings())
         await producer.start()
@@ -237,13 +237,13 @@ async def _freezable(
 
 
 async def test_sends_while_a_write_is_with_kafka_go_as_one_request(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, kafka_backend: str, tmp_path: Path
 ) -> None:
     """One flush per topic with the producer: the broker is frozen while one record is in a
     request, and 20 callers send one record each, a few loop turns apart. When the broker
     answers, their 20 records go in one batch and one produce request, not in one batch queued
     in the producer for the first of them and another for the rest."""
-    async with _freezable(monkeypatch) as (writes, sink, topic, pid):
+    async with _freezable(monkeypatch, kafka_backend, tmp_path) as (writes, sink, topic, pid):
         os.kill(pid, signal.SIGSTOP)
         try:
             sends = [asyncio.create_task(sink.send(topic, [KafkaRecord(None, b"first", [])]))]
@@ -261,13 +261,13 @@ async def test_sends_while_a_write_is_with_kafka_go_as_one_request(
 
 
 async def test_the_next_write_is_on_the_wire_before_the_last_ones_callers_are_answered(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, kafka_backend: str, tmp_path: Path
 ) -> None:
     """When Kafka acknowledges a flush and another waits, the other is written first and the
     acknowledged flush's callers are answered after (SENDER_TURNS loop turns later), so Kafka
     works on it while the answers go out. If aiokafka ever needs more turns to put a handed-over
     batch in a request, this fails, and SENDER_TURNS wants raising."""
-    async with _freezable(monkeypatch) as (writes, sink, topic, pid):
+    async with _freezable(monkeypatch, kafka_backend, tmp_path) as (writes, sink, topic, pid):
         for _ in range(3):
             writes.log.clear()
             os.kill(pid, signal.SIGSTOP)

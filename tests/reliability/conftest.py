@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from channel.embedded import EmbeddedKafka
 from support.cluster import KanalCluster
-from support.kafka import KafkaUnderTest
+from support.kafka import KafkaUnderTest, OwnBroker, own_broker
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -29,22 +28,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
-def own_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedKafka, KafkaUnderTest]]:
-    broker = EmbeddedKafka(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log").start()
-    try:
-        yield (
-            broker,
-            KafkaUnderTest(
-                broker.bootstrap_servers, idempotence=False, fetch_max_wait_ms=20, session_timeout_ms=4000
-            ),
-        )
-    finally:
-        broker.stop()
+def own_kafka(
+    kafka_backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[OwnBroker, KafkaUnderTest]]:
+    """A broker of the test's backend for this test alone (to freeze or kill it)."""
+    with own_broker(kafka_backend, tmp_path_factory.mktemp("broker")) as pair:
+        yield pair
 
 
 @pytest.fixture
 async def own_cluster(
-    request: pytest.FixtureRequest, own_kafka: tuple[EmbeddedKafka, KafkaUnderTest], tmp_path: Path
+    request: pytest.FixtureRequest, own_kafka: tuple[OwnBroker, KafkaUnderTest], tmp_path: Path
 ) -> AsyncIterator[KanalCluster]:
     """All of Kanal on the test's own broker, with the test module's PRODUCE_TIMEOUT (seconds):
     for tests that freeze that broker."""

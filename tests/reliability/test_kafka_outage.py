@@ -16,10 +16,9 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
-from channel.embedded import EmbeddedKafka
 from support.cluster import KanalCluster
 from support.events import post_batch
-from support.kafka import KafkaUnderTest
+from support.kafka import KafkaUnderTest, OwnBroker
 from support.report import summary
 from support.sinks import RecordingSink
 
@@ -50,7 +49,7 @@ def _ready(url: str) -> bool:
 
 
 async def test_kafka_outage_and_recovery(
-    own_cluster: KanalCluster, own_kafka: tuple[EmbeddedKafka, KafkaUnderTest]
+    own_cluster: KanalCluster, own_kafka: tuple[OwnBroker, KafkaUnderTest]
 ) -> None:
     broker, _ = own_kafka
     assert broker.pid is not None

@@ -14,10 +14,9 @@ import signal
 import pytest
 from aiohttp import web
 
-from channel.embedded import EmbeddedKafka
 from support.cluster import KanalCluster
 from support.events import post_event
-from support.kafka import KafkaUnderTest
+from support.kafka import KafkaUnderTest, OwnBroker
 from support.report import summary
 from support.sinks import Received, RecordingSink, reply_event
 
@@ -27,7 +26,7 @@ PRODUCE_TIMEOUT = 2.0
 
 
 async def test_a_reply_kafka_cannot_store_redelivers_the_original_event(
-    own_cluster: KanalCluster, own_kafka: tuple[EmbeddedKafka, KafkaUnderTest]
+    own_cluster: KanalCluster, own_kafka: tuple[OwnBroker, KafkaUnderTest]
 ) -> None:
     broker, _ = own_kafka
     pid = broker.pid

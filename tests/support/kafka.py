@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from channel.embedded import EmbeddedKafka
 from channel.kafka import create_admin
 from channel.settings import Settings
+from support.apache_kafka import ApacheKafka
+
+# A broker a test starts for itself, to freeze or kill it: `.pid`, `.bootstrap_servers`, `.stop()`.
+OwnBroker = EmbeddedKafka | ApacheKafka
 
 
 @dataclass(frozen=True)
@@ -20,6 +28,7 @@ class KafkaUnderTest:
     fetch_max_wait_ms: int = 500
     # The embedded broker holds a group's first join for half the session timeout.
     session_timeout_ms: int = 10_000
+    backend: str = "external"
 
     def env(self) -> dict[str, str]:
         return {
@@ -58,3 +67,43 @@ class KafkaUnderTest:
         finally:
             await admin.close()
         return len(metadata["partitions"]), {entry[0]: entry[1] for entry in described.resources[0][4]}
+
+
+def embedded_under_test(bootstrap_servers: str) -> KafkaUnderTest:
+    """The embedded broker with what its quirks cost: no InitProducerId (idempotence off), a fetch
+    answered only when its wait expires (20 ms waits), a group's first join held for half the
+    session timeout (4 s)."""
+    return KafkaUnderTest(
+        bootstrap_servers,
+        idempotence=False,
+        fetch_max_wait_ms=20,
+        session_timeout_ms=4000,
+        backend="embedded",
+    )
+
+
+def apache_under_test(bootstrap_servers: str) -> KafkaUnderTest:
+    """Apache Kafka with Kanal's defaults, except the session timeout at the broker's minimum
+    (group.min.session.timeout.ms, 6 s) so a killed dispatcher's partitions move sooner."""
+    return KafkaUnderTest(bootstrap_servers, idempotence=True, session_timeout_ms=6000, backend="apache")
+
+
+@contextlib.contextmanager
+def own_broker(backend: str, workdir: Path) -> Iterator[tuple[OwnBroker, KafkaUnderTest]]:
+    """A fresh broker of `backend` for one test, stopped after it."""
+    broker: OwnBroker
+    if backend == "apache":
+        broker = ApacheKafka(workdir=workdir)
+        under_test = apache_under_test
+    elif backend == "embedded":
+        broker = EmbeddedKafka(log_path=workdir / "tansu.log")
+        under_test = embedded_under_test
+    else:
+        import pytest
+
+        pytest.skip(f"needs a broker of its own; the {backend} Kafka cannot be started or frozen")
+    broker.start()
+    try:
+        yield broker, under_test(broker.bootstrap_servers)
+    finally:
+        broker.stop()
