@@ -5,11 +5,13 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.kanal-installed
 
-.PHONY: demo test lint typecheck unit bench clean tools
+.PHONY: demo test lint typecheck unit bench clean tools kafka
 
-# Debian tools some tests and the benchmarks run for real: Prometheus (a test scrapes Kanal with
-# it) and wrk (load for the ingress benchmark). Installed with apt-get when missing.
-TOOLS = prometheus wrk
+# Debian tools some tests and the benchmarks run for real, as command:package: Prometheus (a test
+# scrapes Kanal with it), wrk (load for the ingress benchmark), and Java and Maven, which fetch
+# and run Apache Kafka (every Kafka test runs on it as well as on the embedded broker; the
+# broker's jars come from Maven Central into ~/.cache/kanal once). Installed when missing.
+TOOLS = prometheus:prometheus wrk:wrk java:openjdk-17-jre-headless mvn:maven
 APT   = $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
 $(STAMP): pyproject.toml
@@ -24,7 +26,7 @@ demo: $(STAMP)
 	  --sink hello-display=9001 --sink goodbye-display=9002
 
 tools:
-	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	@missing=""; for t in $(TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing (Debian packages)"; \
 	  $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq --no-install-recommends $$missing >/dev/null; \
@@ -52,6 +54,11 @@ bench: $(STAMP) tools
 	$(BIN)/python bench/run.py $(BENCH_FLAGS)
 	$(BIN)/python bench/filters_bench.py
 	$(BIN)/python bench/instructions.py
+
+## Apache Kafka (KRaft, one node) on 127.0.0.1:9092 without Docker, until Ctrl-C; then, in another
+## terminal: KANAL_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 .venv/bin/kanal dev --apply examples/getting-started
+kafka: $(STAMP) tools
+	PYTHONPATH=tests $(BIN)/python -m support.apache_kafka $(KAFKA_FLAGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
