@@ -5,6 +5,12 @@ fields) before anything is written, topics are created for new Brokers, statuses
 for the whole resulting set, and everything changed goes to the log in one atomic batch. The
 controller then waits until it has read its own write back, so the next `kanal get` sees it.
 A periodic pass repairs what an earlier pass could not finish (a topic Kafka refused, say).
+
+A Trigger or Subscription created by an apply gets its start point before it is stored: the end
+of each partition of its topic then (`channel.control.ends`), recorded in its status
+(`channel.resources.start`), so it gets exactly the events accepted after it was created. When a
+Broker or Channel is deleted with its topic, the start points of its Triggers or Subscriptions
+become empty: a topic made later under that name is new, all of it theirs.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from typing import Any, Literal
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from channel.control.ends import log_ends
 from channel.control.log import ResourceLog, ResourceWriter
 from channel.control.reconcile import Addressing, channel_subscribers, reconcile
-from channel.errors import Conflict, NotFound, Problem, ValidationError
+from channel.errors import Conflict, NotFound, Problem, Unavailable, ValidationError
 from channel.kafka import (
     DEAD_LETTER_TOPIC_ANNOTATION,
     broker_topic,
@@ -35,6 +42,7 @@ from channel.kafka import (
 )
 from channel.resources.manifests import KINDS, parse_resource
 from channel.resources.model import Broker, Channel, Resource, Subscription, TopicSpec, Trigger
+from channel.resources.start import StartPoint
 from channel.settings import Settings
 
 __all__ = ["ApplyResult", "Controller", "now_rfc3339", "parse_documents_map"]
@@ -144,6 +152,7 @@ class Controller:
             current = self.resources()
             results: list[ApplyResult] = []
             updates: dict[str, Resource] = {}
+            created: set[str] = set()
             now = now_rfc3339()
             for res in parsed:
                 old = current.get(res.key)
@@ -158,6 +167,9 @@ class Controller:
                 results.append(ApplyResult(res.kind, res.metadata.namespace, res.metadata.name, action))
                 if action != "unchanged":
                     updates[res.key] = merged
+                if action == "created":
+                    created.add(res.key)
+            updates.update(await self._start_points({k: updates[k] for k in created}))
             await self._sync({**current, **updates}, updates)
             return results
 
@@ -173,12 +185,21 @@ class Controller:
                     )
                 )
             remaining = {k: v for k, v in current.items() if k not in keys}
+            gone: set[str] = set()
             for key in keys:
                 res = current[key]
                 if isinstance(res, Broker | Channel):
                     await delete_topic(self._admin, self._topic(res))
                     self._topics.discard(self._topic(res))
-            await self._sync(remaining, {}, deleted=list(keys))
+                    gone.add(self._topic(res))
+            # Their start points are offsets in a topic that is no more.
+            restarted = {
+                key: _with_start(res, StartPoint())
+                for key, res in remaining.items()
+                if isinstance(res, Trigger | Subscription) and self._source(res) in gone
+            }
+            remaining.update(restarted)
+            await self._sync(remaining, restarted, deleted=list(keys))
             return [
                 ApplyResult(
                     current[k].kind,
@@ -194,6 +215,29 @@ class Controller:
         if isinstance(res, Channel):
             return channel_topic(ns, name, self.settings.kafka_channel_topic_prefix)
         return broker_topic(ns, name, self.settings.kafka_topic_prefix)
+
+    def _source(self, res: Trigger | Subscription) -> str:
+        """The topic a Trigger or Subscription reads: its Broker's or Channel's."""
+        ns = res.metadata.namespace
+        if isinstance(res, Trigger):
+            return broker_topic(ns, res.spec.broker, self.settings.kafka_topic_prefix)
+        return channel_topic(ns, res.spec.channel.name, self.settings.kafka_channel_topic_prefix)
+
+    async def _start_points(self, created: Mapping[str, Resource]) -> dict[str, Resource]:
+        """The Triggers and Subscriptions among `created` with their start points: the ends of
+        their topics now (empty for a topic that does not exist yet: all of it will be theirs)."""
+        readers = {k: r for k, r in created.items() if isinstance(r, Trigger | Subscription)}
+        if not readers:
+            return {}
+        topics = {self._source(res) for res in readers.values()}
+        try:
+            ends = await log_ends(self.settings, self._admin, topics, self.settings.kafka_produce_timeout * 2)
+        except KafkaError as exc:
+            raise Unavailable(f"cannot read where the new resources start: {exc}") from exc
+        return {
+            key: _with_start(res, StartPoint.of(ends.get(self._source(res), {})))
+            for key, res in readers.items()
+        }
 
     async def _ensure_topics(self, resources: Mapping[str, Resource]) -> None:
         for res in resources.values():
@@ -306,6 +350,10 @@ def _merge(old: Resource | None, new: Resource, now: str) -> tuple[Resource, Act
             update={"spec": new.spec.model_copy(update={"subscribers": old.spec.subscribers})}
         )
     return new.model_copy(update={"metadata": meta, "status": old.status}), action
+
+
+def _with_start(res: Resource, start: StartPoint) -> Resource:
+    return res.model_copy(update={"status": start.in_status(res.status)})
 
 
 def _spec(res: Resource) -> Any:

@@ -3,7 +3,9 @@
 Pure: no I/O, no clock (the caller passes `now`). The controller calls it after every change and
 periodically, and writes back only the statuses that changed. Readiness follows Knative: a
 Broker is Ready when its topic exists; a Trigger when its Broker is Ready and its subscriber
-(and dead-letter sink, if any) resolve to URLs.
+(and dead-letter sink, if any) resolve to URLs. What the controller recorded rather than computed,
+a Trigger's or Subscription's status annotations (its start point, `channel.resources.start`), is
+carried over as it is.
 """
 
 from __future__ import annotations
@@ -191,6 +193,7 @@ def reconcile(
             physicalSubscription=PhysicalSubscription(
                 subscriberUri=subscriber, replyUri=reply, deadLetterSinkUri=dls
             ),
+            annotations=sub.status.annotations,
         )
     _fill_channel_subscribers(resources, statuses)
 
@@ -230,6 +233,7 @@ def reconcile(
             conditions=_with_times([_ready(conds), *conds], trigger.status, now),
             subscriberUri=subscriber,
             deadLetterSinkUri=dls,
+            annotations=trigger.status.annotations,
         )
 
     for key, source in ((k, r) for k, r in resources.items() if isinstance(r, PingSource)):

@@ -3,7 +3,10 @@
 Pydantic is used here, at the boundary: manifests are parsed into these models, and the
 resource log stores their JSON. Field names are Knative's (camelCase aliases), so the manifests
 from Knative's documentation apply unchanged. Status is computed by the controller
-(`channel.control.reconcile`) and never accepted from a manifest.
+(`channel.control.reconcile`) and never accepted from a manifest. `status.annotations` (Knative's
+duck-typed Status has it for a reconciler's own state) holds what the controller records rather
+than computes: a Trigger's or Subscription's start point, `kanal.dev/start-offsets`
+(`channel.resources.start`).
 """
 
 from __future__ import annotations
@@ -133,6 +136,8 @@ class Status(_Model):
     physical_subscription: PhysicalSubscription | None = Field(default=None, alias="physicalSubscription")
     subscribers: list[SubscriberStatus] | None = None
     sink_uri: str | None = Field(default=None, alias="sinkUri")
+    # Recorded by the controller and carried over by every reconcile (see the module docstring).
+    annotations: dict[str, str] | None = None
 
     def condition(self, type_: str = "Ready") -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
