@@ -19,8 +19,9 @@ queued, the shared reader waits for it briefly, then detaches it from that parti
 goes on with a reader of its own (`_catch_up`, no consumer group, manually assigned) from the
 first record it did not take, and rejoins the shared reader once it has caught up with it. A
 Trigger added while the dispatcher runs is caught up the same way, from its committed offset or
-its creation time (through the broker's time index; a new Trigger receives the events accepted
-after it was created).
+else its start point (`offsets.first_offsets`): the end of each partition when it was created, as
+the controller recorded it, so a new Trigger receives exactly the events accepted after it was
+created. No record before where a lane begins is offered to it, by the shared reader or its own.
 
 Changing a Trigger's filter, subscriber or delivery swaps the plan into its lane; no consumer is
 recreated.
@@ -50,7 +51,7 @@ from channel.settings import Settings
 from dispatcher import metrics
 from dispatcher.dispatch import Dispatcher, Interrupted, Source
 from dispatcher.groups import GroupOffsets
-from dispatcher.offsets import CreationFloor, PartitionOffsets
+from dispatcher.offsets import CreationFloor, PartitionOffsets, first_offsets
 from dispatcher.plan import Plan
 
 __all__ = ["Lane", "TopicConsumer", "source_of"]
@@ -91,7 +92,8 @@ class Lane:
         # How long the shared reader waited for this lane in the current one-second window.
         self.window = 0.0
         self.waited = 0.0
-        # Partitions without a committed offset: records older than the Trigger are not its own.
+        # Partitions begun at the creation time of a Trigger without a start point (without a
+        # committed offset either): records older than the Trigger are not its own.
         self.floor = CreationFloor()
         self.committed: dict[TopicPartition, int] = {}
         self.tasks: set[asyncio.Task[None]] = set()  # the workers
@@ -470,18 +472,24 @@ class TopicConsumer:
     async def _starts(
         self, consumer: AIOKafkaConsumer, lane: Lane, tps: list[TopicPartition]
     ) -> dict[TopicPartition, tuple[int, int | None]]:
-        """Where `lane` resumes on each partition: its committed offset, else its creation time."""
-        found = await self._groups.fetch(lane.plan.group, tps)
-        out: dict[TopicPartition, tuple[int, int | None]] = {tp: (off, None) for tp, off in found.items()}
-        fresh = [tp for tp in tps if tp not in found]
-        if fresh:
+        """Where `lane` resumes on each partition, and the creation-time floor it needs there if any:
+        its committed offset, else its start point, else (a Trigger created before start points
+        were recorded) its creation time."""
+        committed = await self._groups.fetch(lane.plan.group, tps)
+        start = lane.plan.start
+        fresh = [tp for tp in tps if tp not in committed]
+        log_starts = await consumer.beginning_offsets(fresh) if fresh and start is not None else {}
+        placed = first_offsets(tps, committed, start, log_starts)
+        out: dict[TopicPartition, tuple[int, int | None]] = {tp: (off, None) for tp, off in placed.items()}
+        dated = [tp for tp in tps if tp not in placed]
+        if dated:
             created = lane.plan.created_ms
-            by_time = await consumer.offsets_for_times({tp: created for tp in fresh})
-            missing = [tp for tp in fresh if by_time.get(tp) is None]
+            by_time = await consumer.offsets_for_times({tp: created for tp in dated})
+            missing = [tp for tp in dated if by_time.get(tp) is None]
             ends = await consumer.end_offsets(missing) if missing else {}
-            for tp in fresh:
+            for tp in dated:
                 hit = by_time.get(tp)
-                # The floor keeps older records out even where the end offset is approximate.
+                # The floor keeps older records out where the broker's answers are early.
                 out[tp] = (hit.offset if hit is not None else ends.get(tp, 0), created)
         return out
 

@@ -1,18 +1,48 @@
-"""Which offsets may be committed when records complete out of order, and where a new Trigger's
-share of a partition begins. Pure.
+"""Which offsets may be committed when records complete out of order, and where a Trigger's share
+of a partition begins when it has committed nothing there. Pure.
 
 Deliveries run concurrently, so record 7 may finish before record 5. Kafka's committed offset
 means "everything below this is done", so per partition we commit the lowest offset still in
 flight (or one past the highest begun, when none is): records begun but not done are never
 skipped, however their deliveries interleave. Offsets need not be contiguous (compaction and
 transaction markers leave gaps). `begin` and `done` are O(log n) (a heap with lazy deletion).
+
+A lane begins on a partition at the Trigger's committed offset; without one, at its start point,
+the end of the partition when it was created, as the controller recorded it
+(`channel.resources.start`): exact on every broker, so nothing before it is ever read for the
+lane, and nothing needs filtering by time. Only a Trigger created before start points were
+recorded begins at its creation time, through the broker's time index, behind a `CreationFloor`.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable, Mapping
 
-__all__ = ["CreationFloor", "PartitionOffsets"]
+from aiokafka import TopicPartition
+
+from channel.resources.start import StartPoint
+
+__all__ = ["CreationFloor", "PartitionOffsets", "first_offsets"]
+
+
+def first_offsets(
+    partitions: Iterable[TopicPartition],
+    committed: Mapping[TopicPartition, int],
+    start: StartPoint | None,
+    log_starts: Mapping[TopicPartition, int],
+) -> dict[TopicPartition, int]:
+    """Where a lane begins on each of `partitions` that an offset places: its committed offset,
+    else its start point, never before the start of the log (`log_starts`, needed only for
+    partitions without a committed offset). The partitions left out have neither: they begin at
+    the Trigger's creation time."""
+    out: dict[TopicPartition, int] = {}
+    for tp in partitions:
+        if tp in committed:
+            out[tp] = committed[tp]
+        elif start is not None:
+            out[tp] = start.offset(tp.partition, log_starts.get(tp, 0))
+    return out
 
 
 class PartitionOffsets:
@@ -52,7 +82,8 @@ class PartitionOffsets:
 
 
 class CreationFloor:
-    """Where a Trigger created at `created_ms` begins on partitions it has no committed offset for.
+    """Where a Trigger created at `created_ms`, and without a start point, begins on partitions it
+    has no committed offset for.
 
     Its reading starts at `offsets_for_times(created_ms)`, which some brokers answer too early
     (the embedded one answers with the start of an older batch). So until the first record

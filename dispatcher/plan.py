@@ -29,6 +29,7 @@ from channel.kafka import (
 from channel.resources.delivery import DeliverySpec, effective_delivery
 from channel.resources.destination import Destination
 from channel.resources.model import Broker, Channel, Subscription, Trigger
+from channel.resources.start import StartPoint
 from dispatcher.retry import RetryPolicy
 
 __all__ = ["Plan", "TriggerPlan", "plans_from_documents"]
@@ -76,6 +77,9 @@ class Plan:
     structured: bool = False
     # (URL, PEM) of the destinations with CACerts: https:// certificates that may chain to them.
     ca_certs: tuple[tuple[str, str], ...] = ()
+    # Where it begins on partitions it has committed nothing for (None: at `created_ms`, for one
+    # created before the controller recorded start points).
+    start: StartPoint | None = None
     # Its metrics' first label values, in dispatcher.metrics.PLAN_LABELS's order.
     series: tuple[str, str, str, str] = field(init=False, compare=False, repr=False)
 
@@ -203,6 +207,7 @@ def _trigger_plan(
         group=trigger_group(ns, trigger.metadata.name, trigger.metadata.uid),
         topic=topic,
         created_ms=_ms(trigger.metadata.creation_timestamp),
+        start=StartPoint.from_status(trigger.status),
         subscriber=trigger.status.subscriber_uri,
         reply_to=parent.address,
         reply_topic=topic,
@@ -240,6 +245,7 @@ def _subscription_plan(
         group=subscription_group(ns, sub.metadata.name, sub.metadata.uid),
         topic=channel_topic(ns, sub.spec.channel.name, prefix),
         created_ms=_ms(sub.metadata.creation_timestamp),
+        start=StartPoint.from_status(sub.status),
         subscriber=physical.subscriber_uri,
         reply_to=physical.reply_uri,
         reply_topic=None,
