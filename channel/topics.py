@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from channel.errors import NotFound
-from channel.kafka import client_options
+from channel.kafka import client_options, create_admin
 from channel.settings import Settings
 
 __all__ = ["RangeStart", "TopicRange"]
@@ -63,7 +63,7 @@ class TopicRange:
         )
         await consumer.start()
         try:
-            partitions = await self._partitions(consumer)
+            partitions = await self._partitions()
             consumer.assign(partitions)
             partitions = await self._seek_start(consumer, partitions)
             since, until = self._start.time_ms, self._until_ms
@@ -98,12 +98,24 @@ class TopicRange:
         finally:
             await consumer.stop()
 
-    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-        topics = await consumer.topics()
-        if self.topic not in topics:
-            raise NotFound(f"topic {self.topic} does not exist")
-        numbers = consumer.partitions_for_topic(self.topic) or set()
-        return [TopicPartition(self.topic, p) for p in sorted(numbers)]
+    async def _partitions(self) -> list[TopicPartition]:
+        # Asked of the broker for this topic: a consumer that subscribes to nothing holds no
+        # topic's partitions in its metadata (Apache Kafka answers a metadata request for no
+        # topics with none; the embedded broker answered with all of them). Listed first: a
+        # metadata request naming a topic that does not exist creates it on a broker with
+        # auto.create.topics.enable.
+        admin = create_admin(self._settings)
+        await admin.start()
+        try:
+            if self.topic not in await admin.list_topics():
+                raise NotFound(f"topic {self.topic} does not exist")
+            [described] = await admin.describe_topics([self.topic])
+        finally:
+            await admin.close()
+        numbers = sorted(int(p["partition"]) for p in described.get("partitions") or ())
+        if described.get("error_code") or not numbers:
+            raise NotFound(f"topic {self.topic} has no partitions")
+        return [TopicPartition(self.topic, p) for p in numbers]
 
     async def _seek_start(
         self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
