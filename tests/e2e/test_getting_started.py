@@ -54,6 +54,7 @@ def _manifests(hello: RecordingSink, goodbye: RecordingSink) -> str:
     return text.replace("http://127.0.0.1:9001/", hello.url).replace("http://127.0.0.1:9002/", goodbye.url)
 
 
+@pytest.mark.kafka_compat
 async def test_getting_started_flow(
     cluster: KanalCluster, sinks: tuple[RecordingSink, RecordingSink]
 ) -> None:

@@ -29,6 +29,7 @@ async def _kanal(cluster: KanalCluster, *args: str) -> tuple[int, str, str]:
     return result.returncode, result.stdout, result.stderr
 
 
+@pytest.mark.kafka_compat
 async def test_replay_delivers_exactly_the_range_again(cluster: KanalCluster) -> None:
     sink = await RecordingSink().start()
     try:

@@ -15,6 +15,7 @@ from support.sinks import RecordingSink
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
 
+@pytest.mark.kafka_compat
 async def test_restart_everything_keeps_resources_and_events(cluster: KanalCluster) -> None:
     sink = await RecordingSink().start()
     try:
