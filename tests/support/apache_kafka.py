@@ -273,7 +273,8 @@ class ApacheKafka:
         config = self._server_properties(node)
         storage_tool = ("kafka.tools.StorageTool", "format", "--ignore-formatted")
         result = subprocess.run(
-            self._java(node, *storage_tool, "-t", self.cluster_id, "-c", str(config)),
+            # `=`: a cluster id may begin with "-", which would read as an option.
+            self._java(node, *storage_tool, f"--cluster-id={self.cluster_id}", f"--config={config}"),
             capture_output=True,
             text=True,
             timeout=120,
