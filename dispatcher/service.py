@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
+from aiokafka import AIOKafkaProducer
 from aiokafka.client import AIOKafkaClient
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -64,19 +65,24 @@ class DispatcherService:
         self._changed.set()
 
     async def run(self) -> None:
-        producer = create_producer(self.settings)
-        client = HttpClient(
-            per_host=self.settings.dispatcher_connections_per_host,
-            max_response=MAX_RESPONSE_BYTES,
-            proxies=self._proxies,
-        )
-        if self._proxies is not None:
-            log.info("deliveries go through %s", self._proxies.describe())
-        try:
+        # Whatever was started is closed, in reverse order, however far the start got.
+        async with contextlib.AsyncExitStack() as stack:
+            client = HttpClient(
+                per_host=self.settings.dispatcher_connections_per_host,
+                max_response=MAX_RESPONSE_BYTES,
+                proxies=self._proxies,
+            )
+            stack.push_async_callback(client.close)
+            if self._proxies is not None:
+                log.info("deliveries go through %s", self._proxies.describe())
+            producer = create_producer(self.settings)
+            stack.push_async_callback(_stop_quietly, producer)
             await producer.start()
+            stack.push_async_callback(self._log.close)
             await self._log.start()
             runner = web.AppRunner(self._health_app(), access_log=None)
             await runner.setup()
+            stack.push_async_callback(runner.cleanup)
             site = web.TCPSite(runner, self.settings.host, self.settings.dispatcher_port)
             await site.start()
             log.info(
@@ -85,8 +91,10 @@ class DispatcherService:
                 self.settings.dispatcher_port,
             )
             attempts = AttemptStore(self.settings)
+            stack.push_async_callback(attempts.close)
             await attempts.start()
             kafka = AIOKafkaClient(**client_options(self.settings))
+            stack.push_async_callback(kafka.close)
             await kafka.bootstrap()
             groups = GroupOffsets(kafka)
             dispatcher = Dispatcher(
@@ -95,29 +103,19 @@ class DispatcherService:
                 max_hops=self.settings.dispatcher_max_hops,
                 attempts=attempts,
             )
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    follower = tg.create_task(self._log.run())
-                    attempts_follower = tg.create_task(attempts.log.run())
-                    while not self._stop.is_set():
-                        await self._changed.wait()
-                        self._changed.clear()
-                        if not self._stop.is_set():
-                            self._reconcile(tg, dispatcher, groups)
-                    for consumer, _ in self._running.values():
-                        consumer.stop()
-                    await asyncio.gather(*(t for _, t in self._running.values()), return_exceptions=True)
-                    follower.cancel()
-                    attempts_follower.cancel()
-            finally:
-                await kafka.close()
-                await attempts.close()
-                await runner.cleanup()
-                await self._log.close()
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-        finally:
-            await client.close()
+            async with asyncio.TaskGroup() as tg:
+                follower = tg.create_task(self._log.run())
+                attempts_follower = tg.create_task(attempts.log.run())
+                while not self._stop.is_set():
+                    await self._changed.wait()
+                    self._changed.clear()
+                    if not self._stop.is_set():
+                        self._reconcile(tg, dispatcher, groups)
+                for consumer, _ in self._running.values():
+                    consumer.stop()
+                await asyncio.gather(*(t for _, t in self._running.values()), return_exceptions=True)
+                follower.cancel()
+                attempts_follower.cancel()
 
     def _reconcile(self, tg: asyncio.TaskGroup, dispatcher: Dispatcher, groups: GroupOffsets) -> None:
         by_topic: dict[str, dict[str, Plan]] = {}
@@ -161,3 +159,8 @@ class DispatcherService:
         app.router.add_get("/readyz", readyz)
         app.router.add_get("/metrics", metrics)
         return app
+
+
+async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+    with contextlib.suppress(Exception):
+        await producer.stop()

@@ -63,9 +63,9 @@ class IngressService:
         )
 
     async def run(self) -> None:
-        await self._producer.start()
-        await self._log.start()
         try:
+            await self._producer.start()
+            await self._log.start()
             async with asyncio.TaskGroup() as tg:
                 follower = tg.create_task(self._log.run())
                 loaded = tg.create_task(self._log.loaded.wait())

@@ -104,9 +104,13 @@ class Controller:
         self._topics: set[str] = set()
 
     async def start(self) -> None:
-        await self.log.start()
-        await self._writer.start()
-        await self._admin.start()
+        try:
+            await self.log.start()
+            await self._writer.start()
+            await self._admin.start()
+        except BaseException:
+            await self.close()  # nothing is left open when the start fails
+            raise
 
     async def close(self) -> None:
         await self._writer.close()

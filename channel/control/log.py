@@ -187,17 +187,14 @@ class ResourceWriter:
         self._topic = topic or settings.kafka_resources_topic
         # One apply is one batch, so that it is atomic: let a batch be as large as a request.
         self._producer: AIOKafkaProducer = create_producer(settings, max_batch_size=_MAX_APPLY_BYTES)
-        self._started = False
 
     async def start(self) -> None:
         await self._producer.start()
-        self._started = True
 
     async def close(self) -> None:
-        if self._started:
-            self._started = False
-            with contextlib.suppress(KafkaError):
-                await self._producer.stop()
+        # Also when never started: aiokafka warns of a producer that was made and not stopped.
+        with contextlib.suppress(KafkaError):
+            await self._producer.stop()
 
     async def write(self, records: Sequence[tuple[str, dict[str, Any] | None]]) -> int:
         """Append the records as one batch; returns the offset of the last one."""

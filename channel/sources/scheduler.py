@@ -144,8 +144,6 @@ class PingScheduler:
 
     async def run(self) -> None:
         """Take part in the election and schedule while elected, until `stop()`."""
-        await self._ticks.start()
-        await self._writer.start()
         consumer = AIOKafkaConsumer(
             **client_options(self._settings),
             group_id=f"{self._topic}.scheduler",
@@ -154,6 +152,8 @@ class PingScheduler:
         )
         self._consumer = consumer
         try:
+            await self._ticks.start()
+            await self._writer.start()
             await consumer.start()
             consumer.subscribe([self._topic], listener=_Membership(self))
             async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as tasks:
