@@ -7,7 +7,8 @@
     ├── NotFound (also LookupError)         a resource does not exist (HTTP 404)
     ├── TooLarge                            Kafka cannot take a record this large (HTTP 413)
     ├── Conflict                            an update breaks an immutable field (HTTP 409)
-    └── Unavailable                         a dependency (Kafka, the controller) cannot answer now
+    ├── Unavailable                         a dependency (Kafka, the controller) cannot answer now
+    └── AccessDenied                        Kafka refused Kanal's credentials, its TLS or an operation
 
 `retryable` says whether the same request may succeed later; callers decide on that
 attribute, never on an ``isinstance`` chain.
@@ -19,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
+    "AccessDenied",
     "Conflict",
     "InvalidEvent",
     "KanalError",
@@ -85,3 +87,8 @@ class Unavailable(KanalError):
     """A dependency cannot answer now; the same request may succeed later."""
 
     retryable = True
+
+
+class AccessDenied(KanalError):
+    """Kafka refused who Kanal is (authentication, TLS) or what it asked to do (a missing ACL):
+    configuration, which no retry mends. A component stops with this one line."""

@@ -15,8 +15,18 @@ from typing import Final
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.conn import collect_hosts, create_conn
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
 
+from channel.errors import AccessDenied
 from channel.settings import Settings
 
 __all__ = [
@@ -25,8 +35,10 @@ __all__ = [
     "DEAD_LETTER_TOPIC_ANNOTATION",
     "HOP_HEADER",
     "MAX_TOPIC_LENGTH",
+    "access_denied",
     "broker_topic",
     "channel_topic",
+    "check_connection",
     "client_options",
     "create_admin",
     "create_producer",
@@ -107,6 +119,75 @@ def client_options(settings: Settings) -> dict[str, object]:
     return opts
 
 
+# Kafka's refusals, which no retry mends, and the words that say so, before what aiokafka names
+# (a topic, a set of topics, a group, or the broker's message).
+_REFUSALS: Final[tuple[tuple[type[KafkaError], str], ...]] = (
+    (TopicAuthorizationFailedError, "not authorized to access topic"),
+    (GroupAuthorizationFailedError, "not authorized to access consumer group"),
+    # The one cluster operation Kanal asks for: a producer id, for its idempotent producers.
+    (
+        ClusterAuthorizationFailedError,
+        "not authorized for a cluster operation (an idempotent producer needs WRITE on a topic,"
+        " or IDEMPOTENT_WRITE on the cluster)",
+    ),
+    (SaslAuthenticationFailed, "authentication failed:"),
+    (AuthenticationFailedError, "authentication failed:"),
+)
+
+
+def access_denied(exc: BaseException) -> AccessDenied | None:
+    """`exc` as AccessDenied when it, or an exception inside it (an exception group's, a cause),
+    says Kafka refused Kanal's credentials or an operation, or Kanal refused the broker's
+    certificate; None for anything else."""
+    if isinstance(exc, AccessDenied):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        found = (access_denied(inner) for inner in exc.exceptions)
+        return next((denied for denied in found if denied is not None), None)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return AccessDenied(
+            f"TLS certificate verify failed: {exc.verify_message} (KANAL_KAFKA_SSL_CAFILE must hold"
+            " the CA that signed the broker's certificate)"
+        )
+    for kind, words in _REFUSALS:
+        if isinstance(exc, kind):
+            subject = ", ".join(
+                ", ".join(sorted(map(str, arg))) if isinstance(arg, set | frozenset | list) else str(arg)
+                for arg in exc.args
+            )
+            return AccessDenied(" ".join(part for part in (words, subject) if part).rstrip(":"))
+    return access_denied(exc.__cause__) if exc.__cause__ is not None else None
+
+
+async def check_connection(settings: Settings) -> None:
+    """Connect to the bootstrap servers as every client will (TLS, SASL) before any client
+    starts, so that a refusal is reported with its cause: a client's own bootstrap says only
+    "Unable to bootstrap". Raises AccessDenied when no server accepts Kanal and one refused its
+    credentials or TLS; servers that cannot be reached are left to the clients, as before."""
+    opts = client_options(settings)
+    refused: AccessDenied | None = None
+    for host, port, _ in collect_hosts(settings.bootstrap(), randomize=False):
+        try:
+            connection = await create_conn(
+                host,
+                port,
+                ssl_context=opts.get("ssl_context"),
+                security_protocol=settings.kafka_security_protocol,
+                sasl_mechanism=settings.kafka_sasl_mechanism,
+                sasl_plain_username=settings.kafka_sasl_username,
+                sasl_plain_password=settings.kafka_sasl_password,
+            )
+        except (OSError, KafkaError, TimeoutError) as exc:
+            if (denied := access_denied(exc)) is not None:
+                who = f" as user {settings.kafka_sasl_username}" if settings.kafka_sasl_mechanism else ""
+                refused = AccessDenied(f"cannot connect to Kafka at {host}:{port}{who}: {denied}")
+            continue
+        connection.close()
+        return
+    if refused is not None:
+        raise refused
+
+
 def max_record_bytes(settings: Settings) -> int:
     """The largest record batch Kanal writes: an event at the ingress's body limit with its
     attributes as headers, or a dead letter of it with the error extensions. The producers'
@@ -156,6 +237,8 @@ async def ensure_topic(
         code = error[1]
         if code == TopicAlreadyExistsError.errno:
             return False
+        if code == TopicAuthorizationFailedError.errno:
+            raise TopicAuthorizationFailedError(topic)
         if code:
             raise KafkaError(f"cannot create topic {topic}: error {code} {error[2] or ''}".strip())
     log.info("created topic %s (%d partitions)", topic, partitions)

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ from channel.cli.options import add_settings_flags, settings_from_args
 from channel.errors import Problem, ValidationError
 from channel.resources.manifests import Skipped, load_documents, parse_resource, resource_class
 from channel.resources.model import Broker
-from channel.runner import configure_logging, run_service
+from channel.runner import Service, configure_logging, run_service
 
 __all__ = ["main"]
 
@@ -212,6 +215,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_component(args: argparse.Namespace) -> int:
+    from channel.kafka import access_denied, check_connection
     from channel.proxy import Proxies
 
     settings = settings_from_args(args)
@@ -221,17 +225,27 @@ def _cmd_component(args: argparse.Namespace) -> int:
         Proxies.from_environment(os.environ)  # every component may send through it
     except ValueError as exc:
         raise SystemExit(f"kanal {args.command}: {exc}") from None
+    factory: Callable[[], Service]
     if args.command == "controller":
         from channel.control.service import ControllerService
 
-        return run_service(lambda: ControllerService(settings))
-    if args.command == "ingress":
+        factory = partial(ControllerService, settings)
+    elif args.command == "ingress":
         from ingress.service import IngressService
 
-        return run_service(lambda: IngressService(settings))
-    from dispatcher.service import DispatcherService
+        factory = partial(IngressService, settings)
+    else:
+        from dispatcher.service import DispatcherService
 
-    return run_service(lambda: DispatcherService(settings))
+        factory = partial(DispatcherService, settings)
+    try:
+        return run_service(factory, setup=partial(check_connection, settings))
+    except Exception as exc:
+        # Kafka refused Kanal (credentials, TLS, an ACL): configuration, said in one line.
+        if (denied := access_denied(exc)) is None:
+            raise
+        logging.getLogger(__name__).error("kanal %s stopped: %s", args.command, denied)
+        return 1
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:

@@ -22,9 +22,9 @@ from types import TracebackType
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
-from channel.errors import Problem, Unavailable, ValidationError
+from channel.errors import AccessDenied, Problem, Unavailable, ValidationError
 from channel.kafka import client_options, create_admin, create_producer, ensure_topic
 from channel.settings import Settings
 
@@ -37,19 +37,28 @@ Listener = Callable[[Mapping[str, dict[str, Any]], frozenset[str]], None]
 
 
 async def ensure_resources_topic(settings: Settings, topic: str | None = None) -> None:
-    """Create the compacted resources topic (or another log `topic`) if it does not exist yet."""
+    """Create the compacted resources topic (or another log `topic`) if it does not exist yet.
+
+    Raises AccessDenied if Kanal may not create or describe it: a follower without DESCRIBE
+    would otherwise wait forever for the topic's partitions."""
+    name = topic or settings.kafka_resources_topic
     admin = create_admin(settings)
     await admin.start()
     try:
         await ensure_topic(
             admin,
-            topic or settings.kafka_resources_topic,
+            name,
             partitions=1,
             replication_factor=settings.kafka_topic_replication_factor,
             config={"cleanup.policy": "compact"},
         )
+        [described] = await admin.describe_topics([name])
+    except TopicAuthorizationFailedError as exc:
+        raise AccessDenied(f"not authorized to create topic {name}") from exc
     finally:
         await admin.close()
+    if described["error_code"] == TopicAuthorizationFailedError.errno:
+        raise AccessDenied(f"not authorized to describe topic {name}")
 
 
 class ResourceLog:
@@ -108,6 +117,8 @@ class ResourceLog:
         while True:
             try:
                 batches = await consumer.getmany(self._tp, timeout_ms=200, max_records=10_000)
+            except TopicAuthorizationFailedError as exc:
+                raise AccessDenied(f"not authorized to read topic {self._topic}") from exc
             except KafkaError as exc:
                 log.warning("resource log fetch failed: %s", exc)
                 await asyncio.sleep(0.5)

@@ -40,7 +40,7 @@ from prometheus_client import Counter
 from channel.control.log import ResourceLog, ResourceWriter
 from channel.errors import Unavailable
 from channel.events import to_http_binary
-from channel.kafka import client_options
+from channel.kafka import access_denied, client_options
 from channel.proxy import Proxies
 from channel.resources.model import PingSource
 from channel.settings import Settings
@@ -161,9 +161,14 @@ class PingScheduler:
                 try:
                     while not self._stopping.is_set():
                         # Polling keeps the membership alive; it returns nothing (paused).
-                        with contextlib.suppress(KafkaError, TimeoutError):
+                        try:
                             async with asyncio.timeout(1.0):
                                 await consumer.getmany(timeout_ms=200)
+                        except (KafkaError, TimeoutError) as exc:
+                            # A missing ACL would leave this controller out of the election for
+                            # good, and PingSources unscheduled without a word.
+                            if (denied := access_denied(exc)) is not None:
+                                raise denied from exc
                         if self._holds_partition() and await self._load(consumer):
                             self._start_due(session, tasks)
                             await self._forget_deleted()

@@ -1,5 +1,6 @@
 """Kafka security settings reach every client: SASL PLAIN/SCRAM credentials and TLS with a CA
-and a client certificate (the same options for producers, consumers and admin clients)."""
+and a client certificate (the same options for producers, consumers and admin clients); and
+Kafka's refusals (credentials, the broker's certificate, a missing ACL) become one line."""
 
 from __future__ import annotations
 
@@ -7,9 +8,18 @@ import ssl
 from pathlib import Path
 
 import pytest
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaConnectionError,
+    NodeNotReadyError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+)
 from pydantic import ValidationError
 
-from channel.kafka import client_options
+from channel.errors import AccessDenied
+from channel.kafka import access_denied, client_options
 from channel.settings import Settings
 from support.tls import self_signed
 
@@ -53,3 +63,82 @@ def test_unknown_mechanisms_and_protocols_are_refused() -> None:
         Settings(kafka_sasl_mechanism="GSSAPI-NOT-SUPPORTED")
     with pytest.raises(ValidationError):
         Settings(kafka_security_protocol="TLS")
+
+
+def _untrusted() -> ssl.SSLCertVerificationError:
+    error = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    error.verify_message = "unable to get local issuer certificate"
+    return error
+
+
+def _caused(error: BaseException, cause: BaseException) -> BaseException:
+    error.__cause__ = cause
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        pytest.param(
+            SaslAuthenticationFailed("invalid credentials with SASL mechanism SCRAM-SHA-512"),
+            "authentication failed: invalid credentials with SASL mechanism SCRAM-SHA-512",
+            id="wrong-password",
+        ),
+        pytest.param(
+            _untrusted(),
+            "TLS certificate verify failed: unable to get local issuer certificate (KANAL_KAFKA_SSL_CAFILE"
+            " must hold the CA that signed the broker's certificate)",
+            id="untrusted-broker-certificate",
+        ),
+        pytest.param(
+            TopicAuthorizationFailedError("kanal.resources"),
+            "not authorized to access topic kanal.resources",
+            id="topic",
+        ),
+        pytest.param(
+            TopicAuthorizationFailedError({"b", "a"}),
+            "not authorized to access topic a, b",
+            id="topics-as-aiokafka-names-them",
+        ),
+        pytest.param(
+            GroupAuthorizationFailedError("kanal.ticks.scheduler"),
+            "not authorized to access consumer group kanal.ticks.scheduler",
+            id="group",
+        ),
+        pytest.param(
+            ClusterAuthorizationFailedError(),
+            "not authorized for a cluster operation (an idempotent producer needs WRITE on a topic,"
+            " or IDEMPOTENT_WRITE on the cluster)",
+            id="producer-id",
+        ),
+        pytest.param(
+            ExceptionGroup("service", [ValueError("other"), TopicAuthorizationFailedError("t")]),
+            "not authorized to access topic t",
+            id="inside-a-task-group",
+        ),
+        pytest.param(
+            _caused(RuntimeError("wrapped"), GroupAuthorizationFailedError("g")),
+            "not authorized to access consumer group g",
+            id="as-a-cause",
+        ),
+        pytest.param(
+            AccessDenied("not authorized to read topic x"), "not authorized to read topic x", id="said-already"
+        ),
+    ],
+)
+def test_refusals_become_one_line(error: BaseException, line: str) -> None:
+    denied = access_denied(error)
+    assert denied is not None and str(denied) == line
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(KafkaConnectionError("Unable to bootstrap"), id="unreachable"),
+        pytest.param(NodeNotReadyError(), id="not-ready"),
+        pytest.param(ssl.SSLError(1, "EOF occurred in violation of protocol"), id="tls-eof"),
+        pytest.param(ExceptionGroup("service", [ValueError("bug")]), id="a-bug"),
+    ],
+)
+def test_other_failures_are_not_refusals(error: BaseException) -> None:
+    assert access_denied(error) is None
