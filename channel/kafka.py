@@ -24,6 +24,8 @@ from aiokafka.errors import (
     SaslAuthenticationFailed,
     TopicAlreadyExistsError,
     TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+    for_code,
 )
 
 from channel.errors import AccessDenied
@@ -248,6 +250,11 @@ async def ensure_topic(
 async def delete_topic(admin: AIOKafkaAdminClient, topic: str) -> None:
     """Delete `topic`; a topic that is already gone is fine."""
     try:
-        await admin.delete_topics([topic])
+        response = await admin.delete_topics([topic])
     except KafkaError as exc:
         log.warning("cannot delete topic %s: %s", topic, exc)
+        return
+    # Kafka answers a refusal (a missing DELETE ACL, say) in the response, not as an error.
+    for _name, code in getattr(response, "topic_error_codes", ()):
+        if code and code != UnknownTopicOrPartitionError.errno:
+            log.warning("cannot delete topic %s: %s", topic, for_code(code)(topic))

@@ -4,8 +4,11 @@ Kafka's refusals (credentials, the broker's certificate, a missing ACL) become o
 
 from __future__ import annotations
 
+import logging
 import ssl
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from aiokafka.errors import (
@@ -19,7 +22,7 @@ from aiokafka.errors import (
 from pydantic import ValidationError
 
 from channel.errors import AccessDenied
-from channel.kafka import access_denied, client_options
+from channel.kafka import access_denied, client_options, delete_topic
 from channel.settings import Settings
 from support.tls import self_signed
 
@@ -122,7 +125,9 @@ def _caused(error: BaseException, cause: BaseException) -> BaseException:
             id="as-a-cause",
         ),
         pytest.param(
-            AccessDenied("not authorized to read topic x"), "not authorized to read topic x", id="said-already"
+            AccessDenied("not authorized to read topic x"),
+            "not authorized to read topic x",
+            id="said-already",
         ),
     ],
 )
@@ -142,3 +147,34 @@ def test_refusals_become_one_line(error: BaseException, line: str) -> None:
 )
 def test_other_failures_are_not_refusals(error: BaseException) -> None:
     assert access_denied(error) is None
+
+
+class _DeletingAdmin:
+    """Answers DeleteTopics with `code` for the topic, as Kafka does (a refusal is no exception)."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    async def delete_topics(self, topics: list[str]) -> SimpleNamespace:
+        return SimpleNamespace(topic_error_codes=[(topics[0], self.code)])
+
+
+@pytest.mark.parametrize(
+    ("code", "warning"),
+    [
+        pytest.param(0, None, id="deleted"),
+        pytest.param(3, None, id="already-gone"),
+        pytest.param(
+            29,
+            "cannot delete topic knative-broker.ns.b: [Error 29] TopicAuthorizationFailedError:"
+            " knative-broker.ns.b",
+            id="refused",
+        ),
+    ],
+)
+async def test_a_refused_topic_delete_is_logged(
+    caplog: pytest.LogCaptureFixture, code: int, warning: str | None
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="channel.kafka"):
+        await delete_topic(cast(Any, _DeletingAdmin(code)), "knative-broker.ns.b")
+    assert [record.getMessage() for record in caplog.records] == ([warning] if warning else [])
