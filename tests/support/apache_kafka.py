@@ -335,10 +335,15 @@ class ApacheKafka:
         # In a thread of its own: the caller may be a coroutine, on a running event loop.
         with ThreadPoolExecutor(1) as pool:
             try:
-                return pool.submit(asyncio.run, _describe_cluster(node.address)).result()
+                return pool.submit(asyncio.run, self._brokers(node)).result()
             except (KafkaError, OSError, TimeoutError) as error:
                 self._last_error = error
                 return set()
+
+    async def _brokers(self, node: KafkaNode) -> set[int]:
+        """The ids of the brokers registered, as `node` reports them (a subclass whose listeners
+        need credentials asks with them)."""
+        return await _describe_cluster(node.address)
 
     def kill(self, node_id: int, sig: int = signal.SIGKILL) -> None:
         """Signal one node; after SIGKILL or SIGTERM, wait for it to exit."""
