@@ -200,6 +200,10 @@ class ResourceWriter:
         self._producer: AIOKafkaProducer = create_producer(settings, max_batch_size=_MAX_APPLY_BYTES)
 
     async def start(self) -> None:
+        # The writer may come up before any follower: where Kafka does not create topics on
+        # first use (Apache Kafka as Kanal's compose file runs it), the first apply would wait
+        # for a topic that never comes.
+        await ensure_resources_topic(self._settings, self._topic)
         await self._producer.start()
 
     async def close(self) -> None:
