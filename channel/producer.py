@@ -15,7 +15,15 @@ from functools import partial
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    KafkaError,
+    MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
+    RecordListTooLargeError,
+    UnknownProducerId,
+)
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
@@ -41,6 +49,13 @@ Done = Callable[[KanalError | None], None]
 
 # What Kafka answers for a batch larger than the topic's max.message.bytes (or a segment).
 _TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
+
+# What Kafka answers an idempotent producer whose sequence numbers no longer match its log: every
+# later batch of that partition is refused the same way, for as long as the producer lives.
+# aiokafka gives a batch up after taking its sequence number when its partition has had no
+# leader for longer than the request timeout (all of a cluster restarting, say), and does not
+# recover from the gap it leaves, as Kafka's own producer does by bumping its epoch.
+_SEQUENCE_LOST = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch, InvalidProducerIdMapping)
 
 
 class EventSink(Protocol):
@@ -146,9 +161,19 @@ class KafkaEventSink:
     that means "not stored".
     """
 
-    def __init__(self, producer: AIOKafkaProducer, timeout: float) -> None:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        timeout: float,
+        *,
+        renew: Callable[[], AIOKafkaProducer] | None = None,
+    ) -> None:
         self._producer = producer
         self._timeout = timeout
+        # Makes a producer to take over when Kafka refuses this one's sequence numbers (None: the
+        # caller owns the producer, and such a refusal stays a 503 until it replaces it).
+        self._renew = renew
+        self._renewal: asyncio.Task[None] | None = None
         self._open: dict[str, _Flush] = {}
         # Per topic, the flush handed to the producer that the producer is not done with.
         self._with_producer: dict[str, _Flush] = {}
@@ -163,6 +188,48 @@ class KafkaEventSink:
     def healthy(self) -> bool:
         """False from a failed write until a write succeeds again."""
         return not self.failing
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        """The producer writes go to now (another one after a renewal)."""
+        return self._producer
+
+    async def close(self) -> None:
+        """Stop the producer (after a renewal under way, the one it made)."""
+        if self._renewal is not None:
+            await asyncio.gather(self._renewal, return_exceptions=True)
+        await self._producer.stop()
+
+    def _sequence_lost(self, error: BaseException) -> None:
+        """Kafka refused a batch for its sequence number: replace the producer (a new one gets a
+        new producer id, whose sequences start afresh). The batches the old one still holds are
+        refused the same way, so their callers get a 503 and send them again."""
+        if self._renew is None or self._renewal is not None:
+            return
+        log.warning("Kafka refused the producer's sequence numbers (%s); starting a new producer", error)
+        self._renewal = asyncio.get_running_loop().create_task(self._replace(self._renew))
+
+    async def _replace(self, renew: Callable[[], AIOKafkaProducer]) -> None:
+        try:
+            fresh = renew()
+            try:
+                await fresh.start()
+            except BaseException:
+                await fresh.stop()
+                raise
+            old, self._producer = self._producer, fresh
+            # Bounded: the old producer's batches are refused at once, but one whose partition
+            # has no leader waits; a producer that will not stop is left to the collector.
+            try:
+                async with asyncio.timeout(self._timeout * 2):
+                    await old.stop()
+            except (TimeoutError, KafkaError) as exc:
+                log.warning("the replaced producer did not stop cleanly: %r", exc)
+            log.info("a new producer took over")
+        except KafkaError as exc:
+            log.warning("starting a new producer failed (%s); trying again at the next refusal", exc)
+        finally:
+            self._renewal = None
 
     async def send(self, topic: str, records: Sequence[KafkaRecord]) -> None:
         await _sent(self, topic, records)
@@ -281,6 +348,8 @@ class KafkaEventSink:
             self._too_large(flush, index, partition)
         elif exc is not None:
             flush.failed[index] = Unavailable(f"Kafka refused the write: {exc}")
+            if isinstance(exc, _SEQUENCE_LOST):
+                self._sequence_lost(exc)
         if flush.sealed and flush.outstanding == 0:
             self._settled(flush)
 

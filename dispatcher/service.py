@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
 from aiokafka.client import AIOKafkaClient
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -75,9 +74,14 @@ class DispatcherService:
             stack.push_async_callback(client.close)
             if self._proxies is not None:
                 log.info("deliveries go through %s", self._proxies.describe())
-            producer = create_producer(self.settings)
-            stack.push_async_callback(_stop_quietly, producer)
-            await producer.start()
+            settings = self.settings
+            sink = KafkaEventSink(
+                create_producer(settings),
+                settings.kafka_produce_timeout,
+                renew=lambda: create_producer(settings),
+            )
+            stack.push_async_callback(_close_quietly, sink)
+            await sink.producer.start()
             stack.push_async_callback(self._log.close)
             await self._log.start()
             runner = web.AppRunner(self._health_app(), access_log=None)
@@ -99,7 +103,7 @@ class DispatcherService:
             groups = GroupOffsets(kafka)
             dispatcher = Dispatcher(
                 HttpPoster(client),
-                KafkaEventSink(producer, self.settings.kafka_produce_timeout),
+                sink,
                 max_hops=self.settings.dispatcher_max_hops,
                 attempts=attempts,
             )
@@ -161,6 +165,6 @@ class DispatcherService:
         return app
 
 
-async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+async def _close_quietly(sink: KafkaEventSink) -> None:
     with contextlib.suppress(Exception):
-        await producer.stop()
+        await sink.close()

@@ -36,9 +36,12 @@ def create_app(settings: Settings, *, sink: EventSink, ready: Any = None) -> Ing
 class IngressService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._producer = create_producer(settings)
         self._log = ResourceLog(settings, self._on_resources)
-        sink = self._sink = KafkaEventSink(self._producer, settings.kafka_produce_timeout)
+        sink = self._sink = KafkaEventSink(
+            create_producer(settings),
+            settings.kafka_produce_timeout,
+            renew=lambda: create_producer(settings),
+        )
         self.app = IngressApp(
             settings,
             sink,
@@ -64,7 +67,7 @@ class IngressService:
 
     async def run(self) -> None:
         try:
-            await self._producer.start()
+            await self._sink.producer.start()
             await self._log.start()
             async with asyncio.TaskGroup() as tg:
                 follower = tg.create_task(self._log.run())
@@ -87,8 +90,8 @@ class IngressService:
                 recover.cancel()
         finally:
             with contextlib.suppress(Exception):
-                await self._producer.flush()
-            await self._producer.stop()
+                await self._sink.producer.flush()
+            await self._sink.close()
             await self._log.close()
 
     async def _recover(self, interval: float = 1.0) -> None:
@@ -100,7 +103,7 @@ class IngressService:
                 continue
             try:
                 async with asyncio.timeout(self.settings.kafka_produce_timeout):
-                    reachable = await self._producer.client.force_metadata_update()
+                    reachable = await self._sink.producer.client.force_metadata_update()
             except (TimeoutError, KafkaError):
                 reachable = False
             if reachable:

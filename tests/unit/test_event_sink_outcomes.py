@@ -15,7 +15,12 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError, NotLeaderForPartitionError
+from aiokafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    NotLeaderForPartitionError,
+    OutOfOrderSequenceNumber,
+)
 from aiokafka.partitioner import DefaultPartitioner
 
 from channel.errors import KanalError, TooLarge, Unavailable
@@ -175,3 +180,73 @@ async def test_records_not_handed_over_again_are_unavailable() -> None:
     got = await _outcomes(producer, {"a": [_record(0, "a", 600)], "b": [_record(0, "b", 600)]})
     assert isinstance(got["a"], Unavailable) and isinstance(got["b"], Unavailable)
     assert producer.taken == [(0, 2)]
+
+
+class _Startable(_Producer):
+    """A stand-in that can be started and stopped, as the sink's renewal does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = self.stopped = False
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+class _SequenceLost(_Startable):
+    """A producer whose sequence numbers Kafka no longer accepts: every batch of partition 1
+    fails with OutOfOrderSequenceNumber, as after aiokafka gave a batch up past its number."""
+
+    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> asyncio.Future[None]:
+        self.taken.append((partition, batch.record_count()))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if partition == 1:
+            future.set_exception(OutOfOrderSequenceNumber())
+        else:
+            future.set_result(None)
+        return future
+
+
+async def _send(sink: KafkaEventSink, records: list[KafkaRecord]) -> KanalError | None:
+    try:
+        await sink.send("topic", records)
+    except KanalError as error:
+        return error
+    return None
+
+
+async def test_a_producer_whose_sequence_kafka_refuses_is_replaced() -> None:
+    """The refused callers get a 503 (their events are not stored); a new producer takes over,
+    the old one is stopped, and the next write of the same partition is stored."""
+    poisoned = _SequenceLost()
+    fresh = _Startable()
+    made: list[_Startable] = []
+
+    def renew() -> Any:
+        made.append(fresh)
+        return fresh
+
+    sink = KafkaEventSink(poisoned, timeout=5, renew=renew)  # type: ignore[arg-type]
+    refused = await _send(sink, [_record(1, "a")])
+    assert isinstance(refused, Unavailable) and "OutOfOrderSequenceNumber" in str(refused)
+    assert await _send(sink, [_record(0, "b")]) is None  # other partitions are not affected
+    async with asyncio.timeout(5):
+        while sink.producer is not fresh:
+            await asyncio.sleep(0.01)
+    assert made == [fresh] and fresh.started and poisoned.stopped
+    assert await _send(sink, [_record(1, "c")]) is None
+    assert fresh.taken[-1] == (1, 1)
+    assert [taken for taken in poisoned.taken if taken[0] == 1] == [(1, 1)]
+
+
+async def test_without_renew_the_refusal_stays_a_503() -> None:
+    """The short-lived commands (replay, redrive) own their producer: no renewal, each write of
+    the partition is refused, never reported stored."""
+    poisoned = _SequenceLost()
+    sink = KafkaEventSink(poisoned, timeout=5)  # type: ignore[arg-type]
+    for name in "ab":
+        assert isinstance(await _send(sink, [_record(1, name)]), Unavailable)
+    assert sink.producer is poisoned and not poisoned.stopped
