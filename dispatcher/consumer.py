@@ -39,7 +39,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
-from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
@@ -180,9 +179,14 @@ class TopicConsumer:
             max_poll_interval_ms=600_000,
             fetch_max_wait_ms=self._settings.event_fetch_max_wait_ms(),
             **self._settings.group_options(),
-            # aiokafka has no cooperative rebalancing; the sticky assignor is the closest it
-            # offers: a rebalance moves as few partitions as it can.
-            partition_assignment_strategy=(StickyPartitionAssignor, RoundRobinPartitionAssignor),
+            # Not aiokafka's sticky assignor: its subscription carries the member's current
+            # assignment, so a member that rejoins late (this listener's assignment callback reads
+            # committed offsets and may take seconds) rejoins with changed metadata, which starts
+            # yet another rebalance; three dispatchers then rebalanced for minutes and delivered
+            # nothing. Round robin's subscription never changes, so a late rejoin changes nothing.
+            # Partitions may move more at a rebalance; what a revoked partition had in flight is
+            # committed and delivered again at worst.
+            partition_assignment_strategy=(RoundRobinPartitionAssignor,),
         )
         self._consumer = consumer
         await consumer.start()

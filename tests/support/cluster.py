@@ -2,6 +2,8 @@
 
 Each cluster gets its own ports, resources topic and topic prefix, so clusters in one test
 session never see each other. Processes can be killed with real signals and started again.
+A name with a suffix, ``dispatcher-2``, is another replica of that component: a process of its
+own with its own port and log, stopped with the rest.
 """
 
 from __future__ import annotations
@@ -58,13 +60,18 @@ class KanalCluster:
 
     async def start(self, *names: str) -> None:
         for name in names or COMPONENTS:
+            component, _, replica = name.partition("-")
+            env = self.env
+            if replica:  # another replica of `component`: a port of its own
+                port = self.ports.setdefault(name, free_port())
+                env = dict(self.env, **{f"KANAL_{component.upper()}_PORT": str(port)})
             self._generation += 1
             log = open(self.log_path(name), "ab")  # noqa: SIM115  (owned by the process)
             log.write(f"\n==== start {self._generation} ====\n".encode())
             log.flush()
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "channel.cli.main", name],
-                env=self.env,
+                [sys.executable, "-m", "channel.cli.main", component],
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -96,9 +103,11 @@ class KanalCluster:
         process.wait(30)
 
     def stop(self) -> None:
-        for name in ("ingress", "dispatcher", "controller"):
-            process = self.processes.get(name)
-            if process is not None and process.poll() is None:
+        # The ingress first, the controller last; replicas with their component.
+        order = ("ingress", "dispatcher", "controller")
+        for name in sorted(self.processes, key=lambda name: order.index(name.partition("-")[0])):
+            process = self.processes[name]
+            if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         for process in self.processes.values():
             try:
