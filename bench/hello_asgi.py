@@ -1,5 +1,5 @@
 """The baseline for the ingress benchmark: a bare ASGI app on the ingress's own HTTP stack
-(uvicorn + httptools, through channel.server.AsgiServer) that reads the body and answers 202."""
+(uvicorn + httptools, through bench/asgi_server.py) that reads the body and answers 202."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from channel.server import AsgiServer
+from asgi_server import AsgiServer  # bench/, this script's folder
 
 Message = MutableMapping[str, Any]
 

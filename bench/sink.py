@@ -17,9 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-sys.path.insert(0, __file__.rsplit("/", 2)[0])
-
-from channel.server import AsgiServer
+from asgi_server import AsgiServer  # bench/, this script's folder
 
 Message = MutableMapping[str, Any]
 SENT_HEADER = b"ce-benchsent"

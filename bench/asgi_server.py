@@ -1,4 +1,6 @@
-"""Running an ASGI app with uvicorn under Kanal's own signal handling.
+"""Running an ASGI app with uvicorn under the caller's signal handling, for the benchmarks'
+baselines (bench/hello_asgi.py) and counting sink (bench/sink.py). Kanal itself does not run on
+uvicorn, so uvicorn is in the `bench` extra only.
 
 uvicorn's `Server.serve` installs its own SIGINT/SIGTERM handlers and re-raises the signal when
 it returns, which would end the process before a component has flushed its Kafka producer.
