@@ -1,8 +1,9 @@
 """One HTTP delivery attempt: POST an event in binary mode, return what happened as a value.
 
 No retries and no decisions here (those are in `retry` and `dispatch`): an attempt reports the
-status (None when there was no response at all: refused, reset, timed out), a bounded prefix of
-the response body, and the response headers. Redirects are never followed (DLV-08).
+status (None when there was no response at all: refused, reset, timed out, a destination the
+policy denies, an event that cannot be written as a request, a reply over the size limit), the
+response body (up to the limit) and the response headers. Redirects are never followed (DLV-08).
 """
 
 from __future__ import annotations
@@ -11,8 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from channel.events import STRUCTURED_CONTENT_TYPE, CloudEvent, to_http_binary, to_structured_json
-from dispatcher.http import HttpClient, HttpError
+from channel.events import (
+    STRUCTURED_CONTENT_TYPE,
+    CloudEvent,
+    carries_event,
+    to_http_binary,
+    to_structured_json,
+)
+from dispatcher.http import HttpClient, HttpError, ResponseTooLarge
 
 __all__ = ["Attempt", "HttpPoster", "Poster"]
 
@@ -65,12 +72,15 @@ class HttpPoster:
         structured: bool = False,
         ca_certs: str | None = None,
     ) -> Attempt:
-        if structured:  # delivery.format: json
-            request_headers = {"Content-Type": STRUCTURED_CONTENT_TYPE}
-            body = to_structured_json(event)
-        else:
-            ce_headers, body = to_http_binary(event)
-            request_headers = dict(ce_headers)
+        try:
+            if structured:  # delivery.format: json
+                request_headers = {"Content-Type": STRUCTURED_CONTENT_TYPE}
+                body = to_structured_json(event)
+            else:
+                ce_headers, body = to_http_binary(event)
+                request_headers = dict(ce_headers)
+        except ValueError as exc:  # an event that cannot be written: a failed attempt, not a drop
+            return Attempt(None, error=f"the event cannot be sent: {exc}")
         request_headers.update(headers)
         try:
             response = await self._client.post(
@@ -78,6 +88,17 @@ class HttpPoster:
             )
         except TimeoutError:
             return Attempt(None, error=f"timed out after {timeout}s")
+        except ResponseTooLarge as exc:
+            return _too_large(exc)
         except HttpError as exc:
             return Attempt(None, error=str(exc))
         return Attempt(response.status, response.body, tuple(response.headers))
+
+
+def _too_large(exc: ResponseTooLarge) -> Attempt:
+    """An answer whose body is over the limit. A reply (a 200 carrying a CloudEvent) cut short
+    would be stored as if whole: the attempt failed. Any other answer is its status: its body
+    is only read for a dead letter's first KiB of error data."""
+    if exc.status == 200 and carries_event(exc.headers):
+        return Attempt(None, error=f"reply not taken: {exc}")
+    return Attempt(exc.status, b"", tuple(exc.headers), error=str(exc))

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 from channel.errors import InvalidEvent, KanalError
-from channel.events import CloudEvent, KafkaRecord, parse_http_response, to_kafka_record
+from channel.events import CloudEvent, KafkaRecord, binary_problem, parse_http_response, to_kafka_record
 from channel.kafka import HOP_HEADER
 from channel.producer import EventSink
 from dispatcher import metrics
@@ -121,8 +121,17 @@ class Dispatcher:
             )
             return self._finish(plan, event, source, Result.DROPPED)
         dead = CloudEvent(with_extensions(event.attributes, extensions), event.data)
+        # An event binary mode cannot carry (a datacontenttype beyond Latin-1) failed every attempt
+        # for that; its dead letter goes in the JSON format, which can.
         dead_last, _ = await self._with_retries(
-            plan, plan.dead_letter, dead, _request_headers(plan, source), source, stop, reply=False
+            plan,
+            plan.dead_letter,
+            dead,
+            _request_headers(plan, source),
+            source,
+            stop,
+            reply=False,
+            structured=plan.structured or binary_problem(dead) is not None,
         )
         if dead_last is None:
             log.info(
@@ -193,9 +202,11 @@ class Dispatcher:
         *,
         reply: bool,
         failed_before: int = 0,
+        structured: bool | None = None,
     ) -> tuple[Attempt | None, str]:
         """None when delivered; else the last failed attempt and the destination that failed.
-        `failed_before` attempts were made by an earlier owner of the partition."""
+        `failed_before` attempts were made by an earlier owner of the partition; `structured`:
+        the JSON format whatever the plan says."""
         policy = plan.retry
         destination = "subscriber" if reply else "dead_letter"
         n = failed_before
@@ -208,7 +219,7 @@ class Dispatcher:
                 event,
                 timeout=policy.timeout,
                 headers=headers,
-                structured=plan.structured,
+                structured=plan.structured if structured is None else structured,
                 ca_certs=plan.ca_certs_for(url),
             )
             if reply:

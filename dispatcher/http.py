@@ -13,8 +13,13 @@ was most of the dispatcher's CPU. This client does what delivery needs and nothi
 - a request sent on a reused connection that the server had closed meanwhile (no byte of an
   answer came back) is sent once more on a new connection, as other clients do: the server
   never read it;
-- responses with Content-Length, chunked, or delimited by the server closing; at most
-  `max_response` bytes of a body are kept (the connection is then dropped);
+- responses with Content-Length, chunked, or delimited by the server closing; interim `1xx`
+  answers (`100 Continue`, `103 Early Hints`) are skipped and the final one awaited;
+- bounds a hostile server cannot move: at most `max_headers` header fields and `max_head` bytes
+  of head per answer, at most `max_response` bytes of body (more is `ResponseTooLarge`, never a
+  cut-off body passed on as whole), at most `_MAX_INTERIM` interim answers; a connection that
+  sends anything after a whole answer is closed, never read from again (the bytes would be
+  taken for the next request's answer);
 - one deadline (`timeout`) for the whole exchange: connecting, sending and reading.
 
 Failures raise `HttpError` (or TimeoutError); the caller turns them into an attempt without a
@@ -35,7 +40,10 @@ import httptools
 
 from channel.proxy import Proxies, Proxy
 
-__all__ = ["HttpClient", "HttpError", "HttpResponse"]
+__all__ = ["HttpClient", "HttpError", "HttpResponse", "ResponseTooLarge"]
+
+# Interim (1xx) answers skipped before the final one; a server sending more is refused.
+_MAX_INTERIM = 16
 
 
 class HttpError(Exception):
@@ -44,6 +52,15 @@ class HttpError(Exception):
 
 class _Stale(HttpError):
     """A reused connection closed before any byte of the answer: the request was never read."""
+
+
+class ResponseTooLarge(HttpError):
+    """The answer's body is larger than the client keeps: its status and headers, not its body."""
+
+    def __init__(self, message: str, status: int, headers: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,20 +121,44 @@ def _encode_headers(headers: list[tuple[str, str]]) -> bytes:
         if "\n" in value or "\r" in value or "\0" in value or "\n" in name or ":" in name:
             raise HttpError(f"header {name!r} cannot be sent: control characters in it")
         out.append(line)
-    return "".join(out).encode("latin-1", "strict")
+    text = "".join(out)
+    try:
+        return text.encode("latin-1", "strict")
+    except UnicodeEncodeError:
+        # An HTTP/1.1 header is bytes; text beyond Latin-1 has no agreed form in one.
+        name, value = next((n, v) for n, v in headers if not f"{n}{v}".isascii() and _not_latin1(n + v))
+        raise HttpError(f"header {name}: {value!r} cannot be sent: not Latin-1 text") from None
+
+
+def _not_latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class _Connection(asyncio.Protocol):
     """One keep-alive connection, one request at a time."""
 
-    def __init__(self, max_response: int) -> None:
+    def __init__(self, max_response: int, max_head: int, max_headers: int) -> None:
         self._max = max_response
+        self._max_head = max_head
+        self._max_headers = max_headers
+        # Every byte of an answer: its heads (interim ones too), its body and chunked framing.
+        self._max_raw = max_head * 2 + max_response * 2
         self._parser = httptools.HttpResponseParser(self)
         self._transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[HttpResponse] | None = None
         self._headers: list[tuple[str, str]] = []
         self._body: list[bytes] = []
         self._size = 0
+        self._raw = 0  # bytes of the current answer received
+        self._head_from = 0  # where in them the current head began (after an interim answer)
+        self._head_size = 0  # bytes of the current head parsed
+        self._interim = 0  # interim answers to the current request
+        self._expecting = False  # a request was sent and its final answer is not whole yet
+        self._problem = ""  # why a callback stopped the parser
         self._received = False  # a byte of the current answer has arrived
         self._delimited = False  # the answer's body ends by length or chunking, not by closing
         self._headers_done = False
@@ -143,58 +184,108 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(HttpError(f"connection closed before a whole response{reason}"))
 
     def data_received(self, data: bytes) -> None:
+        if not self._expecting:
+            # Bytes after a whole answer (or before any request): whatever they are, they are
+            # not the answer to the next request, so the connection is not used again.
+            self.close()
+            return
         self._received = True
+        self._raw += len(data)
+        if self._raw > self._max_raw:
+            self._fail(f"the response is over {self._max_raw} bytes")
+            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail("the server switched protocols")
+            return
         except httptools.HttpParserError as exc:
-            self._fail(f"malformed HTTP response: {exc}")
+            self._fail(self._problem or f"malformed HTTP response: {exc}")
+            return
+        if not self._headers_done and self._raw - self._head_from > self._max_head:
+            self._fail(f"the response head is over {self._max_head} bytes")
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost settles the answer
 
+    def _stop(self, problem: str) -> None:
+        """Stop parsing from a callback: the answer is refused for `problem`."""
+        self._problem = problem
+        raise _Refused(problem)
+
     # httptools callbacks
 
+    def on_message_begin(self) -> None:
+        if not self._expecting:
+            self._stop("bytes after a whole response")
+
+    def on_status(self, reason: bytes) -> None:
+        self._head_size += len(reason)
+        if self._head_size > self._max_head:
+            self._stop(f"the response head is over {self._max_head} bytes")
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if len(self._headers) >= self._max_headers:
+            self._stop(f"the response has over {self._max_headers} header fields")
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > self._max_head:
+            self._stop(f"the response head is over {self._max_head} bytes")
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:
+            # Interim: the final answer follows on the same connection (101 ends parsing as an
+            # upgrade, which is refused).
+            self._interim += 1
+            if self._interim > _MAX_INTERIM:
+                self._stop(f"over {_MAX_INTERIM} interim (1xx) responses")
+            self._delimited = True
+            return
         for name, value in self._headers:
             lname = name.lower()
             if lname == "content-length" or (lname == "transfer-encoding" and "chunked" in value.lower()):
                 self._delimited = True
                 break
-        status = self._parser.get_status_code()
-        if status == 204 or status == 304 or 100 <= status < 200:
+        if status == 204 or status == 304:
             self._delimited = True
 
     def on_body(self, body: bytes) -> None:
         self._size += len(body)
         if self._size > self._max:
-            keep = self._max - (self._size - len(body))
-            if keep > 0:
-                self._body.append(body[:keep])
-            self.reusable = False
-            self._finish()
-            if self._transport is not None:
-                self._transport.abort()
-            return
+            status = self._parser.get_status_code()
+            self._problem = f"the response body is over {self._max} bytes"
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(ResponseTooLarge(self._problem, status, self._headers))
+            self._fail(self._problem)
+            raise _Refused(self._problem)
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        if not self._parser.should_keep_alive() or self._parser.get_status_code() < 200:
+        if self._parser.get_status_code() < 200:
+            # An interim answer is done: read the next head afresh.
+            self._headers = []
+            self._headers_done = False
+            self._delimited = False
+            self._head_from = self._raw
+            self._head_size = 0
+            return
+        self._expecting = False
+        if not self._parser.should_keep_alive():
             self.reusable = False
         self._finish()
 
     def _finish(self) -> None:
+        self._expecting = False
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             status = self._parser.get_status_code()
             waiter.set_result(HttpResponse(status, self._headers, b"".join(self._body)))
 
     def _fail(self, message: str) -> None:
+        self._expecting = False
         self.reusable = False
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -211,6 +302,12 @@ class _Connection(asyncio.Protocol):
         self._headers = []
         self._body = []
         self._size = 0
+        self._raw = 0
+        self._head_from = 0
+        self._head_size = 0
+        self._interim = 0
+        self._expecting = True
+        self._problem = ""
         self._received = False
         self._delimited = False
         self._headers_done = False
@@ -222,13 +319,18 @@ class _Connection(asyncio.Protocol):
         self._waiter = None
         self.used = True
         self.idle_since = loop_time
-        if self._transport is None or self._transport.is_closing():
+        if self._expecting or self._transport is None or self._transport.is_closing():
             self.reusable = False
 
     def close(self) -> None:
         self.reusable = False
+        self._expecting = False
         if self._transport is not None:
             self._transport.abort()
+
+
+class _Refused(Exception):
+    """Raised in a parser callback to stop parsing an answer that breaks a bound."""
 
 
 class _TunnelOpener(asyncio.Protocol):
@@ -269,6 +371,8 @@ class HttpClient:
         per_host: int = 128,
         idle_timeout: float = 4.0,
         max_response: int = 1024 * 1024,
+        max_head: int = 64 * 1024,
+        max_headers: int = 128,
         user_agent: str = "kanal",
         tls: ssl.SSLContext | None = None,
         proxies: Proxies | None = None,
@@ -276,6 +380,8 @@ class HttpClient:
         self.per_host = per_host
         self.idle_timeout = idle_timeout
         self.max_response = max_response
+        self.max_head = max_head
+        self.max_headers = max_headers
         self._agent = f"User-Agent: {user_agent}\r\n".encode()
         self._pools: dict[tuple[str, str, int, Proxy | None, str | None], _Pool] = {}
         self._proxies = proxies
@@ -365,6 +471,9 @@ class HttpClient:
                     self._wake(pool)  # pass the wake-up on: this caller is gone
                 raise
 
+    def _new_connection(self) -> _Connection:
+        return _Connection(self.max_response, self.max_head, self.max_headers)
+
     async def _connect(self, target: _Target) -> _Connection:
         loop = asyncio.get_running_loop()
         context = None
@@ -373,14 +482,11 @@ class HttpClient:
         proxy = target.proxy
         if proxy is not None and context is not None:
             return await self._tunnel(target, proxy, context)
+        server_hostname = target.host if context is not None else None
         host, port = (proxy.host, proxy.port) if proxy is not None else (target.host, target.port)
         try:
             _, protocol = await loop.create_connection(
-                lambda: _Connection(self.max_response),
-                host,
-                port,
-                ssl=context,
-                server_hostname=target.host if context is not None else None,
+                self._new_connection, host, port, ssl=context, server_hostname=server_hostname
             )
         except OSError as exc:
             through = f" through the proxy {proxy}" if proxy is not None else ""
@@ -432,7 +538,7 @@ class HttpClient:
             raise
         if secure is None:  # pragma: no cover - only when the transport closed meanwhile
             raise HttpError(f"the tunnel to {where} through the proxy {proxy} closed")
-        connection = _Connection(self.max_response)
+        connection = self._new_connection()
         secure.set_protocol(connection)
         connection.connection_made(secure)
         return connection

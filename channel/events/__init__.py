@@ -4,7 +4,13 @@ Kanal does not use the CloudEvents SDK on its hot paths: its HTTP-to-Kafka conve
 `time` attribute and re-serialises JSON data, and a broker must pass events through unchanged.
 """
 
-from channel.events.http import parse_http_request, parse_http_response, to_http_binary
+from channel.events.http import (
+    binary_problem,
+    carries_event,
+    parse_http_request,
+    parse_http_response,
+    to_http_binary,
+)
 from channel.events.jsonformat import event_from_json, events_from_batch, to_structured_json
 from channel.events.kafka import from_kafka_record, to_kafka_record
 from channel.events.model import (
@@ -29,6 +35,8 @@ __all__ = [
     "STRUCTURED_CONTENT_TYPE",
     "CloudEvent",
     "KafkaRecord",
+    "binary_problem",
+    "carries_event",
     "decode_header_value",
     "encode_header_value",
     "event_from_json",

@@ -18,7 +18,7 @@ from channel.events.model import CloudEvent
 from channel.events.percent import decode_header_value, encode_header_value
 from channel.events.validation import validate_attributes
 
-__all__ = ["parse_http_request", "parse_http_response", "to_http_binary"]
+__all__ = ["binary_problem", "carries_event", "parse_http_request", "parse_http_response", "to_http_binary"]
 
 _CE = b"ce-"
 _CONTENT_TYPE = b"content-type"
@@ -151,19 +151,44 @@ def to_http_binary(event: CloudEvent) -> tuple[list[tuple[str, str]], bytes]:
     return headers, event.data if event.data is not None else b""
 
 
+def carries_event(headers: Sequence[tuple[str, str]] | Mapping[str, str]) -> bool:
+    """Whether a response claims to carry a CloudEvent: a `ce-specversion` header (binary mode)
+    or a CloudEvents content type (structured)."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    for name, value in pairs:
+        lname = name.lower()
+        if lname == "ce-specversion":
+            return True
+        if lname == "content-type" and value.lower().startswith("application/cloudevents"):
+            return True
+    return False
+
+
+def binary_problem(event: CloudEvent) -> str | None:
+    """Why binary mode cannot carry `event`, or None. Its `ce-` headers are percent-encoded, but
+    `datacontenttype` is the Content-Type header as it is, and a header is Latin-1 text without
+    line breaks; the JSON format carries any text."""
+    value = event.attributes.get("datacontenttype")
+    if value is None or (value.isascii() and value.isprintable()):
+        return None
+    if any(c in value for c in "\r\n\0"):
+        return f"datacontenttype {value!r} has line breaks"
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return f"datacontenttype {value!r} is not Latin-1 text"
+    return None
+
+
 def parse_http_response(
     status: int, headers: Sequence[tuple[str, str]] | Mapping[str, str], body: bytes
 ) -> CloudEvent | None:
     """The CloudEvent a response carries, None if it does not claim to carry one, or InvalidEvent
     if it claims to and is not valid. Whether the status makes it a reply is the caller's call."""
+    if not carries_event(headers):
+        return None
     pairs = headers.items() if isinstance(headers, Mapping) else headers
     raw = [(k.lower().encode("latin-1"), v.encode("utf-8", "surrogateescape")) for k, v in pairs]
-    content_type = next((v.decode("latin-1") for k, v in raw if k == _CONTENT_TYPE), "")
-    claims = any(k == b"ce-specversion" for k, _ in raw) or content_type.lower().startswith(
-        "application/cloudevents"
-    )
-    if not claims:
-        return None
     try:
         events = parse_http_request(raw, body)
     except UnsupportedMediaType as exc:

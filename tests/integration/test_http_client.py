@@ -1,5 +1,6 @@
 """The dispatcher's HTTP/1.1 client against raw servers on loopback that answer exactly as each
-test needs: well, badly, slowly, or not at all."""
+test needs: well, badly, slowly, hostilely (heads without end, interim answers, bodies over the
+limit, bytes after the answer), or not at all."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from channel.proxy import Proxies, urlopen
-from dispatcher.http import HttpClient, HttpError
+from dispatcher.http import HttpClient, HttpError, ResponseTooLarge
 from support.proxy import forward_proxy
 from support.tls import self_signed
 
@@ -211,16 +212,157 @@ async def test_timeout_covers_the_whole_exchange_and_drops_the_connection() -> N
     await client.close()
 
 
-async def test_response_body_is_kept_up_to_the_limit() -> None:
-    big = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"y" * 100_000
+@pytest.mark.parametrize(
+    "big",
+    [
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"y" * 100_000, id="length"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"400\r\n" + b"y" * 1024 + b"\r\n"
+            b"1\r\ny\r\n0\r\n\r\n",
+            id="chunked",
+        ),
+        pytest.param(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"y" * 1025, id="until-close"),
+    ],
+)
+async def test_a_body_over_the_limit_is_an_error_never_a_cut_off_answer(big: bytes) -> None:
+    """A reply cut at the limit would be stored as if whole: the answer is refused, with its
+    status and headers for the caller to judge; the connection is not used again."""
     client = HttpClient(max_response=1024)
     async with serving(answering(big, OK)) as server:
         url = f"http://127.0.0.1:{server.port}/"
-        response = await client.post(url, [], b"", timeout=5)
-        assert response.status == 200 and response.body == b"y" * 1024
+        with pytest.raises(ResponseTooLarge, match="over 1024 bytes") as refused:
+            await client.post(url, [], b"", timeout=5)
+        assert refused.value.status == 200
         assert (await client.post(url, [], b"", timeout=5)).body == b"hello"  # on a new connection
     await client.close()
     assert server.connections == 2
+
+
+async def test_a_body_at_the_limit_is_whole() -> None:
+    exact = b"HTTP/1.1 200 OK\r\nContent-Length: 1024\r\n\r\n" + b"y" * 1024
+    client = HttpClient(max_response=1024)
+    async with serving(answering(exact)) as server:
+        response = await client.post(f"http://127.0.0.1:{server.port}/", [], b"", timeout=5)
+    await client.close()
+    assert response.status == 200 and response.body == b"y" * 1024
+
+
+@pytest.mark.parametrize(
+    "interim",
+    [
+        pytest.param(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n", id="103"),
+        pytest.param(b"HTTP/1.1 100 Continue\r\n\r\n", id="100"),
+        pytest.param(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n", id="100-102"),
+    ],
+)
+async def test_interim_answers_are_skipped_for_the_final_one(interim: bytes) -> None:
+    accepted = b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\nX-Final: yes\r\n\r\nok"
+    client = HttpClient()
+    async with serving(answering(interim + accepted)) as server:
+        url = f"http://127.0.0.1:{server.port}/"
+        for _ in range(2):  # and the connection stays usable
+            response = await client.post(url, [], b"", timeout=5)
+            assert response.status == 202 and response.body == b"ok"
+            assert response.headers == [("Content-Length", "2"), ("X-Final", "yes")]
+    await client.close()
+    assert server.connections == 1
+
+
+async def test_interim_answers_in_pieces_and_without_end_are_bounded() -> None:
+    async def trickled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await state.read_request(reader)
+        for piece in (b"HTTP/1.1 103 Ea", b"rly Hints\r\nLink: <", b"/a>\r\n\r\nHTTP/1.1 2", OK[10:]):
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.02)
+
+    client = HttpClient()
+    async with raw_server(trickled) as state:
+        response = await client.post(f"http://127.0.0.1:{state.port}/", [], b"", timeout=5)
+        assert response.status == 200 and response.body == b"hello"
+    async with serving(answering(b"HTTP/1.1 100 Continue\r\n\r\n" * 50)) as server:
+        with pytest.raises(HttpError, match="over 16 interim"):
+            await client.post(f"http://127.0.0.1:{server.port}/", [], b"", timeout=5)
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    ("head", "problem"),
+    [
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(129)),
+            "over 128 header fields",
+            id="count",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000, "head is over 65536 bytes", id="one-value"
+        ),
+        pytest.param(b"HTTP/1.1 200 OK" + b"a" * 70_000, "head is over 65536 bytes", id="status-line"),
+        pytest.param(
+            b"HTTP/1.1 103 Early Hints\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(129)),
+            "over 128 header fields",
+            id="interim-count",
+        ),
+    ],
+)
+async def test_response_heads_are_bounded(head: bytes, problem: str) -> None:
+    client = HttpClient()
+    async with serving(answering(head + b"\r\nContent-Length: 0\r\n\r\n", OK)) as server:
+        url = f"http://127.0.0.1:{server.port}/"
+        with pytest.raises(HttpError, match=problem):
+            await client.post(url, [], b"", timeout=5)
+        assert (await client.post(url, [], b"", timeout=5)).status == 200  # on a new connection
+    await client.close()
+    assert server.connections == 2
+
+
+async def test_trailers_count_toward_the_header_limit() -> None:
+    trailers = b"".join(b"T-%d: 1\r\n" % i for i in range(200))
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n" + trailers + b"\r\n"
+    client = HttpClient()
+    async with serving(answering(chunked)) as server:
+        with pytest.raises(HttpError, match="over 128 header fields"):
+            await client.post(f"http://127.0.0.1:{server.port}/", [], b"", timeout=5)
+    await client.close()
+
+
+async def test_bytes_after_a_whole_answer_close_the_connection() -> None:
+    """Whatever follows a whole answer (the start of another, in the same write, or body bytes
+    beyond its Content-Length, later) is not the answer to the next request: the connection is
+    closed, and the next request gets a connection of its own."""
+
+    async def extra(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await state.read_request(reader)
+            if len(state.requests) == 1:
+                writer.write(OK + b"HTTP/1.1 500 Stray\r\nContent-Length: 0\r\n")  # in the same write
+            elif len(state.requests) == 2:
+                writer.write(OK)
+                await writer.drain()
+                await asyncio.sleep(0.1)
+                writer.write(b"junk")  # while the connection is idle
+            else:
+                writer.write(OK)
+            await writer.drain()
+
+    client = HttpClient()
+    async with raw_server(extra) as state:
+        url = f"http://127.0.0.1:{state.port}/"
+        for _ in range(3):
+            response = await client.post(url, [], b"", timeout=5)
+            assert response.status == 200 and response.body == b"hello"
+            await asyncio.sleep(0.3)
+    await client.close()
+    assert state.connections == 3
+
+
+async def test_a_header_that_is_not_latin1_is_an_error() -> None:
+    client = HttpClient()
+    with pytest.raises(HttpError, match=r"Content-Type: 'text/plain; charset=\u20ac' cannot be sent"):
+        await client.post(
+            "http://127.0.0.1:1/", [("Content-Type", "text/plain; charset=\u20ac")], b"", timeout=5
+        )
+    await client.close()
 
 
 async def test_at_most_per_host_connections_and_the_rest_wait() -> None:
