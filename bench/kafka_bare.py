@@ -4,14 +4,16 @@
 `content-type`, the JSON data as the value, through channel.events.to_kafka_record) with
 acks=all, every send pipelined; it is both the producer baseline and the way the dispatcher
 benchmarks pre-load a Broker's topic. `--types N` cycles `type` through bench.type.0 .. N-1.
-`consume` reads N records from the beginning with a fresh consumer group. `latency` is the
-end-to-end baseline: it creates TOPIC, produces at a fixed `--rate` for `--seconds` (open loop,
-the send time in a header) while a consumer of every partition (aiokafka's defaults unless
-`--fetch-max-wait-ms`) records receipt minus send time. Each prints one JSON object. Bounded by `--timeout`.
+`consume` reads N records from the beginning with a fresh consumer group, timed from its
+assignment. `latency` is the end-to-end baseline: it creates TOPIC, produces at a fixed `--rate`
+for `--seconds` (open loop, the send time in a header) while a consumer of every partition
+(aiokafka's defaults unless `--fetch-max-wait-ms`) records receipt minus send time. The
+producers are idempotent with `--idempotence`, as Kanal's are on Apache Kafka (the embedded
+broker lacks InitProducerId). Each prints one JSON object. Bounded by `--timeout`.
 
     python bench/kafka_bare.py produce BOOTSTRAP TOPIC --count 50000 [--body-bytes 1024] [--types N]
     python bench/kafka_bare.py consume BOOTSTRAP TOPIC --count 50000
-    python bench/kafka_bare.py latency BOOTSTRAP TOPIC --rate 1000 --seconds 10
+    python bench/kafka_bare.py latency BOOTSTRAP TOPIC --rate 1000 --seconds 10 [--idempotence]
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -39,12 +41,14 @@ def event_type(index: int, types: int) -> str:
     return "bench.event" if types == 0 else f"bench.type.{index % types}"
 
 
-async def produce(bootstrap: str, topic: str, count: int, body_bytes: int, types: int) -> dict[str, float]:
+async def produce(
+    bootstrap: str, topic: str, count: int, body_bytes: int, types: int, idempotence: bool
+) -> dict[str, float]:
     body = b'{"data":"' + b"x" * max(0, body_bytes - 12) + b'"}'
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
-        enable_idempotence=False,  # the embedded broker lacks InitProducerId, as for Kanal
+        enable_idempotence=idempotence,
         linger_ms=0,
         max_request_size=4 * 1024 * 1024,
     )
@@ -76,26 +80,38 @@ async def produce(bootstrap: str, topic: str, count: int, body_bytes: int, types
     return {"records": count, "seconds": elapsed, "rate": count / elapsed}
 
 
+class _Assigned(ConsumerRebalanceListener):
+    """Notes when the group gave the consumer its partitions: the read is timed from there."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: object) -> None:
+        self.at = time.perf_counter()
+
+
 async def consume(bootstrap: str, topic: str, count: int) -> dict[str, float]:
     consumer = AIOKafkaConsumer(
-        topic,
         bootstrap_servers=bootstrap,
         group_id=f"bench.bare.{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
+    assigned = _Assigned()
+    consumer.subscribe([topic], listener=assigned)
     await consumer.start()
     received = 0
-    start: float | None = None
     try:
         while received < count:
             batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-            for records in batches.values():
-                if start is None:
-                    start = time.perf_counter()  # from the first fetched record: group join excluded
-                received += len(records)
-        elapsed = time.perf_counter() - (start or time.perf_counter())
+            received += sum(len(records) for records in batches.values())
+        # From the assignment, group join excluded, not from the first record: Apache Kafka's
+        # fetches may hold every pre-loaded record before the first getmany returns.
+        elapsed = time.perf_counter() - (assigned.at or time.perf_counter())
     finally:
         await consumer.stop()
     return {"records": received, "seconds": elapsed, "rate": received / elapsed if elapsed else 0.0}
@@ -120,6 +136,7 @@ async def latency(
     body_bytes: int,
     partitions: int,
     fetch_max_wait_ms: int,
+    idempotence: bool,
 ) -> dict[str, float]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -129,7 +146,7 @@ async def latency(
         await admin.close()
     body = b'{"data":"' + b"x" * max(0, body_bytes - 12) + b'"}'
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=0
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=idempotence, linger_ms=0
     )
     # aiokafka's default fetch_max_wait_ms is 500; a broker may hold a fetch that long for data.
     consumer = AIOKafkaConsumer(
@@ -189,6 +206,9 @@ def main() -> None:
     parser.add_argument(
         "--fetch-max-wait-ms", type=int, default=500, help="the consumer's (aiokafka default)"
     )
+    parser.add_argument(
+        "--idempotence", action="store_true", help="idempotent producers (Kanal's default; not on Tansu)"
+    )
     parser.add_argument("--timeout", type=float, default=180)
     args = parser.parse_args()
 
@@ -203,9 +223,12 @@ def main() -> None:
                     args.body_bytes,
                     args.partitions,
                     args.fetch_max_wait_ms,
+                    args.idempotence,
                 )
             if args.mode == "produce":
-                return await produce(args.bootstrap, args.topic, args.count, args.body_bytes, args.types)
+                return await produce(
+                    args.bootstrap, args.topic, args.count, args.body_bytes, args.types, args.idempotence
+                )
             return await consume(args.bootstrap, args.topic, args.count)
 
     print(json.dumps(asyncio.run(bounded())))
