@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from http.client import HTTPResponse
 from urllib.parse import unquote, urlsplit
 
+from channel.destinations import HostRule, parse_host_rule
+
 __all__ = ["Proxies", "Proxy", "urlopen"]
 
 
@@ -74,50 +76,11 @@ class Proxy:
 
 
 @dataclass(frozen=True, slots=True)
-class _Bypass:
-    """One NO_PROXY entry."""
-
-    name: str | None = None  # ".example.com" (subdomains), with `exact` also "example.com"
-    exact: bool = False
-    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
-    port: int | None = None
-
-    def matches(self, host: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None, port: int) -> bool:
-        if self.port is not None and self.port != port:
-            return False
-        if self.network is not None:
-            return ip is not None and ip.version == self.network.version and ip in self.network
-        assert self.name is not None
-        return host.endswith(self.name) or (self.exact and host == self.name[1:])
-
-
-def _bypass(entry: str) -> _Bypass | None:
-    entry = entry.strip().lower()
-    if not entry:
-        return None
-    port = None
-    host, colon, tail = entry.rpartition(":")
-    # A port follows a name, an IPv4 address or a bracketed IPv6 address ("::1" has none).
-    if colon and tail.isdigit() and (host.endswith("]") or ":" not in host):
-        entry, port = host, int(tail)
-    try:
-        return _Bypass(network=ipaddress.ip_network(entry.strip("[]"), strict=False), port=port)
-    except ValueError:
-        pass
-    entry = entry.rstrip(".")
-    if entry.startswith("*."):
-        entry = entry[1:]
-    if entry.startswith("."):
-        return _Bypass(name=entry, port=port)
-    return _Bypass(name="." + entry, exact=True, port=port)
-
-
-@dataclass(frozen=True, slots=True)
 class Proxies:
     http: Proxy | None = None
     https: Proxy | None = None
     bypass_all: bool = False
-    bypasses: tuple[_Bypass, ...] = ()
+    bypasses: tuple[HostRule, ...] = ()
     # Computed once: a delivery's target is looked up by (URL, proxies), and hashing the proxies
     # field by field each time cost about 2 µs per delivery.
     _hash: int = field(default=0, init=False, repr=False, compare=False)
@@ -138,7 +101,7 @@ class Proxies:
         http, https = value("http_proxy"), value("https_proxy")
         if not http and not https:
             return None
-        entries = [e for e in (_bypass(part) for part in value("no_proxy").split(",")) if e]
+        entries = [e for e in (parse_host_rule(part) for part in value("no_proxy").split(",")) if e]
         return cls(
             http=Proxy.parse(http) if http else None,
             https=Proxy.parse(https) if https else None,

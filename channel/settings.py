@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from channel.destinations import DEFAULT_DENY, parse_rules
 
 __all__ = ["Settings"]
 
@@ -123,10 +125,22 @@ class Settings(BaseSettings):
     dispatcher_commit_interval: float = Field(default=1.0, gt=0)
     dispatcher_default_timeout: float = Field(default=30.0, gt=0)
     dispatcher_max_hops: int = Field(default=255, ge=1)
+    delivery_deny: str = Field(
+        default=DEFAULT_DENY,
+        description="Destinations that deliveries, replies, dead letters and PingSource events may not "
+        "reach: comma-separated CIDR ranges, addresses and host names, each optionally with :port "
+        "(Kanal's own admin ports on this host are denied besides)",
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # text: one line per record; json: one JSON object per line (for log collectors).
     log_format: Literal["text", "json"] = "text"
+
+    @field_validator("delivery_deny")
+    @classmethod
+    def _deny_rules(cls, value: str) -> str:
+        parse_rules(value)  # every entry that is not a rule is named
+        return value
 
     def group_options(self) -> dict[str, int]:
         """Session and heartbeat settings of Kanal's consumer groups."""

@@ -20,7 +20,12 @@ was most of the dispatcher's CPU. This client does what delivery needs and nothi
   cut-off body passed on as whole), at most `_MAX_INTERIM` interim answers; a connection that
   sends anything after a whole answer is closed, never read from again (the bytes would be
   taken for the next request's answer);
-- one deadline (`timeout`) for the whole exchange: connecting, sending and reading.
+- with a destination policy (`channel.destinations`), the client resolves a destination's name
+  itself, refuses it (`DestinationDenied`) if any of its addresses is denied, and connects to
+  the address it checked, on every new connection. Through a proxy the proxy resolves, so only
+  the URL's host is checked here (a literal address, a denied name); the proxy's own rules must
+  cover the rest;
+- one deadline (`timeout`) for the whole exchange: resolving, connecting, sending and reading.
 
 Failures raise `HttpError` (or TimeoutError); the caller turns them into an attempt without a
 status.
@@ -30,6 +35,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
+import socket
 import ssl
 from collections import deque
 from dataclasses import dataclass
@@ -38,9 +45,10 @@ from urllib.parse import quote, urlsplit
 
 import httptools
 
+from channel.destinations import DestinationPolicy, IPAddress, literal_address, refusal
 from channel.proxy import Proxies, Proxy
 
-__all__ = ["HttpClient", "HttpError", "HttpResponse", "ResponseTooLarge"]
+__all__ = ["DestinationDenied", "HttpClient", "HttpError", "HttpResponse", "ResponseTooLarge"]
 
 # Interim (1xx) answers skipped before the final one; a server sending more is refused.
 _MAX_INTERIM = 16
@@ -52,6 +60,10 @@ class HttpError(Exception):
 
 class _Stale(HttpError):
     """A reused connection closed before any byte of the answer: the request was never read."""
+
+
+class DestinationDenied(HttpError):
+    """The destination policy forbids the address (or name) the request would go to."""
 
 
 class ResponseTooLarge(HttpError):
@@ -79,6 +91,7 @@ class _Target:
     head: bytes  # "POST <path> HTTP/1.1\r\nHost: <host>\r\n" (an absolute URL through a proxy)
     proxy: Proxy | None
     ca_certs: str | None  # PEM CA certificates trusted for this destination, besides the system's
+    ip: IPAddress | None  # the address the host is written as, if it is one (no resolving needed)
 
 
 # Characters a request target may carry as they are; everything else is percent-encoded.
@@ -111,7 +124,8 @@ def _target(url: str, proxies: Proxies | None = None, ca_certs: str | None = Non
     else:
         head = b"POST " + path.encode("ascii") + b" HTTP/1.1\r\nHost: " + authority + b"\r\n"
     ca_certs = ca_certs if tls else None
-    return _Target((scheme, host, port, proxy, ca_certs), host, port, tls, head, proxy, ca_certs)
+    key = (scheme, host, port, proxy, ca_certs)
+    return _Target(key, host, port, tls, head, proxy, ca_certs, literal_address(host))
 
 
 def _encode_headers(headers: list[tuple[str, str]]) -> bytes:
@@ -333,6 +347,28 @@ class _Refused(Exception):
     """Raised in a parser callback to stop parsing an answer that breaks a bound."""
 
 
+_SocketAddress = tuple[str, int] | tuple[str, int, int, int]
+
+
+async def _resolve(target: _Target) -> list[tuple[IPAddress, socket.AddressFamily, _SocketAddress]]:
+    """The addresses of the destination's host, as the connection would be made to them."""
+    if target.ip is not None:
+        family = socket.AF_INET6 if target.ip.version == 6 else socket.AF_INET
+        return [(target.ip, family, (str(target.ip), target.port))]
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            target.host, target.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )
+    except OSError as exc:
+        raise HttpError(f"cannot connect to {target.host}:{target.port}: {exc}") from exc
+    addresses: list[tuple[IPAddress, socket.AddressFamily, _SocketAddress]] = []
+    for family, _, _, _, sockaddr in infos:
+        if family in (socket.AF_INET, socket.AF_INET6):
+            address = cast(_SocketAddress, sockaddr)
+            addresses.append((ipaddress.ip_address(address[0]), family, address))
+    return addresses
+
+
 class _TunnelOpener(asyncio.Protocol):
     """Reads the proxy's answer to CONNECT (its status line, once the head is whole)."""
 
@@ -376,12 +412,15 @@ class HttpClient:
         user_agent: str = "kanal",
         tls: ssl.SSLContext | None = None,
         proxies: Proxies | None = None,
+        policy: DestinationPolicy | None = None,
     ) -> None:
         self.per_host = per_host
         self.idle_timeout = idle_timeout
         self.max_response = max_response
         self.max_head = max_head
         self.max_headers = max_headers
+        # Destinations refused on every new connection (None or no rules: none).
+        self._policy = policy if policy is not None and policy.rules else None
         self._agent = f"User-Agent: {user_agent}\r\n".encode()
         self._pools: dict[tuple[str, str, int, Proxy | None, str | None], _Pool] = {}
         self._proxies = proxies
@@ -480,9 +519,16 @@ class HttpClient:
         if target.tls:
             context = self._context(target.ca_certs)
         proxy = target.proxy
+        if proxy is not None and self._policy is not None:
+            # The proxy resolves the name: what can be checked here is the URL's host.
+            rule = self._policy.denied(target.host, target.port, target.ip)
+            if rule is not None:
+                raise DestinationDenied(f"cannot connect to {refusal(target.host, target.port, rule)}")
         if proxy is not None and context is not None:
             return await self._tunnel(target, proxy, context)
         server_hostname = target.host if context is not None else None
+        if proxy is None and self._policy is not None:
+            return await self._connect_checked(target, context, server_hostname)
         host, port = (proxy.host, proxy.port) if proxy is not None else (target.host, target.port)
         try:
             _, protocol = await loop.create_connection(
@@ -492,6 +538,38 @@ class HttpClient:
             through = f" through the proxy {proxy}" if proxy is not None else ""
             raise HttpError(f"cannot connect to {host}:{port}{through}: {exc}") from exc
         return protocol
+
+    async def _connect_checked(
+        self, target: _Target, context: ssl.SSLContext | None, server_hostname: str | None
+    ) -> _Connection:
+        """Resolve the destination here, refuse it if the policy denies any of its addresses, and
+        connect to an address that was checked: a name answering differently the second time
+        (DNS rebinding) never gets a connection to an address that was not."""
+        assert self._policy is not None
+        loop = asyncio.get_running_loop()
+        addresses = await _resolve(target)
+        found = self._policy.denied_addresses(target.host, target.port, (ip for ip, _, _ in addresses))
+        if found is not None:
+            ip, rule = found
+            raise DestinationDenied(f"cannot connect to {refusal(target.host, target.port, rule, ip)}")
+        problem: OSError | None = None
+        for _, family, address in addresses:
+            sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            try:
+                sock.setblocking(False)
+                await loop.sock_connect(sock, address)
+                _, protocol = await loop.create_connection(
+                    self._new_connection, sock=sock, ssl=context, server_hostname=server_hostname
+                )
+            except OSError as exc:
+                sock.close()
+                problem = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            return protocol
+        raise HttpError(f"cannot connect to {target.host}:{target.port}: {problem}")
 
     def _context(self, ca_certs: str | None) -> ssl.SSLContext:
         if ca_certs is None:

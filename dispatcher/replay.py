@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from channel.destinations import DestinationPolicy
 from channel.errors import InvalidEvent, NotFound
 from channel.events import from_kafka_record
 from channel.kafka import create_producer
@@ -93,6 +94,7 @@ async def run_replay(
         per_host=concurrency,
         max_response=MAX_RESPONSE_BYTES,
         proxies=proxies,
+        policy=DestinationPolicy.from_settings(settings),
     )
     last_report = 0.0
     try:

@@ -22,6 +22,7 @@ from aiokafka.client import AIOKafkaClient
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from channel.control.log import ResourceLog
+from channel.destinations import DestinationPolicy
 from channel.kafka import client_options, create_producer
 from channel.producer import KafkaEventSink
 from channel.proxy import Proxies
@@ -44,6 +45,8 @@ class DispatcherService:
         self.settings = settings
         # HTTP_PROXY, HTTPS_PROXY and NO_PROXY, as other HTTP clients read them (a bad one raises).
         self._proxies = Proxies.from_environment(os.environ)
+        # KANAL_DELIVERY_DENY and Kanal's own ports: checked on every connection a delivery opens.
+        self._policy = DestinationPolicy.from_settings(settings)
         self._log = ResourceLog(settings, self._on_resources)
         self._plans: dict[str, Plan] = {}
         self._changed = asyncio.Event()
@@ -70,6 +73,7 @@ class DispatcherService:
                 per_host=self.settings.dispatcher_connections_per_host,
                 max_response=MAX_RESPONSE_BYTES,
                 proxies=self._proxies,
+                policy=self._policy,
             )
             stack.push_async_callback(client.close)
             if self._proxies is not None:

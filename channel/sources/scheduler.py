@@ -18,26 +18,33 @@ event was accepted and before the tick was recorded; its successor sends that ti
 the same event id, so sinks can drop the repeat.
 
 Each source is sent by a task of its own, so a slow or failing sink delays only its own ticks.
+Sinks follow the destination policy as deliveries do (`channel.destinations`): a name is
+resolved and checked before aiohttp connects to the addresses checked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
+import ipaddress
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
 from channel.control.log import ResourceLog, ResourceWriter
+from channel.destinations import DestinationPolicy, refusal
 from channel.errors import Unavailable
 from channel.events import to_http_binary
 from channel.kafka import access_denied, client_options
@@ -47,7 +54,7 @@ from channel.settings import Settings
 from channel.sources.ping import due_ticks, format_time, parse_time, ping_event
 from channel.sources.schedule import Schedule
 
-__all__ = ["PingScheduler"]
+__all__ = ["PingScheduler", "sink_session"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +69,40 @@ PINGS = Counter(
     "PingSource events, by outcome: sent, failed (retries exhausted), skipped (too late to send)",
     ["namespace", "source", "outcome"],
 )
+
+
+class _CheckedResolver(AbstractResolver):
+    """aiohttp's resolver, refusing a name any of whose addresses the destination policy denies;
+    aiohttp connects to the addresses returned, so only checked ones. A proxy's own address
+    (`exempt`) is the operator's choice and not checked."""
+
+    def __init__(self, policy: DestinationPolicy, exempt: frozenset[tuple[str, int]]) -> None:
+        self._policy = policy
+        self._exempt = exempt
+        self._resolver = aiohttp.ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self._resolver.resolve(host, port, family)
+        if (host, port) not in self._exempt:
+            ips = (ipaddress.ip_address(result["host"]) for result in found)
+            denied = self._policy.denied_addresses(host, port, ips)
+            if denied is not None:
+                # aiohttp shows an OSError by its strerror.
+                raise OSError(errno.EACCES, refusal(host, port, denied[1], denied[0]))
+        return found
+
+    async def close(self) -> None:
+        await self._resolver.close()
+
+
+def sink_session(policy: DestinationPolicy, proxies: Proxies | None) -> aiohttp.ClientSession:
+    """A session whose connections go only where `policy` allows: names are resolved and checked
+    by its resolver (addresses written in a URL are the caller's to check, `denied_url`)."""
+    configured = [p for p in (proxies.http, proxies.https) if p] if proxies is not None else []
+    resolver = _CheckedResolver(policy, frozenset((p.host, p.port) for p in configured))
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver))
 
 
 class _Membership(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -96,6 +137,7 @@ class PingScheduler:
         self._clock = clock
         # Sinks outside the cluster are reached through the environment's proxy, as deliveries are.
         self._proxies = Proxies.from_environment(os.environ)
+        self._policy = DestinationPolicy.from_settings(settings)
         self._live_uids = live_uids or (lambda: {source.metadata.uid for source in sources()})
         self._next_cleanup = 0.0
         self._topic = settings.kafka_ticks_topic
@@ -156,7 +198,8 @@ class PingScheduler:
             await self._writer.start()
             await consumer.start()
             consumer.subscribe([self._topic], listener=_Membership(self))
-            async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as tasks:
+            session = sink_session(self._policy, self._proxies)
+            async with session, asyncio.TaskGroup() as tasks:
                 follower = tasks.create_task(self._ticks.run())
                 try:
                     while not self._stopping.is_set():
@@ -306,6 +349,10 @@ class PingScheduler:
         event = ping_event(source, tick)
         headers, body = to_http_binary(event)
         url = source.status.sink_uri or ""
+        denied = self._policy.denied_url(url)  # an address in the URL (aiohttp resolves only names)
+        if denied is not None:
+            log.warning("ping %s id=%s to %s refused: %s", source.key, event.id, url, denied)
+            return "failed"
         proxy = self._proxies.for_url(url) if self._proxies is not None else None
         tunnel_headers = None
         if proxy is not None:

@@ -1,8 +1,8 @@
 """How what happens on the wire becomes a delivery's outcome: the dispatcher with Kanal's HTTP
 client against raw subscribers on loopback. An answer the client refuses (a reply over the size
-limit) and an event it cannot write (a datacontenttype beyond Latin-1) are failed attempts:
-retried, then dead-lettered, never dropped without one; an interim answer before the real one is
-not the outcome."""
+limit), an event it cannot write (a datacontenttype beyond Latin-1) and a destination the policy
+denies are failed attempts: retried, then dead-lettered, never dropped without one; an interim
+answer before the real one is not the outcome."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from channel.destinations import DestinationPolicy, parse_rules
 from channel.events import CloudEvent
 from channel.producer import MemoryEventSink
 from dispatcher.delivery import MAX_RESPONSE_BYTES, HttpPoster
@@ -36,9 +37,10 @@ async def _deliver(
     dead_letter: str,
     event: CloudEvent,
     *,
+    policy: DestinationPolicy | None = None,
     reply_topic: str | None = None,
 ) -> tuple[Result, MemoryEventSink]:
-    client = HttpClient(max_response=MAX_RESPONSE_BYTES)
+    client = HttpClient(max_response=MAX_RESPONSE_BYTES, policy=policy)
     replies = MemoryEventSink()
     plan = trigger_plan(
         subscriber=subscriber,
@@ -107,6 +109,24 @@ async def test_an_early_hint_is_not_the_outcome(dead_letters: RawSubscriber) -> 
         result, _ = await _deliver(subscriber.url, dead_letters.url, CloudEvent(EVENT, None))
     assert result is Result.DELIVERED
     assert len(subscriber.requests) == 1 and dead_letters.requests == []
+
+
+async def test_a_denied_subscriber_fails_like_a_connection_error(dead_letters: RawSubscriber) -> None:
+    async with raw_subscriber(answering(ACCEPTED)) as subscriber:
+        policy = DestinationPolicy(parse_rules(f"127.0.0.1:{subscriber.port}"))
+        result, _ = await _deliver(subscriber.url, dead_letters.url, CloudEvent(EVENT, None), policy=policy)
+        assert result is Result.DEAD_LETTERED
+        assert subscriber.requests == [] and subscriber.connections == 0
+        [dead] = dead_letters.requests
+        # As for a refused connection: no status to report (D-10).
+        assert dead.header("ce-knativeerrordest") == subscriber.url
+        assert dead.header("ce-knativeerrorcode") is None
+
+        # A dead-letter sink the policy denies is refused too: nothing reaches it.
+        policy = DestinationPolicy(parse_rules(f"127.0.0.1:{subscriber.port},127.0.0.1:{dead_letters.port}"))
+        result, _ = await _deliver(subscriber.url, dead_letters.url, CloudEvent(EVENT, None), policy=policy)
+        assert result is Result.DROPPED
+        assert len(dead_letters.requests) == 1
 
 
 async def test_bytes_after_an_answer_are_not_the_next_answer(dead_letters: RawSubscriber) -> None:

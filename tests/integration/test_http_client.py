@@ -1,11 +1,12 @@
 """The dispatcher's HTTP/1.1 client against raw servers on loopback that answer exactly as each
 test needs: well, badly, slowly, hostilely (heads without end, interim answers, bodies over the
-limit, bytes after the answer), or not at all."""
+limit, bytes after the answer), or not at all; and its destination policy."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 import urllib.error
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from channel.destinations import DestinationPolicy, parse_rules
 from channel.proxy import Proxies, urlopen
-from dispatcher.http import HttpClient, HttpError, ResponseTooLarge
+from dispatcher.http import DestinationDenied, HttpClient, HttpError, ResponseTooLarge
 from support.proxy import forward_proxy
 from support.tls import self_signed
 
@@ -538,3 +540,75 @@ async def test_the_cli_and_jwks_requests_follow_the_same_proxy_rules(monkeypatch
         monkeypatch.setenv("HTTP_PROXY", "socks5://127.0.0.1:1080")
         with pytest.raises(urllib.error.URLError, match="only http:// proxies are supported"):
             await asyncio.to_thread(urlopen, f"http://hooks.test:{server.port}/", 5)
+
+
+def _policy(deny: str) -> DestinationPolicy:
+    return DestinationPolicy(parse_rules(deny))
+
+
+async def test_a_denied_address_is_refused_before_connecting() -> None:
+    async with serving(answering(OK)) as server:
+        client = HttpClient(policy=_policy(f"127.0.0.0/8:{server.port},169.254.0.0/16"))
+        for url in (
+            f"http://127.0.0.1:{server.port}/",
+            f"http://127.0.0.2:{server.port}/",
+            f"http://[::ffff:127.0.0.1]:{server.port}/",
+            "http://169.254.169.254/latest/meta-data",
+        ):
+            with pytest.raises(DestinationDenied, match="denied by the destination policy"):
+                await client.post(url, [], b"", timeout=5)
+        assert server.connections == 0
+        other = HttpClient(policy=_policy(f"127.0.0.0/8:{server.port + 1}"))
+        assert (await other.post(f"http://127.0.0.1:{server.port}/", [], b"", timeout=5)).status == 200
+        await client.close()
+        await other.close()
+
+
+async def test_a_name_is_checked_at_the_addresses_it_resolves_to() -> None:
+    """`localhost` is no denied address as written; what it resolves to is."""
+    async with serving(answering(OK)) as server:
+        client = HttpClient(policy=_policy(f"127.0.0.1/32:{server.port}"))
+        with pytest.raises(
+            DestinationDenied,
+            match=rf"localhost:{server.port} \(127\.0\.0\.1\) is denied .*DENY 127\.0\.0\.1/32",
+        ):
+            await client.post(f"http://localhost:{server.port}/", [], b"", timeout=5)
+        await client.close()
+        assert server.connections == 0
+
+
+async def test_the_connection_goes_to_the_address_that_was_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: a name that resolves to an allowed address when checked and to a denied
+    one later never gets a connection to the denied one; each new connection is checked anew."""
+    answers = ["127.0.0.1", "127.0.0.2"]
+    asked: list[str] = []
+    loop = asyncio.get_running_loop()
+
+    async def rebinding(host: str, port: int, **_: object) -> list[tuple[object, ...]]:
+        asked.append(host)
+        address = answers[min(len(asked), len(answers)) - 1]
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", rebinding)
+    async with serving(answering(OK, close_after=True)) as server:
+        client = HttpClient(policy=_policy("127.0.0.2/32"))
+        url = f"http://rebind.test:{server.port}/"
+        assert (await client.post(url, [], b"", timeout=5)).status == 200  # at 127.0.0.1, checked
+        with pytest.raises(DestinationDenied, match=r"rebind\.test:\d+ \(127\.0\.0\.2\)"):
+            await client.post(url, [], b"", timeout=5)  # a new connection: resolved and checked again
+        await client.close()
+    assert asked == ["rebind.test", "rebind.test"] and server.connections == 1
+
+
+async def test_through_a_proxy_the_url_s_host_is_checked() -> None:
+    """The proxy resolves names, so only what the URL says can be checked here; the proxy's own
+    rules must cover the addresses names resolve to."""
+    async with serving(answering(OK)) as server, forward_proxy() as proxy:
+        client = HttpClient(proxies=_through(proxy.port), policy=_policy("169.254.0.0/16,denied.test"))
+        for url in ("http://169.254.169.254/latest", "http://denied.test/", "https://api.denied.test/"):
+            with pytest.raises(DestinationDenied):
+                await client.post(url, [], b"", timeout=5)
+        assert proxy.lines == []
+        response = await client.post(f"http://hooks.test:{server.port}/", [], b"", timeout=5)
+        assert response.status == 200
+        await client.close()
