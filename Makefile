@@ -52,6 +52,7 @@ BENCH_FLAGS ?=
 bench: $(STAMP) tools
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/run.py $(BENCH_FLAGS)
+	$(BIN)/python bench/servers.py
 	$(BIN)/python bench/filters_bench.py
 	$(BIN)/python bench/instructions.py
 
