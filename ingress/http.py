@@ -44,6 +44,7 @@ import httptools
 
 from ingress.app import ACCEPTED, Request, Response, declared_over, header_value, json_response
 from ingress.http2 import PREFACE, Http2Connection
+from ingress.http2_bounds import Http2Limits
 
 __all__ = ["App", "HttpServer"]
 
@@ -445,6 +446,7 @@ class HttpServer:
         keep_alive: float = 75.0,
         certfile: str | None = None,
         keyfile: str | None = None,
+        http2: Http2Limits | None = None,
     ) -> None:
         self.app = app
         self.host = host
@@ -453,6 +455,7 @@ class HttpServer:
         # Idle connections stay open longer than clients keep them (aiohttp: 15 s), so a client
         # never reuses a connection the server is closing at that moment.
         self.keep_alive = keep_alive
+        self.http2 = http2 or Http2Limits()  # what each HTTP/2 connection may hold
         self.connections: set[_Connection | Http2Connection] = set()
         self.stopping = False
         self.started = False
