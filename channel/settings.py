@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from channel.destinations import DEFAULT_DENY, parse_rules
@@ -94,6 +94,24 @@ class Settings(BaseSettings):
         description="How a subscriber ref of kind Service resolves to a URL",
     )
 
+    # The controller's admin API (README, The control API token)
+    controller_host: str | None = Field(
+        default=None,
+        description="Address the controller's admin API binds to; default KANAL_HOST (kanal dev: 127.0.0.1)",
+    )
+    controller_token_file: str | None = Field(
+        default=None,
+        description="File of the bearer tokens the admin API accepts, one a line (the CLI sends the "
+        "first); read again when it changes",
+    )
+    controller_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token the CLI sends to the controller (which accepts it too)",
+    )
+    controller_open_reads: bool = Field(
+        default=False, description="Let the admin API's GET calls in without a token"
+    )
+
     # Ingress
     ingress_max_body_bytes: int = Field(default=1024 * 1024, ge=1)
     ingress_max_in_flight: int = Field(default=4096, ge=1)
@@ -166,7 +184,11 @@ class Settings(BaseSettings):
             return self.ingress_url.rstrip("/")
         return f"http://{self.host}:{self.ingress_port}"
 
+    def controller_bind_host(self) -> str:
+        """The address the admin API binds to."""
+        return self.host if self.controller_host is None else self.controller_host
+
     def public_controller_url(self) -> str:
         if self.controller_url:
             return self.controller_url.rstrip("/")
-        return f"http://{self.host}:{self.controller_port}"
+        return f"http://{self.controller_bind_host()}:{self.controller_port}"

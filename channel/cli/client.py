@@ -24,18 +24,30 @@ class ClientError(Exception):
         self.status = status
 
 
+_NO_TOKEN = (
+    "set KANAL_CONTROLLER_TOKEN or KANAL_CONTROLLER_TOKEN_FILE to the controller's token, or write "
+    "it to {path} (the README's control API token)"
+)
+
+
 class AdminClient:
-    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+    """Calls the admin API at `base_url`, with `token` as its bearer token when given.
+    `token_hint`: where the CLI looked for a token, named when the controller refuses it."""
+
+    def __init__(
+        self, base_url: str, timeout: float = 30.0, *, token: str | None = None, token_hint: str = ""
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self._headers = {"Content-Type": "application/json"}
+        if token is not None:
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._token_hint = token_hint
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
-            self.base_url + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
+            self.base_url + path, data=data, method=method, headers=self._headers
         )
         try:
             with urlopen(request, timeout=self.timeout) as response:
@@ -49,6 +61,8 @@ class AdminClient:
                 )
             except (ValueError, AttributeError, KeyError, TypeError):
                 text = raw.decode(errors="replace")
+            if exc.code == 401 and self._token_hint:
+                text = f"{text or 'HTTP 401'}; {_NO_TOKEN.format(path=self._token_hint)}"
             raise ClientError(text or f"HTTP {exc.code}", exc.code) from None
         except (urllib.error.URLError, OSError) as exc:
             raise ClientError(

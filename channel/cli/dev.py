@@ -5,6 +5,10 @@ Starts the embedded Kafka-protocol broker (unless KANAL_KAFKA_BOOTSTRAP_SERVERS 
 prefixed, waits until each answers /readyz, optionally applies manifests and starts
 event-display sinks, and prints the URLs. Ctrl-C (or SIGTERM) stops the children in order
 (ingress first, so nothing new is accepted; the broker last) and waits for them.
+
+The controller's admin API listens on loopback (KANAL_CONTROLLER_HOST moves it), and unless a
+token is configured `kanal dev` makes one for the run, in the per-user file where the CLI on this
+machine finds it (`channel.control.token_files`); the file is removed when `kanal dev` stops.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from channel.control.token_files import local_token_path, new_token, remove_local_token, write_local_token
 from channel.embedded import EmbeddedKafka
 from channel.proxy import urlopen
 from channel.settings import Settings
@@ -108,6 +113,17 @@ async def run_dev(settings: Settings, apply_paths: list[str], sinks: list[tuple[
         ("KANAL_DISPATCHER_PORT", str(settings.dispatcher_port)),
     ):
         env[key] = value
+    controller_host = "127.0.0.1" if settings.controller_host is None else settings.controller_host
+    settings = settings.model_copy(update={"controller_host": controller_host})
+    env["KANAL_CONTROLLER_HOST"] = controller_host
+    made: tuple[Path, str] | None = None  # the token made for this run, and its file
+    if settings.controller_token is not None:
+        env["KANAL_CONTROLLER_TOKEN"] = settings.controller_token.get_secret_value()
+    if settings.controller_token_file:
+        env["KANAL_CONTROLLER_TOKEN_FILE"] = settings.controller_token_file
+    elif settings.controller_token is None:
+        made = (local_token_path(controller_host, settings.controller_port, os.environ), new_token())
+        env["KANAL_CONTROLLER_TOKEN_FILE"] = str(made[0])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -116,6 +132,11 @@ async def run_dev(settings: Settings, apply_paths: list[str], sinks: list[tuple[
     base = f"http://{settings.host}"
     code = 0
     try:
+        if made is not None:
+            try:
+                write_local_token(*made)
+            except OSError as exc:
+                raise RuntimeError(f"cannot write the admin API's token to {made[0]}: {exc}") from None
         for name, port in sinks:
             proc, pump = await _spawn(
                 name, ["event-display", "--port", str(port), "--host", settings.host], env
@@ -128,17 +149,20 @@ async def run_dev(settings: Settings, apply_paths: list[str], sinks: list[tuple[
         ):
             proc, pump = await _spawn(name, [name], env)
             children.append((name, proc, pump))
-            await _wait_ready(name, f"{base}:{port}/readyz", proc)
+            host = controller_host if name == "controller" else settings.host
+            await _wait_ready(name, f"http://{host}:{port}/readyz", proc)
         for path in apply_paths:
             apply = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "channel.cli.main", "apply", "-f", path, env=env
             )
             if await apply.wait() != 0:
                 raise RuntimeError(f"applying {path} failed")
+        token_line = f"  token       {made[0]}  (the CLI on this machine finds it)\n" if made else ""
         print(
             "\nkanal dev is running:\n"
             f"  ingress     {settings.public_ingress_url()}/<namespace>/<broker>\n"
             f"  controller  {settings.public_controller_url()}  (kanal get/apply/delete talk to it)\n"
+            f"{token_line}"
             f"  dispatcher  {base}:{settings.dispatcher_port}/metrics\n"
             f"  kafka       {env['KANAL_KAFKA_BOOTSTRAP_SERVERS']}\n"
             + "".join(f"  sink        {name} on {base}:{port}\n" for name, port in sinks)
@@ -165,6 +189,8 @@ async def run_dev(settings: Settings, apply_paths: list[str], sinks: list[tuple[
                 await asyncio.wait_for(pump, 2)
         if broker is not None:
             broker.stop()
+        if made is not None:
+            remove_local_token(*made)
         print("kanal dev: stopped", flush=True)
     return code
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -26,6 +27,7 @@ from typing import Any
 
 from channel.cli.client import AdminClient, ClientError
 from channel.cli.options import add_settings_flags, settings_from_args
+from channel.control.token_files import client_token, controller_tokens, url_token_path
 from channel.errors import Problem, ValidationError
 from channel.resources.manifests import Skipped, load_documents, parse_resource, resource_class
 from channel.resources.model import Broker
@@ -116,7 +118,13 @@ def _audiences(node: Any, path: str) -> list[str]:
 
 def _client(args: argparse.Namespace) -> AdminClient:
     settings = settings_from_args(args)
-    return AdminClient(settings.public_controller_url())
+    url = settings.public_controller_url()
+    try:
+        token = client_token(settings, os.environ)
+    except ValueError as exc:
+        raise SystemExit(f"kanal: {exc}") from None
+    hint = url_token_path(url, os.environ)
+    return AdminClient(url, token=token, token_hint=str(hint or "~/.config/kanal/tokens/HOST-PORT"))
 
 
 def _cmd_apply(args: argparse.Namespace) -> int:
@@ -226,10 +234,15 @@ def _cmd_component(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SystemExit(f"kanal {args.command}: {exc}") from None
     factory: Callable[[], Service]
+    scope = contextlib.ExitStack()  # what the component needs for as long as it runs
     if args.command == "controller":
         from channel.control.service import ControllerService
 
-        factory = partial(ControllerService, settings)
+        try:
+            tokens = scope.enter_context(controller_tokens(settings, os.environ))
+        except ValueError as exc:
+            raise SystemExit(f"kanal controller: {exc}") from None
+        factory = partial(ControllerService, settings, tokens)
     elif args.command == "ingress":
         from ingress.service import IngressService
 
@@ -238,14 +251,15 @@ def _cmd_component(args: argparse.Namespace) -> int:
         from dispatcher.service import DispatcherService
 
         factory = partial(DispatcherService, settings)
-    try:
-        return run_service(factory, setup=partial(check_connection, settings))
-    except Exception as exc:
-        # Kafka refused Kanal (credentials, TLS, an ACL): configuration, said in one line.
-        if (denied := access_denied(exc)) is None:
-            raise
-        logging.getLogger(__name__).error("kanal %s stopped: %s", args.command, denied)
-        return 1
+    with scope:
+        try:
+            return run_service(factory, setup=partial(check_connection, settings))
+        except Exception as exc:
+            # Kafka refused Kanal (credentials, TLS, an ACL): configuration, said in one line.
+            if (denied := access_denied(exc)) is None:
+                raise
+            logging.getLogger(__name__).error("kanal %s stopped: %s", args.command, denied)
+            return 1
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:

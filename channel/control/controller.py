@@ -28,7 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from channel.control.ends import log_ends
-from channel.control.log import ResourceLog, ResourceWriter
+from channel.control.log import Documents, ResourceLog, ResourceWriter
 from channel.control.reconcile import Addressing, channel_subscribers, reconcile
 from channel.errors import Conflict, NotFound, Problem, Unavailable, ValidationError
 from channel.kafka import (
@@ -121,6 +121,11 @@ class Controller:
     @property
     def ready(self) -> bool:
         return self.log.loaded.is_set()
+
+    @property
+    def documents(self) -> Documents:
+        """The stored document of every resource, by key `Kind/namespace/name`."""
+        return self.log.documents
 
     def resources(self) -> dict[str, Resource]:
         return parse_documents_map(self.log.documents)

@@ -1,4 +1,5 @@
-"""The controller service: the Controller plus its admin API on KANAL_CONTROLLER_PORT."""
+"""The controller service: the Controller plus its admin API on KANAL_CONTROLLER_HOST (default
+KANAL_HOST) and KANAL_CONTROLLER_PORT, which takes the calls that `tokens` lets in."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aiohttp import web
 
 from channel.control.api import create_admin_app
 from channel.control.controller import Controller
+from channel.control.tokens import TokenCheck
 from channel.resources.model import PingSource
 from channel.settings import Settings
 from channel.sources.scheduler import PingScheduler
@@ -20,8 +22,9 @@ log = logging.getLogger(__name__)
 
 
 class ControllerService:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tokens: TokenCheck) -> None:
         self.settings = settings
+        self._tokens = tokens
         self.controller = Controller(settings)
         self._stop = asyncio.Event()
         self._pings: dict[str, tuple[dict[str, Any], PingSource]] = {}
@@ -58,15 +61,18 @@ class ControllerService:
 
     async def run(self) -> None:
         await self.controller.start()
-        runner = web.AppRunner(create_admin_app(self.controller), access_log=None)
+        app = create_admin_app(self.controller, self._tokens, open_reads=self.settings.controller_open_reads)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.settings.host, self.settings.controller_port)
+            host = self.settings.controller_bind_host()
+            site = web.TCPSite(runner, host, self.settings.controller_port)
             await site.start()
             log.info(
-                "controller admin API on http://%s:%d",
-                self.settings.host,
+                "controller admin API on http://%s:%d (bearer token required%s)",
+                host,
                 self.settings.controller_port,
+                ", reads open" if self.settings.controller_open_reads else "",
             )
             scheduler = PingScheduler(self.settings, self._ping_sources, live_uids=self._ping_uids)
             async with asyncio.TaskGroup() as tg:

@@ -4,16 +4,14 @@ getting-started example; the tutorial's three curl requests; Ctrl-C stops everyt
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from channel.embedded import free_port
+from support.dev import KanalDev
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -46,33 +44,11 @@ def test_kanal_dev_getting_started_and_ctrl_c(tmp_path: Path) -> None:
     }
     env = {k: v for k, v in os.environ.items() if k != "KANAL_KAFKA_BOOTSTRAP_SERVERS"}
     env.update({k: str(v) for k, v in ports.items()})
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "channel.cli.main",
-            "dev",
-            "--apply",
-            str(tmp_path),
-            "--sink",
-            f"hello-display={hello}",
-            "--sink",
-            f"goodbye-display={goodbye}",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    reader = threading.Thread(target=lambda: output.extend(iter(process.stdout.readline, "")))  # type: ignore[union-attr]
-    reader.start()
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")  # the admin API token it makes goes there
+    sinks = ("--sink", f"hello-display={hello}", "--sink", f"goodbye-display={goodbye}")
+    dev = KanalDev(env, "--apply", str(tmp_path), *sinks)
     try:
-        deadline = time.monotonic() + 90
-        while "Press Ctrl-C to stop." not in "".join(output):
-            assert process.poll() is None, "".join(output)
-            assert time.monotonic() < deadline, "".join(output)
-            time.sleep(0.2)
+        dev.wait_ready()
         send = subprocess.run(
             ["sh", str(EXAMPLES / "send-events.sh")],
             env={
@@ -86,14 +62,12 @@ def test_kanal_dev_getting_started_and_ctrl_c(tmp_path: Path) -> None:
         )
         assert send.stdout.splitlines() == ["say-hello: 202", "say-goodbye: 202", "say-hello-goodbye: 202"]
         deadline = time.monotonic() + 30
-        while "".join(output).count("☁️  cloudevents.Event") < 4 and time.monotonic() < deadline:
+        while dev.output.count("☁️  cloudevents.Event") < 4 and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(1.0)
     finally:
-        process.send_signal(signal.SIGINT)
-        code = process.wait(60)
-        reader.join(10)
-    text = "".join(output)
+        code = dev.interrupt()
+    text = dev.output
     assert code == 0, text
     assert text.rstrip().endswith("kanal dev: stopped")
     assert text.count("☁️  cloudevents.Event") == 4

@@ -84,7 +84,7 @@ class _Broker:
     applying right after a 202) and a partitionkey for each of its topic's partitions."""
 
     def __init__(self, cluster: KanalCluster) -> None:
-        self.admin = AdminClient(f"http://127.0.0.1:{cluster.ports['controller']}")
+        self.admin = AdminClient(f"http://127.0.0.1:{cluster.ports['controller']}", token=cluster.token)
         self.url = cluster.broker_url(NAMESPACE, "default")
         partitions = int(cluster.env.get("KANAL_KAFKA_TOPIC_PARTITIONS", Settings().kafka_topic_partitions))
         self.keys = [_key_on(p, partitions) for p in range(partitions)]

@@ -1,7 +1,9 @@
 """Kanal as a user runs it: real `kanal controller|ingress|dispatcher` processes on loopback.
 
 Each cluster gets its own ports, resources topic and topic prefix, so clusters in one test
-session never see each other. Processes can be killed with real signals and started again.
+session never see each other, and its own admin API token, in a file named by
+KANAL_CONTROLLER_TOKEN_FILE for the controller and the CLI alike, as a user of bare processes
+sets it up. Processes can be killed with real signals and started again.
 A name with a suffix, ``dispatcher-2``, is another replica of that component: a process of its
 own with its own port and log, stopped with the rest.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -44,6 +47,11 @@ class KanalCluster:
                 "KANAL_DISPATCHER_COMMIT_INTERVAL": "0.2",
             }
         )
+        self.token = secrets.token_urlsafe(32)
+        self.token_file = workdir / f"controller-{uuid.uuid4().hex[:8]}.token"
+        self.token_file.write_text(self.token + "\n")
+        self.token_file.chmod(0o600)
+        self.env["KANAL_CONTROLLER_TOKEN_FILE"] = str(self.token_file)
         self.env.update({f"KANAL_{k.upper()}": v for k, v in settings.items()})
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._generation = 0
