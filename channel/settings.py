@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     ingress_port: int = Field(default=8080, ge=0, le=65535)
     controller_port: int = Field(default=8081, ge=0, le=65535)
     dispatcher_port: int = Field(default=8082, ge=0, le=65535)
+    ingress_metrics_port: int = Field(
+        default=8083,
+        ge=0,
+        le=65535,
+        description="Port of the ingress's /metrics, apart from the event traffic on ingress_port",
+    )
     ingress_url: str = Field(
         default="",
         description="Base URL published in Broker addresses; default http://<host>:<ingress_port>",
@@ -125,6 +131,18 @@ class Settings(BaseSettings):
     ingress_jwt_jwks_url: str | None = Field(default=None, description="JWKS URL (or file:// path)")
     ingress_tls_certfile: str | None = Field(default=None, description="Serve the ingress over HTTPS")
     ingress_tls_keyfile: str | None = None
+    ingress_metrics_event_types: str = Field(
+        default="",
+        description="Event types counted under their own name in the ingress's metrics, "
+        "comma-separated; every other type is counted as 'other' (empty: the first "
+        "ingress_metrics_max_event_types types seen)",
+    )
+    ingress_metrics_max_event_types: int = Field(
+        default=50,
+        ge=0,
+        description="Without ingress_metrics_event_types: how many event types (the first seen by "
+        "each ingress process) get a series of their own; later ones are counted as 'other'",
+    )
 
     # Dispatcher
     dispatcher_max_in_flight: int = Field(
@@ -153,6 +171,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # text: one line per record; json: one JSON object per line (for log collectors).
     log_format: Literal["text", "json"] = "text"
+
+    def metrics_event_types(self) -> frozenset[str] | None:
+        """The configured event types with a series of their own, or None when none are."""
+        types = frozenset(t.strip() for t in self.ingress_metrics_event_types.split(",") if t.strip())
+        return types or None
 
     @field_validator("delivery_deny")
     @classmethod

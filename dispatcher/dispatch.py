@@ -224,7 +224,7 @@ class Dispatcher:
             )
             if reply:
                 metrics.DELIVERY_LATENCY.labels(*plan.series).observe(time.perf_counter() - started)
-            metrics.ATTEMPTS.labels(*plan.series, destination, str(attempt.status or "none")).inc()
+            metrics.ATTEMPTS.labels(*plan.series, destination, metrics.code_label(attempt.status)).inc()
             outcome = classify_status(attempt.status)
             failed_dest = url
             if outcome is Outcome.SUCCESS and reply:
@@ -310,7 +310,7 @@ class Dispatcher:
             structured=plan.structured,
             ca_certs=plan.ca_certs_for(plan.reply_to),
         )
-        metrics.ATTEMPTS.labels(*plan.series, "reply", str(attempt.status or "none")).inc()
+        metrics.ATTEMPTS.labels(*plan.series, "reply", metrics.code_label(attempt.status)).inc()
         if classify_status(attempt.status) is Outcome.SUCCESS:
             metrics.REPLIES.labels(*plan.series, "stored").inc()
             return None

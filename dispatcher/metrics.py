@@ -6,7 +6,16 @@ from prometheus_client import Gauge
 
 from channel.metrics import LocalCounter, LocalHistogram
 
-__all__ = ["ATTEMPTS", "DELIVERY_LATENCY", "EVENTS", "LAG", "NON_EVENTS", "PLAN_LABELS", "REPLIES"]
+__all__ = [
+    "ATTEMPTS",
+    "DELIVERY_LATENCY",
+    "EVENTS",
+    "LAG",
+    "NON_EVENTS",
+    "PLAN_LABELS",
+    "REPLIES",
+    "code_label",
+]
 
 # What each Trigger's or Subscription's series starts with (`Plan.series`): its namespace, its
 # kind (trigger or subscription), its Broker or Channel (so a Channel's egress is counted), and
@@ -48,3 +57,15 @@ LAG = Gauge(
     "Records between a Trigger's or Subscription's committed offset and the partition's high watermark",
     [*PLAN_LABELS, "partition"],
 )
+
+# Every label but one comes from Kanal's resources (a Trigger's names, a topic) or a fixed set;
+# the attempt's code comes from the subscriber's status line, which the parser takes as any three
+# digits. Codes outside HTTP's 100-599 are one label, so a subscriber cannot add series at will.
+_CODES = {status: str(status) for status in range(100, 600)}
+
+
+def code_label(status: int | None) -> str:
+    """The `code` label of an attempt: its status, `none` without a response, or `invalid`."""
+    if not status:
+        return "none"
+    return _CODES.get(status, "invalid")

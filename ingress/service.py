@@ -1,4 +1,5 @@
-"""The ingress service: resource log follower + Kafka producer + HTTP server, with a graceful stop.
+"""The ingress service: resource log follower + Kafka producer + HTTP server (and a metrics port),
+with a graceful stop.
 
 `run()` serves until `shutdown()`: then the server stops accepting, in-flight requests finish
 (each answered only after Kafka acknowledged), and the producer is flushed and closed.
@@ -21,6 +22,7 @@ from channel.settings import Settings
 from ingress.app import IngressApp
 from ingress.auth import authenticator_from_settings
 from ingress.http import HttpServer
+from ingress.metrics_server import MetricsServer
 from ingress.routing import routes_from_documents
 
 __all__ = ["IngressService", "create_app"]
@@ -58,6 +60,8 @@ class IngressService:
             certfile=settings.ingress_tls_certfile,
             keyfile=settings.ingress_tls_keyfile,
         )
+        # Prometheus scrapes a port of its own, never the one event senders reach.
+        self._metrics = MetricsServer(settings.host, settings.ingress_metrics_port)
         self._stopping = asyncio.Event()
 
     def _on_resources(self, documents: Mapping[str, dict[str, Any]], changed: frozenset[str]) -> None:
@@ -69,6 +73,7 @@ class IngressService:
         try:
             await self._sink.producer.start()
             await self._log.start()
+            await self._metrics.start()
             async with asyncio.TaskGroup() as tg:
                 follower = tg.create_task(self._log.run())
                 loaded = tg.create_task(self._log.loaded.wait())
@@ -93,6 +98,7 @@ class IngressService:
                 await self._sink.producer.flush()
             await self._sink.close()
             await self._log.close()
+            await self._metrics.close()
 
     async def _recover(self, interval: float = 1.0) -> None:
         """While writes fail, ask Kafka for metadata; when it answers, report ready again, so an

@@ -111,6 +111,7 @@ async def run_dev(settings: Settings, apply_paths: list[str], sinks: list[tuple[
         ("KANAL_INGRESS_PORT", str(settings.ingress_port)),
         ("KANAL_CONTROLLER_PORT", str(settings.controller_port)),
         ("KANAL_DISPATCHER_PORT", str(settings.dispatcher_port)),
+        ("KANAL_INGRESS_METRICS_PORT", str(settings.ingress_metrics_port)),
     ):
         env[key] = value
     controller_host = "127.0.0.1" if settings.controller_host is None else settings.controller_host
@@ -163,7 +164,8 @@ async def run_dev(settings: Settings, apply_paths: list[str], sinks: list[tuple[
             f"  ingress     {settings.public_ingress_url()}/<namespace>/<broker>\n"
             f"  controller  {settings.public_controller_url()}  (kanal get/apply/delete talk to it)\n"
             f"{token_line}"
-            f"  dispatcher  {base}:{settings.dispatcher_port}/metrics\n"
+            f"  metrics     {base}:{settings.ingress_metrics_port}/metrics (ingress),"
+            f" {base}:{settings.dispatcher_port}/metrics (dispatcher)\n"
             f"  kafka       {env['KANAL_KAFKA_BOOTSTRAP_SERVERS']}\n"
             + "".join(f"  sink        {name} on {base}:{port}\n" for name, port in sinks)
             + "Press Ctrl-C to stop.",

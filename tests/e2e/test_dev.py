@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,7 @@ def test_kanal_dev_getting_started_and_ctrl_c(tmp_path: Path) -> None:
         "KANAL_INGRESS_PORT": free_port(),
         "KANAL_CONTROLLER_PORT": free_port(),
         "KANAL_DISPATCHER_PORT": free_port(),
+        "KANAL_INGRESS_METRICS_PORT": free_port(),
     }
     env = {k: v for k, v in os.environ.items() if k != "KANAL_KAFKA_BOOTSTRAP_SERVERS"}
     env.update({k: str(v) for k, v in ports.items()})
@@ -61,6 +63,12 @@ def test_kanal_dev_getting_started_and_ctrl_c(tmp_path: Path) -> None:
             check=True,
         )
         assert send.stdout.splitlines() == ["say-hello: 202", "say-goodbye: 202", "say-hello-goodbye: 202"]
+        # The ingress's metrics are on the port kanal dev printed, not on the ingress port.
+        metrics = f"http://127.0.0.1:{ports['KANAL_INGRESS_METRICS_PORT']}/metrics"
+        assert metrics in dev.output
+        with urllib.request.urlopen(metrics, timeout=10) as response:
+            lines = response.read().splitlines()
+        assert any(x.startswith(b"kanal_ingress_events_total{") and b"event-example" in x for x in lines)
         deadline = time.monotonic() + 30
         while dev.output.count("☁️  cloudevents.Event") < 4 and time.monotonic() < deadline:
             time.sleep(0.2)

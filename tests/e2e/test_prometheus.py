@@ -31,7 +31,7 @@ def prometheus(cluster: KanalCluster, tmp_path: Path) -> Any:
     jobs = "".join(
         f"""
   - job_name: kanal-{name}
-    static_configs: [{{targets: ["127.0.0.1:{cluster.ports[name]}"]}}]"""
+    static_configs: [{{targets: ["127.0.0.1:{cluster.metrics_port(name)}"]}}]"""
         for name in ("controller", "ingress", "dispatcher")
     )
     config = tmp_path / "prometheus.yml"

@@ -31,6 +31,9 @@ class KanalCluster:
     def __init__(self, kafka: KafkaUnderTest, workdir: Path, **settings: str) -> None:
         self.workdir = workdir
         self.ports = {name: free_port() for name in COMPONENTS}
+        # The ingress serves /metrics on a port of its own (each ingress replica too); the
+        # controller and the dispatcher on theirs.
+        self.metrics_ports = {"ingress": free_port()}
         self.env = dict(os.environ)
         self.env.update(kafka.env())
         self.env.update(
@@ -39,6 +42,7 @@ class KanalCluster:
                 "KANAL_INGRESS_PORT": str(self.ports["ingress"]),
                 "KANAL_CONTROLLER_PORT": str(self.ports["controller"]),
                 "KANAL_DISPATCHER_PORT": str(self.ports["dispatcher"]),
+                "KANAL_INGRESS_METRICS_PORT": str(self.metrics_ports["ingress"]),
                 "KANAL_KAFKA_RESOURCES_TOPIC": f"kanal.resources.{uuid.uuid4().hex[:10]}",
                 "KANAL_KAFKA_ATTEMPTS_TOPIC": f"kanal.attempts.{uuid.uuid4().hex[:10]}",
                 "KANAL_KAFKA_TICKS_TOPIC": f"kanal.ticks.{uuid.uuid4().hex[:10]}",
@@ -60,6 +64,10 @@ class KanalCluster:
     def ingress_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['ingress']}"
 
+    def metrics_port(self, name: str) -> int:
+        """The port where process `name` serves /metrics."""
+        return self.metrics_ports.get(name, self.ports[name])
+
     def broker_url(self, namespace: str, name: str) -> str:
         return f"{self.ingress_url}/{namespace}/{name}"
 
@@ -73,6 +81,8 @@ class KanalCluster:
             if replica:  # another replica of `component`: a port of its own
                 port = self.ports.setdefault(name, free_port())
                 env = dict(self.env, **{f"KANAL_{component.upper()}_PORT": str(port)})
+                if component == "ingress":
+                    env["KANAL_INGRESS_METRICS_PORT"] = str(self.metrics_ports.setdefault(name, free_port()))
             self._generation += 1
             log = open(self.log_path(name), "ab")  # noqa: SIM115  (owned by the process)
             log.write(f"\n==== start {self._generation} ====\n".encode())

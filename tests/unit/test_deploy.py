@@ -219,6 +219,25 @@ def test_probes_security_and_the_ingress_url_pattern() -> None:
     assert '{{ include "kanal.ingressUrl" . }}/<namespace>/<broker>' in notes
 
 
+def test_the_service_monitor_scrapes_the_ingress_metrics_port_not_its_events_port() -> None:
+    services = {
+        re.search(r"name: .*\}\}(-[a-z-]+)", doc).group(1): doc  # type: ignore[union-attr]
+        for doc in TEMPLATES["services.yaml"].split("\n---\n")
+    }
+    assert set(services) == {"-ingress", "-ingress-metrics", "-controller", "-dispatcher"}
+    scraped = {name for name, doc in services.items() if 'kanal.dev/metrics: "true"' in doc}
+    assert scraped == {"-ingress-metrics", "-controller", "-dispatcher"}
+    assert (
+        "name: metrics" in services["-ingress-metrics"]
+        and "targetPort: metrics" in services["-ingress-metrics"]
+    )
+    assert "name: metrics" not in services["-ingress"]
+    monitor = TEMPLATES["servicemonitor.yaml"]
+    assert 'kanal.dev/metrics: "true"' in monitor
+    assert "- port: http" in monitor and "- port: metrics" in monitor
+    assert "containerPort: {{ $root.Values.config.ingressMetricsPort }}" in TEMPLATES["_helpers.tpl"]
+
+
 def test_the_settings_configmap_writes_numbers_as_json() -> None:
     # Helm reads numbers from values files as floats; toString writes 1048576 as "1.048576e+06",
     # which the integer settings refuse. toJson writes "1048576".
@@ -300,6 +319,9 @@ def test_helm_renders_the_chart(tmp_path: Path) -> None:  # pragma: no cover - n
         env = _container_settings(settings_map, container)
         settings = Settings(**{k.removeprefix("KANAL_").lower(): v for k, v in env.items()})
         assert container["ports"][0]["containerPort"] == getattr(settings, f"{component}_port")
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ("metrics" in ports) == (component == "ingress")
+        assert ports.get("metrics", settings.ingress_metrics_port) == settings.ingress_metrics_port
         assert settings.kafka_ssl_cafile == "/etc/kanal/kafka-tls/ca.crt"
         assert settings.public_ingress_url() == "http://kanal-ingress.ops.svc.cluster.local"
         mounts = {m["mountPath"] for m in container["volumeMounts"]}
@@ -393,7 +415,13 @@ def test_compose_ports_match_the_settings() -> None:
         assert f"127.0.0.1:{port}/readyz" in " ".join(service["healthcheck"]["test"])
     prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     targets = {t for job in prometheus["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
-    assert targets == {f"{c}:{services[c]['environment'].get(f'KANAL_{c.upper()}_PORT')}" for c in COMPONENTS}
+    # The ingress serves /metrics on a port of its own, which is not published.
+    metrics_port = {c: f"KANAL_{c.upper()}_PORT" for c in COMPONENTS}
+    metrics_port["ingress"] = "KANAL_INGRESS_METRICS_PORT"
+    assert targets == {f"{c}:{services[c]['environment'][metrics_port[c]]}" for c in COMPONENTS}
+    assert services["ingress"]["environment"]["KANAL_INGRESS_METRICS_PORT"] not in {
+        p.split(":")[-1] for p in services["ingress"]["ports"]
+    }
     for service in COMPOSE["services"].values():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]

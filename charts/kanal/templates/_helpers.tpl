@@ -147,6 +147,11 @@ spec:
           ports:
             - name: http
               containerPort: {{ .port }}
+            {{- if eq .component "ingress" }}
+            # /metrics: apart from the events on `http`, which senders reach.
+            - name: metrics
+              containerPort: {{ $root.Values.config.ingressMetricsPort }}
+            {{- end }}
           envFrom:
             - configMapRef:
                 name: {{ include "kanal.fullname" $root }}-settings
