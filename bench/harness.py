@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -208,7 +209,15 @@ class Bench:
         else:
             self.kafka = EmbeddedKafka()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        self.ports = {"ingress": free_port(), "controller": free_port(), "dispatcher": free_port()}
+        self.ports = {
+            "ingress": free_port(),
+            "ingress-metrics": free_port(),
+            "controller": free_port(),
+            "dispatcher": free_port(),
+        }
+        # The controller's API takes calls with this bearer token only (every component and
+        # `apply` below are given it).
+        self.token = secrets.token_urlsafe(24)
         self.env: dict[str, str] = {}
         # Peak RSS (VmHWM, MiB) of every process stopped so far, read just before it was stopped.
         self.peaks: dict[str, float] = {}
@@ -238,6 +247,8 @@ class Bench:
             KANAL_KAFKA_BOOTSTRAP_SERVERS=self.kafka.bootstrap_servers,
             KANAL_HOST="127.0.0.1",
             KANAL_INGRESS_PORT=str(self.ports["ingress"]),
+            KANAL_INGRESS_METRICS_PORT=str(self.ports["ingress-metrics"]),
+            KANAL_CONTROLLER_TOKEN=self.token,
             KANAL_CONTROLLER_PORT=str(self.ports["controller"]),
             KANAL_DISPATCHER_PORT=str(self.ports["dispatcher"]),
             KANAL_LOG_LEVEL="WARNING",
@@ -270,7 +281,7 @@ class Bench:
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.ports['controller']}/v1/apply",
             data=json.dumps({"documents": documents}).encode(),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"},
             method="POST",
         )
         for attempt in range(5):

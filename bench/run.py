@@ -210,9 +210,10 @@ def wait_ready(bench: Bench, kind: str, names: set[str], timeout: float = 120.0)
     """Wait until the controller reports every named resource Ready."""
     deadline = time.monotonic() + timeout
     url = f"http://127.0.0.1:{bench.ports['controller']}/v1/resources/{kind}?namespace={NAMESPACE}"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {bench.token}"})
     ready: set[str] = set()
     while time.monotonic() < deadline:
-        items = json.loads(urllib.request.urlopen(url, timeout=10).read())["items"]
+        items = json.loads(urllib.request.urlopen(request, timeout=10).read())["items"]
         ready = {
             item["metadata"]["name"]
             for item in items
