@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.client import HTTPResponse
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from channel.destinations import HostRule, parse_host_rule
@@ -141,10 +142,17 @@ class Proxies:
         return proxy
 
 
-def urlopen(request: urllib.request.Request | str, timeout: float) -> HTTPResponse:
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
+        raise urllib.error.HTTPError(req.full_url, code, f"redirect to {newurl} not followed", headers, fp)
+
+
+def urlopen(
+    request: urllib.request.Request | str, timeout: float, *, follow_redirects: bool = True
+) -> HTTPResponse:
     """`urllib.request.urlopen` with these rules rather than urllib's own (which proxies loopback
     unless NO_PROXY names it, and knows no CIDR ranges). A proxy setting Kanal cannot use is a
-    URLError naming it."""
+    URLError naming it. Without `follow_redirects`, a redirect is an HTTPError."""
     url = request.full_url if isinstance(request, urllib.request.Request) else request
     try:
         proxies = Proxies.from_environment(os.environ)
@@ -152,5 +160,8 @@ def urlopen(request: urllib.request.Request | str, timeout: float) -> HTTPRespon
         raise urllib.error.URLError(str(exc)) from None
     proxy = proxies.for_url(url) if proxies is not None else None
     handler = urllib.request.ProxyHandler({urlsplit(url).scheme: proxy.url} if proxy is not None else {})
-    response: HTTPResponse = urllib.request.build_opener(handler).open(request, timeout=timeout)
+    handlers: list[urllib.request.BaseHandler] = [handler]
+    if not follow_redirects:
+        handlers.append(_NoRedirects())
+    response: HTTPResponse = urllib.request.build_opener(*handlers).open(request, timeout=timeout)
     return response

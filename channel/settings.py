@@ -127,8 +127,28 @@ class Settings(BaseSettings):
     ingress_auth_tokens_file: str | None = Field(
         default=None, description="YAML/JSON file mapping bearer tokens to the destinations they may post to"
     )
+    ingress_auth_query_token: bool = Field(
+        default=False,
+        description="Also take the bearer token from the access_token query parameter (the "
+        "CloudEvents webhook spec allows it, but URLs end up in access logs and proxies' logs)",
+    )
     ingress_jwt_issuer: str | None = None
-    ingress_jwt_jwks_url: str | None = Field(default=None, description="JWKS URL (or file:// path)")
+    ingress_jwt_jwks_url: str | None = Field(
+        default=None,
+        description="JWKS: an https:// URL (http:// only on loopback; redirects are not followed) "
+        "or a file path",
+    )
+    ingress_jwt_jwks_refresh_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How often the JWKS is read again (and at most every 30 s when a token names "
+        "a key it does not hold), so a rotated key needs no restart",
+    )
+    ingress_webhook_allowed_origins: str = Field(
+        default="",
+        description="Origins the webhook OPTIONS handshake approves (WebHook-Allowed-Origin), "
+        "comma-separated; * for any; empty: none is approved",
+    )
     ingress_tls_certfile: str | None = Field(default=None, description="Serve the ingress over HTTPS")
     ingress_tls_keyfile: str | None = None
     ingress_metrics_event_types: str = Field(

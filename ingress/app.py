@@ -137,6 +137,11 @@ class IngressApp:
         self.max_body = settings.ingress_max_body_bytes
         self._max_in_flight = settings.ingress_max_in_flight
         self._sampler = _Sampler()
+        # The webhook handshake (OPTIONS) approves these origins only (WebHook-Allowed-Origin).
+        listed = settings.ingress_webhook_allowed_origins.split(",")
+        origins = {origin.strip().lower() for origin in listed if origin.strip()}
+        self._any_origin = "*" in origins
+        self._origins = frozenset(o.encode("latin-1") for o in origins - {"*"})
         self._busy = f"{self._max_in_flight} requests in flight"  # why a 429, for its log line
         self._debug = log.isEnabledFor(logging.DEBUG)  # each accepted event is logged at DEBUG
         # The event type's label in the metrics: bounded, whatever types senders send.
@@ -372,7 +377,7 @@ class IngressApp:
         headers = request.headers
         extra = [_ALLOW]
         origin = header_value(headers, b"webhook-request-origin")
-        if origin is not None:
+        if origin is not None and (self._any_origin or origin.lower() in self._origins):
             extra.append((b"webhook-allowed-origin", origin))
             rate = header_value(headers, b"webhook-request-rate")
             extra.append((b"webhook-allowed-rate", rate if rate is not None else b"*"))

@@ -1,8 +1,10 @@
 """Optional authentication of event senders (off by default: KANAL_INGRESS_AUTH=none).
 
-A sender presents `Authorization: Bearer <token>` (or the `access_token` query parameter, as the
-CloudEvents webhook spec allows). A missing or invalid token is 401 with `WWW-Authenticate:
-Bearer`; a valid token that may not post to this Broker or Channel is 403.
+A sender presents `Authorization: Bearer <token>` (or, only with
+KANAL_INGRESS_AUTH_QUERY_TOKEN=true, the `access_token` query parameter, which the CloudEvents
+webhook spec allows but which puts the token in every access log on its way). A missing or
+invalid token is 401 with `WWW-Authenticate: Bearer`; a valid token that may not post to this
+Broker or Channel is 403.
 
 - `tokens`: static tokens from a YAML or JSON file (KANAL_INGRESS_AUTH_TOKENS_FILE):
 
@@ -13,16 +15,25 @@ Bearer`; a valid token that may not post to this Broker or Channel is 403.
   `allow` entries are `<kind>/<namespace>/<name>`, where the name (or namespace and name) may
   be `*`, or `*` alone for everything. Tokens are compared in constant time.
 - `jwt`: JSON Web Tokens signed by keys from a JWKS (KANAL_INGRESS_JWT_JWKS_URL: a file path,
-  file:// or http(s) URL, read at startup), with issuer KANAL_INGRESS_JWT_ISSUER; the audience
-  must contain `<kind>/<namespace>/<name>` of the destination, e.g. `broker/event-example/default`.
+  file:// or https:// URL; http:// only to a loopback address; redirects are not followed),
+  with issuer KANAL_INGRESS_JWT_ISSUER; the audience must contain `<kind>/<namespace>/<name>` of
+  the destination, e.g. `broker/event-example/default`. The JWKS is read at start and again every
+  KANAL_INGRESS_JWT_JWKS_REFRESH_SECONDS, and sooner (at most every 30 s) when a token names a key
+  it does not hold, so a rotated key needs no restart; until the new keys are in, such a token is
+  401. A token names its key (`kid`); only a token without `kid` is checked against the JWKS's
+  key when it holds exactly one.
 
-Checks are synchronous and do no I/O per request.
+Checks are synchronous and do no I/O per request: a JWKS is read in a thread of its own.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
+import logging
+import threading
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
@@ -47,6 +58,12 @@ __all__ = [
 ]
 
 
+log = logging.getLogger(__name__)
+
+# A JWKS is read again at most this often when tokens name keys it does not hold.
+_UNKNOWN_KID_REFRESH = 30.0
+
+
 @dataclass(frozen=True, slots=True)
 class Denied:
     status: int  # 401 or 403
@@ -59,12 +76,14 @@ class Authenticator(Protocol):
     ) -> Denied | None: ...
 
 
-def bearer_token(headers: Sequence[tuple[bytes, bytes]], query_string: bytes) -> str | None:
+def bearer_token(
+    headers: Sequence[tuple[bytes, bytes]], query_string: bytes, *, from_query: bool = False
+) -> str | None:
     for name, value in headers:
         if name.lower() == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
             return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-    if query_string and b"access_token=" in query_string:
+    if from_query and query_string and b"access_token=" in query_string:
         values = urllib.parse.parse_qs(query_string.decode("latin-1")).get("access_token")
         return values[0] if values else None
     return None
@@ -90,11 +109,12 @@ _INVALID = Denied(401, "the bearer token is not valid")
 
 
 class StaticTokens:
-    def __init__(self, grants: Sequence[tuple[str, tuple[str, ...]]]) -> None:
+    def __init__(self, grants: Sequence[tuple[str, tuple[str, ...]]], *, from_query: bool = False) -> None:
         self._grants = [(token.encode(), allow) for token, allow in grants]
+        self._from_query = from_query
 
     @classmethod
-    def from_file(cls, path: str) -> StaticTokens:
+    def from_file(cls, path: str, *, from_query: bool = False) -> StaticTokens:
         try:
             data = yaml.safe_load(Path(path).read_text())
         except (OSError, yaml.YAMLError) as exc:
@@ -113,12 +133,12 @@ class StaticTokens:
             if not isinstance(token, str) or not token or not isinstance(allow, list):
                 raise ValidationError.single(f"tokens[{i}]", "needs a non-empty `token` and an `allow` list")
             grants.append((token, tuple(str(a) for a in allow)))
-        return cls(grants)
+        return cls(grants, from_query=from_query)
 
     def check(
         self, headers: Sequence[tuple[bytes, bytes]], query_string: bytes, route: Route
     ) -> Denied | None:
-        token = bearer_token(headers, query_string)
+        token = bearer_token(headers, query_string, from_query=self._from_query)
         if token is None:
             return _MISSING
         presented = token.encode()
@@ -134,24 +154,33 @@ class StaticTokens:
 
 
 class JwtVerifier:
-    def __init__(self, issuer: str, jwks: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        issuer: str,
+        jwks: dict[str, Any],
+        *,
+        source: str | None = None,
+        refresh_seconds: float = 300.0,
+        from_query: bool = False,
+    ) -> None:
         self._issuer = issuer
-        self._keys: dict[str | None, Any] = {}
-        for jwk in jwks.get("keys", []):
-            key = jwt.PyJWK(jwk)
-            self._keys[jwk.get("kid")] = key
+        self._keys = _keys(jwks)
         if not self._keys:
             raise ValidationError.single("KANAL_INGRESS_JWT_JWKS_URL", "the JWKS holds no keys")
+        self._source = source
+        self._refresh_seconds = refresh_seconds
+        self._from_query = from_query
+        self._loaded_at = time.monotonic()
+        self._tried_at = self._loaded_at  # the last read started, successful or not
+        self._reading = False
 
     @classmethod
-    def from_jwks_source(cls, issuer: str, source: str) -> JwtVerifier:
+    def from_jwks_source(
+        cls, issuer: str, source: str, *, refresh_seconds: float = 300.0, from_query: bool = False
+    ) -> JwtVerifier:
         try:
-            if source.startswith(("http://", "https://")):
-                with urlopen(source, timeout=10) as response:
-                    text = response.read().decode()
-            else:
-                text = Path(source.removeprefix("file://")).read_text()
-            return cls(issuer, json.loads(text))
+            jwks = _read_jwks(source)
+            return cls(issuer, jwks, source=source, refresh_seconds=refresh_seconds, from_query=from_query)
         except (OSError, ValueError, jwt.PyJWKError) as exc:
             raise ValidationError.single(
                 "KANAL_INGRESS_JWT_JWKS_URL", f"cannot load a JWKS from {source}: {exc}"
@@ -160,12 +189,21 @@ class JwtVerifier:
     def check(
         self, headers: Sequence[tuple[bytes, bytes]], query_string: bytes, route: Route
     ) -> Denied | None:
-        token = bearer_token(headers, query_string)
+        token = bearer_token(headers, query_string, from_query=self._from_query)
         if token is None:
             return _MISSING
+        now = time.monotonic()
+        if now - self._loaded_at >= self._refresh_seconds:
+            self._read_again(now)
         try:
             kid = jwt.get_unverified_header(token).get("kid")
-            key = self._keys.get(kid) or (next(iter(self._keys.values())) if len(self._keys) == 1 else None)
+            keys = self._keys
+            if kid is None:
+                key = next(iter(keys.values())) if len(keys) == 1 else None
+            else:
+                key = keys.get(kid)
+                if key is None and now - self._tried_at >= _UNKNOWN_KID_REFRESH:
+                    self._read_again(now)  # a key rotated in, perhaps: this token is still 401
             if key is None:
                 return _INVALID
             claims = jwt.decode(
@@ -184,6 +222,62 @@ class JwtVerifier:
             return Denied(403, f"the token's audience does not include {_destination(route)}")
         return None
 
+    def _read_again(self, now: float) -> None:
+        """Read the JWKS in a thread; its keys replace these when it is read and valid."""
+        if self._source is None or self._reading:
+            return
+        self._reading = True
+        self._tried_at = now
+        threading.Thread(target=self._reload, args=(self._source,), name="jwks", daemon=True).start()
+
+    def _reload(self, source: str) -> None:
+        try:
+            keys = _keys(_read_jwks(source))
+            if not keys:
+                raise ValueError("the JWKS holds no keys")
+        except (OSError, ValueError, jwt.PyJWKError) as exc:
+            log.warning("cannot read the JWKS from %s again (keeping its keys as they were): %s", source, exc)
+        else:
+            self._keys = keys  # one assignment: a check sees the old keys or the new ones
+            self._loaded_at = time.monotonic()
+        finally:
+            self._reading = False
+
+
+def _keys(jwks: dict[str, Any]) -> dict[str | None, Any]:
+    return {jwk.get("kid"): jwt.PyJWK(jwk) for jwk in jwks.get("keys", [])}
+
+
+def _read_jwks(source: str) -> dict[str, Any]:
+    """A JWKS from an https:// URL (http:// to a loopback address only), without following
+    redirects, or from a file."""
+    if source.startswith(("http://", "https://")):
+        parts = urllib.parse.urlsplit(source)
+        if parts.scheme == "http" and not _loopback(parts.hostname or ""):
+            raise ValueError("a JWKS is fetched over https:// (http:// only from a loopback address)")
+        with urlopen(source, timeout=10, follow_redirects=False) as response:
+            text = response.read(_MAX_JWKS_BYTES + 1)
+        if len(text) > _MAX_JWKS_BYTES:
+            raise ValueError(f"the JWKS is larger than {_MAX_JWKS_BYTES} bytes")
+        document = json.loads(text)
+    else:
+        document = json.loads(Path(source.removeprefix("file://")).read_text())
+    if not isinstance(document, dict):
+        raise ValueError("a JWKS is a JSON object with `keys`")
+    return document
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_MAX_JWKS_BYTES = 1024 * 1024
+
 
 def authenticator_from_settings(settings: Settings) -> Authenticator | None:
     """The authenticator KANAL_INGRESS_AUTH names; None for `none` (every sender allowed)."""
@@ -192,12 +286,19 @@ def authenticator_from_settings(settings: Settings) -> Authenticator | None:
             raise ValidationError.single(
                 "KANAL_INGRESS_AUTH_TOKENS_FILE", "is required with KANAL_INGRESS_AUTH=tokens"
             )
-        return StaticTokens.from_file(settings.ingress_auth_tokens_file)
+        return StaticTokens.from_file(
+            settings.ingress_auth_tokens_file, from_query=settings.ingress_auth_query_token
+        )
     if settings.ingress_auth == "jwt":
         if not settings.ingress_jwt_issuer or not settings.ingress_jwt_jwks_url:
             raise ValidationError.single(
                 "KANAL_INGRESS_JWT_ISSUER",
                 "KANAL_INGRESS_JWT_ISSUER and KANAL_INGRESS_JWT_JWKS_URL are required",
             )
-        return JwtVerifier.from_jwks_source(settings.ingress_jwt_issuer, settings.ingress_jwt_jwks_url)
+        return JwtVerifier.from_jwks_source(
+            settings.ingress_jwt_issuer,
+            settings.ingress_jwt_jwks_url,
+            refresh_seconds=settings.ingress_jwt_jwks_refresh_seconds,
+            from_query=settings.ingress_auth_query_token,
+        )
     return None

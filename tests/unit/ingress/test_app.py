@@ -166,13 +166,33 @@ async def test_in_flight_limit_sheds_with_429(app: IngressApp) -> None:
     assert "retry-after" in headers
 
 
-async def test_webhook_validation_allows_origin(app: IngressApp) -> None:
+def _with_origins(sink: MemoryEventSink, origins: str) -> IngressApp:
+    app = IngressApp(Settings(ingress_webhook_allowed_origins=origins), sink, ready=lambda: True)
+    app.routes = {("broker", "ns", "default"): Route("broker", "ns", "default", "topic")}
+    return app
+
+
+@pytest.mark.parametrize(
+    ("origins", "approved"),
+    [
+        ("", False),  # by default no origin is approved
+        ("other.example.com", False),
+        ("other.example.com, Sender.Example.com", True),
+        ("*", True),
+    ],
+)
+async def test_webhook_validation_approves_only_the_configured_origins(
+    sink: MemoryEventSink, origins: str, approved: bool
+) -> None:
     headers = [(b"webhook-request-origin", b"sender.example.com"), (b"webhook-request-rate", b"120")]
-    status, response_headers, _ = await call(app, "OPTIONS", "/ns/default", headers)
-    assert status == 200
-    assert response_headers["webhook-allowed-origin"] == "sender.example.com"
-    assert response_headers["webhook-allowed-rate"] == "120"
-    assert "POST" in response_headers["allow"]
+    status, response_headers, _ = await call(_with_origins(sink, origins), "OPTIONS", "/ns/default", headers)
+    assert status == 200 and "POST" in response_headers["allow"]
+    if approved:
+        assert response_headers["webhook-allowed-origin"] == "sender.example.com"
+        assert response_headers["webhook-allowed-rate"] == "120"
+    else:
+        assert "webhook-allowed-origin" not in response_headers
+        assert "webhook-allowed-rate" not in response_headers
 
 
 async def test_knative_channel_host_form(app: IngressApp, sink: MemoryEventSink) -> None:
