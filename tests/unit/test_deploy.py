@@ -7,8 +7,10 @@ runs when a `helm` binary is on PATH.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -21,6 +23,7 @@ import pytest
 import yaml
 
 from channel.cli.main import build_parser
+from channel.control.tokens import token_problem
 from channel.resources.manifests import Skipped, load_documents, parse_resource
 from channel.settings import Settings
 
@@ -81,6 +84,9 @@ def test_values_match_the_schema() -> None:
         (["extraEnv"], [{"value": "http://proxy:3128"}]),
         (["extraEnv"], [{"name": "HTTPS_PROXY", "valu": "http://proxy:3128"}]),
         (["extraEnv"], {"HTTPS_PROXY": "http://proxy:3128"}),
+        (["config", "controllerOpenReads"], "yes"),
+        (["controller", "token", "key"], ""),
+        (["controller", "token", "secretName"], "mine"),
     ],
 )
 def test_the_schema_rejects_bad_values(path: list[str], value: object) -> None:
@@ -151,10 +157,13 @@ SET_BY_TEMPLATES = {
     "kafka_ssl_certfile": "kafka.tls.existingSecret, mounted",
     "kafka_ssl_keyfile": "kafka.tls.existingSecret, mounted",
     "ingress_auth_tokens_file": "ingress.auth.tokensSecret, mounted",
+    "controller_token_file": "controller.token's Secret, mounted into the controller and the apply Job",
 }
 NOT_IN_CHART = {
     "ingress_tls_certfile": "HTTPS to the ingress is left to the cluster's Ingress or mesh",
     "ingress_tls_keyfile": "HTTPS to the ingress is left to the cluster's Ingress or mesh",
+    "controller_token": "the chart passes the admin API's token as a file (controller.token)",
+    "controller_host": "a pod binds KANAL_HOST; the ClusterIP Service keeps the admin API in the cluster",
 }
 
 
@@ -238,6 +247,35 @@ def test_the_service_monitor_scrapes_the_ingress_metrics_port_not_its_events_por
     assert "containerPort: {{ $root.Values.config.ingressMetricsPort }}" in TEMPLATES["_helpers.tpl"]
 
 
+def _documents(template: str) -> dict[str, str]:
+    """The documents of a template, by the part of their name after the release's."""
+    return {
+        re.search(r"name: .*\}\}(-[a-z-]+)", doc).group(1): doc  # type: ignore[union-attr]
+        for doc in TEMPLATES[template].split("\n---\n")
+    }
+
+
+def test_the_admin_api_is_reached_inside_the_cluster_only_with_the_token_of_a_secret() -> None:
+    controller = _documents("services.yaml")["-controller"]
+    assert "type: ClusterIP" in controller and "nodePort" not in controller
+    assert not any(re.search(r"^kind: Ingress\b", text, re.M) for text in TEMPLATES.values())
+    # The Secret is made unless the user names one, with a random token kept across upgrades.
+    secret = TEMPLATES["controller-token.yaml"]
+    assert "{{- if not .Values.controller.token.existingSecret }}" in secret
+    assert "randAlphaNum 48" in secret and 'lookup "v1" "Secret"' in secret
+    assert VALUES["controller"]["token"] == {"existingSecret": "", "key": "token"}
+    # Mounted, with KANAL_CONTROLLER_TOKEN_FILE, in the controller (no other component) and the Job.
+    helpers = TEMPLATES["_helpers.tpl"]
+    setting = "- name: KANAL_CONTROLLER_TOKEN_FILE\n"
+    assert helpers.count(setting) == 1
+    assert '{{- if eq .component "controller" }}\n            ' + setting in helpers
+    assert helpers.count('secretName: {{ include "kanal.controllerTokenSecret" $root }}') == 1
+    job = TEMPLATES["resources.yaml"]
+    assert setting in job and 'secretName: {{ include "kanal.controllerTokenSecret" . }}' in job
+    assert "KANAL_CONTROLLER_TOKEN=" in TEMPLATES["NOTES.txt"]
+    assert VALUES["config"]["controllerOpenReads"] is False
+
+
 def test_the_settings_configmap_writes_numbers_as_json() -> None:
     # Helm reads numbers from values files as floats; toString writes 1048576 as "1.048576e+06",
     # which the integer settings refuse. toJson writes "1048576".
@@ -250,7 +288,7 @@ HELM_VALUES = {
         {
             "apiVersion": "eventing.knative.dev/v1",
             "kind": "Broker",
-            "metadata": {"name": "b", "namespace": "n"},
+            "metadata": {"name": "b", "namespace": "ns"},
         }
     ],
     "metrics": {
@@ -327,8 +365,16 @@ def test_helm_renders_the_chart(tmp_path: Path) -> None:  # pragma: no cover - n
         mounts = {m["mountPath"] for m in container["volumeMounts"]}
         assert {"/tmp", "/etc/kanal/kafka-tls"} <= mounts
         assert (settings.ingress_auth_tokens_file is not None) == (component == "ingress")
+        assert (settings.controller_token_file is not None) == (component == "controller")
+        assert ("/etc/kanal/controller-token" in mounts) == (component == "controller")
     (job,) = by_kind["Job"]
     assert job["spec"]["template"]["spec"]["containers"][0]["args"][:2] == ["apply", "-f"]
+    job_env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert job_env["KANAL_CONTROLLER_TOKEN_FILE"] == "/etc/kanal/controller-token/token"
+    (secret,) = [s for s in by_kind["Secret"] if s["metadata"]["name"] == "kanal-controller-token"]
+    assert token_problem(base64.b64decode(secret["data"]["token"]).decode()) is None
+    services = {s["metadata"]["name"]: s for s in by_kind["Service"]}
+    assert services["kanal-controller"]["spec"]["type"] == "ClusterIP"
     applied = list(yaml.safe_load_all(configmaps["kanal-resources"]["data"]["resources.yaml"]))
     assert [d for d in applied if d] == HELM_VALUES["resources"]
     dashboard = next(c for c in by_kind["ConfigMap"] if "grafana_dashboard" in c["metadata"]["labels"])
@@ -384,7 +430,12 @@ def test_alerts_and_dashboard_use_real_metric_names() -> None:
 
 
 def _kanal_services() -> dict[str, dict[str, Any]]:
-    return {name: s for name, s in COMPOSE["services"].items() if s.get("image") == "kanal:dev"}
+    """The services that run a `kanal` command (not controller-token, a Python one-liner)."""
+    return {
+        name: s
+        for name, s in COMPOSE["services"].items()
+        if s.get("image") == "kanal:dev" and "entrypoint" not in s
+    }
 
 
 def test_compose_services_run_real_kanal_commands_with_real_settings() -> None:
@@ -410,8 +461,8 @@ def test_compose_ports_match_the_settings() -> None:
         service = services[component]
         setting = f"{component}_port"
         port = int(service["environment"].get(f"KANAL_{setting.upper()}", getattr(defaults, setting)))
-        published = {int(p.split(":")[1]) for p in service["ports"]}
-        assert published == {port}, component
+        published = {int(p.split(":")[1]) for p in service.get("ports", [])}
+        assert published == (set() if component == "controller" else {port}), component
         assert f"127.0.0.1:{port}/readyz" in " ".join(service["healthcheck"]["test"])
     prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     targets = {t for job in prometheus["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
@@ -425,7 +476,7 @@ def test_compose_ports_match_the_settings() -> None:
     for service in COMPOSE["services"].values():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
-            assert (ROOT / source).exists(), source
+            assert source in COMPOSE["volumes"] or (ROOT / source).exists(), source
 
 
 def test_compose_kafka_is_kraft_and_the_example_is_applied() -> None:
@@ -446,6 +497,34 @@ def test_compose_kafka_is_kraft_and_the_example_is_applied() -> None:
             if not isinstance(parsed, Skipped):
                 kinds.append(doc["kind"])
     assert sorted(kinds) == ["Broker", "Trigger", "Trigger"]
+
+
+def test_compose_keeps_the_admin_api_inside_with_a_token_made_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = COMPOSE["services"]
+    controller, setup, maker = services["controller"], services["setup"], services["controller-token"]
+    assert "ports" not in controller  # not published to the host
+    path = controller["environment"]["KANAL_CONTROLLER_TOKEN_FILE"]
+    assert setup["environment"]["KANAL_CONTROLLER_TOKEN_FILE"] == path
+    mount = f"controller-token:{os.path.dirname(path)}"
+    assert f"{mount}:ro" in controller["volumes"] and f"{mount}:ro" in setup["volumes"]
+    assert maker["volumes"] == [mount] and maker["restart"] == "no"
+    assert controller["depends_on"]["controller-token"]["condition"] == "service_completed_successfully"
+    # The maker's script, run here on a directory of the test's: a token the controller takes,
+    # for the kanal user (10001) only, made at the first start and kept at the next.
+    chowned: list[tuple[str, int, int]] = []
+    monkeypatch.setattr(os, "chown", lambda p, uid, gid: chowned.append((p, uid, gid)))
+    assert maker["entrypoint"] == ["python", "-c"] and maker["user"] == "0"
+    script = maker["command"][0].replace(os.path.dirname(path), str(tmp_path))
+    exec(script, {})
+    token_file = tmp_path / os.path.basename(path)
+    token = token_file.read_text()
+    assert token.endswith("\n") and token_problem(token.strip()) is None
+    assert token_file.stat().st_mode & 0o777 == 0o440
+    assert chowned == [(f"{token_file}.new", 10001, 0)]
+    exec(script, {})
+    assert token_file.read_text() == token
 
 
 def test_compose_starts_services_in_order() -> None:

@@ -39,6 +39,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/* The Secret holding the admin API's bearer token: the user's, or the one the chart makes. */}}
+{{- define "kanal.controllerTokenSecret" -}}
+{{- .Values.controller.token.existingSecret | default (printf "%s-controller-token" (include "kanal.fullname" .)) -}}
+{{- end -}}
+
 {{- define "kanal.controllerUrl" -}}
 {{- printf "http://%s-controller:%v" (include "kanal.fullname" .) .Values.config.controllerPort -}}
 {{- end -}}
@@ -157,6 +162,10 @@ spec:
                 name: {{ include "kanal.fullname" $root }}-settings
           env:
             {{- include "kanal.env" $root | nindent 12 }}
+            {{- if eq .component "controller" }}
+            - name: KANAL_CONTROLLER_TOKEN_FILE
+              value: /etc/kanal/controller-token/{{ $root.Values.controller.token.key }}
+            {{- end }}
             {{- if and (eq .component "ingress") $root.Values.ingress.auth.tokensSecret }}
             - name: KANAL_INGRESS_AUTH_TOKENS_FILE
               value: /etc/kanal/ingress-auth/{{ $root.Values.ingress.auth.tokensKey }}
@@ -179,6 +188,11 @@ spec:
             {{- toYaml $root.Values.securityContext | nindent 12 }}
           volumeMounts:
             {{- include "kanal.volumeMounts" $root | nindent 12 }}
+            {{- if eq .component "controller" }}
+            - name: controller-token
+              mountPath: /etc/kanal/controller-token
+              readOnly: true
+            {{- end }}
             {{- if and (eq .component "ingress") $root.Values.ingress.auth.tokensSecret }}
             - name: ingress-auth
               mountPath: /etc/kanal/ingress-auth
@@ -186,6 +200,11 @@ spec:
             {{- end }}
       volumes:
         {{- include "kanal.volumes" $root | nindent 8 }}
+        {{- if eq .component "controller" }}
+        - name: controller-token
+          secret:
+            secretName: {{ include "kanal.controllerTokenSecret" $root }}
+        {{- end }}
         {{- if and (eq .component "ingress") $root.Values.ingress.auth.tokensSecret }}
         - name: ingress-auth
           secret:
