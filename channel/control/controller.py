@@ -30,6 +30,7 @@ from aiokafka.errors import KafkaError
 from channel.control.ends import log_ends
 from channel.control.log import Documents, ResourceLog, ResourceWriter
 from channel.control.reconcile import Addressing, channel_subscribers, reconcile
+from channel.destinations import DestinationPolicy
 from channel.errors import Conflict, NotFound, Problem, Unavailable, ValidationError
 from channel.kafka import (
     DEAD_LETTER_TOPIC_ANNOTATION,
@@ -97,6 +98,8 @@ class Controller:
             topic_prefix=settings.kafka_topic_prefix,
             channel_topic_prefix=settings.kafka_channel_topic_prefix,
         )
+        # Destinations a Trigger, Subscription or PingSource is not Ready with (DestinationDenied).
+        self.policy = DestinationPolicy.from_settings(settings)
         self.log = ResourceLog(settings)
         self._writer = ResourceWriter(settings)
         self._admin: AIOKafkaAdminClient = create_admin(settings)
@@ -288,7 +291,9 @@ class Controller:
     ) -> None:
         """Compute statuses for `resources` and write what changed (plus `updates`, `deleted`)."""
         await self._ensure_topics(resources)
-        statuses = reconcile(resources, frozenset(self._topics), self.addressing, now_rfc3339())
+        statuses = reconcile(
+            resources, frozenset(self._topics), self.addressing, now_rfc3339(), policy=self.policy
+        )
         subscribers = channel_subscribers(resources, statuses)
         records: list[tuple[str, dict[str, Any] | None]] = [(k, None) for k in deleted]
         for key, res in resources.items():

@@ -3,9 +3,11 @@
 Pure: no I/O, no clock (the caller passes `now`). The controller calls it after every change and
 periodically, and writes back only the statuses that changed. Readiness follows Knative: a
 Broker is Ready when its topic exists; a Trigger when its Broker is Ready and its subscriber
-(and dead-letter sink, if any) resolve to URLs. What the controller recorded rather than computed,
-a Trigger's or Subscription's status annotations (its start point, `channel.resources.start`), is
-carried over as it is.
+(and dead-letter sink, if any) resolve to URLs that the destination policy allows (a URL whose
+host is a denied address or name makes its condition False with reason DestinationDenied; the
+dispatcher checks the addresses a name resolves to on every connection). What the controller
+recorded rather than computed, a Trigger's or Subscription's status annotations (its start
+point, `channel.resources.start`), is carried over as it is.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from channel.destinations import DestinationPolicy
 from channel.kafka import broker_topic, channel_topic
 from channel.resources.delivery import effective_delivery
 from channel.resources.destination import Destination, KReference, resolve_destination
@@ -31,7 +34,17 @@ from channel.resources.model import (
     Trigger,
 )
 
-__all__ = ["Addressing", "broker_address", "channel_address", "channel_subscribers", "reconcile"]
+__all__ = [
+    "DESTINATION_DENIED",
+    "Addressing",
+    "broker_address",
+    "channel_address",
+    "channel_subscribers",
+    "reconcile",
+]
+
+# The reason of a condition whose destination the policy (KANAL_DELIVERY_DENY) denies.
+DESTINATION_DENIED = "DestinationDenied"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +80,17 @@ def _with_times(new: list[Condition], old: Status, now: str) -> list[Condition]:
     return out
 
 
+def _allowed(cond: Condition, what: str, url: str | None, policy: DestinationPolicy | None) -> Condition:
+    """`cond`, or, when the policy denies the destination it resolved to, that condition False
+    with reason DestinationDenied and a message naming the rule."""
+    if policy is None or url is None or cond.status != "True":
+        return cond
+    why = policy.denied_url(url)
+    if why is None:
+        return cond
+    return _condition(cond.type, False, DESTINATION_DENIED, f"{what} {url}: {why}")
+
+
 def _ready(conditions: list[Condition]) -> Condition:
     for cond in conditions:
         if cond.status != "True":
@@ -79,8 +103,10 @@ def reconcile(
     topics: frozenset[str],
     addressing: Addressing,
     now: str,
+    policy: DestinationPolicy | None = None,
 ) -> dict[str, Status]:
-    """The status every resource should have, keyed like `resources`."""
+    """The status every resource should have, keyed like `resources`; `policy`: destinations
+    that are not to be delivered to."""
     brokers = {
         (r.metadata.namespace, r.metadata.name): r for r in resources.values() if isinstance(r, Broker)
     }
@@ -106,6 +132,7 @@ def reconcile(
             ns,
             addressing,
             _Addresses(ready_brokers, ready_channels),
+            policy,
         )
         conds.append(dls_ok)
         ready = _ready(conds)
@@ -132,7 +159,11 @@ def reconcile(
             )
         )
         dls, dls_cond = _dead_letter(
-            chan.spec.delivery.dead_letter_sink if chan.spec.delivery else None, ns, addressing, addresses
+            chan.spec.delivery.dead_letter_sink if chan.spec.delivery else None,
+            ns,
+            addressing,
+            addresses,
+            policy,
         )
         conds = [topic_cond, dls_cond]
         ready = _ready(conds)
@@ -174,17 +205,18 @@ def reconcile(
                 f"cannot resolve subscriber {_describe(sub.spec.subscriber)}",
             )
         )
+        sub_cond = _allowed(sub_cond, "subscriber", subscriber, policy)
         reply = _resolve(sub.spec.reply, ns, addressing, addresses) if sub.spec.reply else None
         reply_cond = (
             _condition(
                 "ReplyResolved", False, "Unresolved", f"cannot resolve reply {_describe(sub.spec.reply)}"
             )
             if sub.spec.reply is not None and reply is None
-            else _condition("ReplyResolved", True)
+            else _allowed(_condition("ReplyResolved", True), "reply", reply, policy)
         )
         delivery = effective_delivery(sub.spec.delivery, parent.spec.delivery if parent else None)
         dls, dls_cond = _dead_letter(
-            delivery.dead_letter_sink if delivery else None, ns, addressing, addresses
+            delivery.dead_letter_sink if delivery else None, ns, addressing, addresses, policy
         )
         conds = [chan_cond, sub_cond, reply_cond, dls_cond]
         statuses[key] = Status(
@@ -221,11 +253,13 @@ def reconcile(
                 f"cannot resolve subscriber {_describe(trigger.spec.subscriber)}",
             )
         )
+        sub_cond = _allowed(sub_cond, "subscriber", subscriber, policy)
         dls, dls_cond = _dead_letter(
             trigger.spec.delivery.dead_letter_sink if trigger.spec.delivery else None,
             ns,
             addressing,
             addresses,
+            policy,
         )
         conds = [broker_cond, sub_cond, dls_cond]
         statuses[key] = Status(
@@ -245,6 +279,7 @@ def reconcile(
                 "SinkProvided", False, "NotFound", f"cannot resolve sink {_describe(source.spec.sink)}"
             )
         )
+        sink_cond = _allowed(sink_cond, "sink", sink, policy)
         statuses[key] = Status(
             observedGeneration=source.metadata.generation,
             conditions=_with_times([_ready([sink_cond]), sink_cond], source.status, now),
@@ -338,6 +373,7 @@ def _dead_letter(
     namespace: str,
     addressing: Addressing,
     addresses: _Addresses,
+    policy: DestinationPolicy | None,
 ) -> tuple[str | None, Condition]:
     if dest is None:
         return None, _condition("DeadLetterSinkResolved", True, "DeadLetterSinkNotConfigured")
@@ -349,4 +385,4 @@ def _dead_letter(
             "Unresolved",
             f"cannot resolve dead-letter sink {_describe(dest)}",
         )
-    return url, _condition("DeadLetterSinkResolved", True)
+    return url, _allowed(_condition("DeadLetterSinkResolved", True), "dead-letter sink", url, policy)

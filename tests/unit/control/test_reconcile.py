@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from channel.control.reconcile import Addressing, reconcile
+from channel.destinations import DestinationPolicy
 from channel.kafka import broker_topic, channel_topic
 from channel.resources.manifests import parse_resource
 from channel.resources.model import Resource
+from channel.settings import Settings
 
 ADDR = Addressing(ingress_url="http://127.0.0.1:8080")
 
@@ -47,7 +51,9 @@ def _trigger(
     )
 
 
-def _run(*resources: Resource, topics: set[str] | None = None) -> dict[str, Any]:
+def _run(
+    *resources: Resource, topics: set[str] | None = None, policy: DestinationPolicy | None = None
+) -> dict[str, Any]:
     by_key = {r.key: r for r in resources}
     if topics is None:
         topics = {
@@ -55,7 +61,7 @@ def _run(*resources: Resource, topics: set[str] | None = None) -> dict[str, Any]
         }
     return {
         k: s.model_dump(by_alias=True, exclude_none=True)
-        for k, s in reconcile(by_key, frozenset(topics), ADDR, "2026-01-01T00:00:00Z").items()
+        for k, s in reconcile(by_key, frozenset(topics), ADDR, "2026-01-01T00:00:00Z", policy).items()
     }
 
 
@@ -213,3 +219,88 @@ def test_a_subscription_resolves_subscriber_reply_and_dead_letter_sink() -> None
     unresolved = statuses["Subscription/ns/unresolved"]
     assert _ready(unresolved) == ("False", "Unresolved")
     assert "replyUri" not in unresolved["physicalSubscription"]
+
+
+# The default rules, Kanal's own ports (controller 8081, dispatcher 8082) and one name.
+POLICY = DestinationPolicy.from_settings(Settings(delivery_deny="169.254.0.0/16,fe80::/10,metadata.internal"))
+METADATA = {"uri": "http://169.254.169.254/latest/meta-data"}
+
+
+def _ping_source(sink: dict[str, Any]) -> Resource:
+    return _res(
+        {
+            "apiVersion": "sources.knative.dev/v1",
+            "kind": "PingSource",
+            "metadata": {"name": "p", "namespace": "ns"},
+            "spec": {"schedule": "* * * * *", "sink": sink},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("resource", "key", "condition", "rule"),
+    [
+        pytest.param(
+            _trigger(METADATA),
+            "Trigger/ns/t",
+            "SubscriberResolved",
+            "KANAL_DELIVERY_DENY 169.254.0.0/16",
+            id="trigger",
+        ),
+        pytest.param(
+            _trigger({"uri": "http://sink:1/"}, dead_letter_sink={"uri": "http://127.0.0.1:8081/v1/apply"}),
+            "Trigger/ns/t",
+            "DeadLetterSinkResolved",
+            "the controller's admin API",
+            id="trigger-dead-letter-sink",
+        ),
+        pytest.param(
+            _subscription("s", {"subscriber": {"uri": "http://[fe80::1]/"}}),
+            "Subscription/ns/s",
+            "SubscriberResolved",
+            "fe80::/10",
+            id="subscription",
+        ),
+        pytest.param(
+            _subscription(
+                "s", {"subscriber": {"uri": "http://sink:1/"}, "reply": {"uri": "http://metadata.internal/"}}
+            ),
+            "Subscription/ns/s",
+            "ReplyResolved",
+            "KANAL_DELIVERY_DENY metadata.internal",
+            id="subscription-reply",
+        ),
+        pytest.param(
+            _channel(delivery={"deadLetterSink": {"uri": "http://localhost:8082/metrics"}}),
+            "Channel/ns/orders",
+            "DeadLetterSinkResolved",
+            "the dispatcher's health and metrics",
+            id="channel-dead-letter-sink",
+        ),
+        pytest.param(
+            _ping_source(METADATA), "PingSource/ns/p", "SinkProvided", "169.254.0.0/16", id="pingsource"
+        ),
+    ],
+)
+def test_a_denied_destination_is_not_ready_and_names_the_rule(
+    resource: Resource, key: str, condition: str, rule: str
+) -> None:
+    status = _run(_broker(), _channel(), resource, topics=TOPICS, policy=POLICY)[key]
+    assert _ready(status) == ("False", "DestinationDenied")
+    found = next(c for c in status["conditions"] if c["type"] == condition)
+    assert found["status"] == "False" and found["reason"] == "DestinationDenied"
+    assert "denied by the destination policy" in found["message"] and rule in found["message"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["message"] == found["message"]
+
+
+def test_loopback_subscribers_and_the_ingress_are_allowed() -> None:
+    """kanal dev's subscribers are on 127.0.0.1, and a Trigger may deliver to a Broker."""
+    statuses = _run(
+        _broker(),
+        _trigger({"uri": "http://127.0.0.1:9000/"}, dead_letter_sink={**BROKER_REF, "uri": "/dead"}),
+        _ping_source(BROKER_REF),
+        policy=POLICY,
+    )
+    assert _ready(statuses["Trigger/ns/t"]) == ("True", "")
+    assert _ready(statuses["PingSource/ns/p"]) == ("True", "")
