@@ -11,9 +11,10 @@ never go to:
   subdomains too; `.name` or `*.name` only them), each optionally with `:port`
   (`10.0.0.7:9090`, `[fd00::1]:80`). The default denies link-local addresses, where clouds
   serve instance metadata and credentials, and AWS's IPv6 metadata address;
-- Kanal's own admin and health ports on this host (the controller's and the dispatcher's, on
-  loopback, the unspecified address and `KANAL_HOST`) and the controller's URL: only those
-  host:port pairs, so subscribers on 127.0.0.1 (`kanal dev`, tests) are still reached.
+- Kanal's own admin, health and metrics ports on this host (the controller's, the dispatcher's
+  and the ingress's metrics port, on loopback, the unspecified address and `KANAL_HOST`) and the
+  controller's URL: only those host:port pairs, so subscribers on 127.0.0.1 (`kanal dev`, tests)
+  are still reached.
 
 The address that counts is the one connected to: the dispatcher's client resolves a name
 itself, refuses it if any of its addresses is denied and connects to an address it checked, so
@@ -204,11 +205,12 @@ def refusal(host: str, port: int, rule: HostRule, ip: IPAddress | None = None) -
 
 
 def own_ports(settings: Settings) -> tuple[HostRule, ...]:
-    """Kanal's admin and health ports on this host, and the controller's URL: deliveries to them
-    are refused (the ingress's event port is not among them: Triggers deliver to Brokers)."""
+    """Kanal's admin, health and metrics ports on this host, and the controller's URL: deliveries
+    to them are refused (the ingress's event port is not among them: Triggers deliver to Brokers)."""
     ports = {
         "the controller's admin API": settings.controller_port,
         "the dispatcher's health and metrics": settings.dispatcher_port,
+        "the ingress's metrics": settings.ingress_metrics_port,
     }
     hosts = [*_THIS_HOST, "localhost"]
     if settings.host not in hosts:

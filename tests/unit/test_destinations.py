@@ -61,6 +61,7 @@ def test_other_destinations_are_allowed(url: str) -> None:
         ("http://localhost:8081/", "the controller's admin API"),
         ("http://127.9.9.9:8082/metrics", "the dispatcher's health and metrics"),
         ("http://[::1]:8082/metrics", "the dispatcher's health and metrics"),
+        ("http://127.0.0.1:8083/metrics", "the ingress's metrics"),
         ("http://0.0.0.0:8081/", "the controller's admin API"),
         ("http://[::ffff:127.0.0.1]:8081/", "the controller's admin API"),
     ],
