@@ -10,8 +10,9 @@ STAMP   = $(VENV)/.kanal-installed
 # Debian tools some tests and the benchmarks run for real, as command:package: Prometheus (a test
 # scrapes Kanal with it), wrk (load for the ingress benchmark), and Java and Maven, which fetch
 # and run Apache Kafka (every Kafka test runs on it as well as on the embedded broker; the
-# broker's jars come from Maven Central into ~/.cache/kanal once). Installed when missing.
-TOOLS = prometheus:prometheus wrk:wrk java:openjdk-17-jre-headless mvn:maven
+# broker's jars come from Maven Central into ~/.cache/kanal once), and Go, which builds h2spec
+# (the HTTP/2 conformance suite, into ~/.cache/kanal once). Installed when missing.
+TOOLS = prometheus:prometheus wrk:wrk java:openjdk-17-jre-headless mvn:maven go:golang-go
 APT   = $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
 $(STAMP): pyproject.toml
