@@ -19,11 +19,11 @@ and hands it to the same application, so every status code, limit and metric is 
   GOAWAY and closes.
 
 Bounds a client cannot move (`ingress.http2_bounds.Http2Limits`, defaults in brackets):
-- flow control grants window only for bodies the server will take: a stream starts with
-  `stream_window` (16 KiB) and gets more as its body arrives while the connection's unfinished
-  bodies stay within a budget (the body limit); past it only the oldest unfinished stream gets
-  more, so it finishes and nothing waits on a window forever. Memory for bodies is at most
-  max_streams x stream_window + the budget + one body per connection, whatever the client sends;
+- flow control grants window only for bodies the server will take (`ReceiveWindows`): a stream
+  starts with `stream_window` (16 KiB) and gets more as its body arrives while the connection's
+  unfinished bodies stay within a budget (the body limit); past it only the oldest unfinished
+  stream gets more, so it finishes and nothing waits on a window forever. Memory for bodies is
+  at most max_streams x stream_window + the budget + one body per connection;
 - at most `max_streams` (100) streams at once, counting those the client reset while their
   events are being stored: more are refused (REFUSED_STREAM), so resets cannot start more work
   than that (CVE-2023-44487);
@@ -33,9 +33,9 @@ Bounds a client cannot move (`ingress.http2_bounds.Http2Limits`, defaults in bra
   for, PRIORITY, empty DATA, unknown types; one more per stream opened): GOAWAY with
   ENHANCE_YOUR_CALM, and the connection closes;
 - write backpressure: while the socket's write buffer is over its high-water mark (a client
-  that does not read its answers or its PING acks) nothing more is read from it; an answer that
-  waits `write_stall_seconds` (30 s) for a client that does not read is given up: the stream is
-  reset, or the connection closed;
+  that does not read its answers or its PING acks) nothing more is read or parsed, and whole
+  requests wait; an answer that waits `write_stall_seconds` (30 s) for a client that does not
+  read is given up: the stream is reset, or the connection closed;
 - after a GOAWAY for an error the server reads and drops for `linger_seconds` (2 s) before it
   closes, so the client reads the GOAWAY, not a TCP reset.
 """
@@ -59,7 +59,7 @@ import h2.exceptions
 import h2.settings
 
 from ingress.app import Request, Response, declared_over, header_value
-from ingress.http2_bounds import Budget
+from ingress.http2_bounds import Budget, ReceiveWindows
 
 if TYPE_CHECKING:
     from ingress.http import HttpServer
@@ -86,16 +86,13 @@ _IDLE_FRAMES = (
 
 
 class _Stream:
-    __slots__ = ("body", "request", "size", "started", "state", "window")
+    __slots__ = ("body", "request", "size", "started", "state")
 
-    def __init__(self, request: Request, started: float, window: int) -> None:
+    def __init__(self, request: Request, started: float) -> None:
         self.request = request
         self.started = started
         self.body: list[bytes] = []
         self.size = 0
-        # What the client may still send on it, as the server counts: exact once the client
-        # has acknowledged the server's SETTINGS, and smaller than h2's count before.
-        self.window = window
         # "reading" its body; "ended" (whole, handed to the application once the read that
         # ended it is processed); "answering" (with the application).
         self.state = "reading"
@@ -119,12 +116,7 @@ class Http2Connection(asyncio.Protocol):
         self._unsent: dict[int, tuple[bytes, float]] = {}
         self._reset_when_sent: set[int] = set()  # refused streams whose client may still send
         self._orphans = 0  # streams the client reset while the application stores their events
-        self._buffered = 0  # bytes of unfinished bodies
-        self._budget = limits.body_budget if limits.body_budget is not None else self._app.max_body
-        self._starved = False  # a stream was left without window for the budget
-        self._stream_refill = max(1, limits.stream_window // 2)
-        self._connection_refill = max(1, limits.connection_window // 2)
-        self._connection_owed = 0
+        self._windows = ReceiveWindows(limits, self._app.max_body)
         self._resets = Budget(limits.resets, limits.reset_seconds, 0.5)
         self._frames = Budget(limits.idle_frames, limits.frame_seconds, 1.0)
         self._timer: asyncio.TimerHandle | None = None
@@ -194,7 +186,7 @@ class Http2Connection(asyncio.Protocol):
         its window, input left unparsed and the socket's write buffer."""
         transport = self._transport
         return (
-            self._buffered
+            self._windows.buffered
             + sum(len(body) for body, _ in self._unsent.values())
             + len(self._unread or b"")
             + (transport.get_write_buffer_size() if transport is not None else 0)
@@ -299,7 +291,8 @@ class Http2Connection(asyncio.Protocol):
         if "%" in path:
             path = unquote(path)
         request = Request(method.decode("latin-1"), path, headers, query=query)
-        stream = self._streams[stream_id] = _Stream(request, now, self._limits.stream_window)
+        stream = self._streams[stream_id] = _Stream(request, now)
+        self._windows.open(stream_id)
         self._idle_since = now
         self._arm(now + self._limits.request_seconds)
         if declared_over(header_value(headers, b"content-length"), self._app.max_body):
@@ -312,13 +305,7 @@ class Http2Connection(asyncio.Protocol):
     def _data(
         self, stream_id: int, data: bytes, flow_controlled: int, ending: h2.events.StreamEnded | None
     ) -> None:
-        # The connection's window is granted again as bytes arrive: each stream's own window
-        # bounds what it can send, and one stream's unread body must not stall the others.
-        self._connection_owed += flow_controlled
-        if self._connection_owed >= self._connection_refill:
-            with contextlib.suppress(h2.exceptions.ProtocolError):  # the connection is closing
-                self._h2.increment_flow_control_window(self._connection_owed)
-            self._connection_owed = 0
+        self._grant(self._windows.connection(flow_controlled), None)
         stream = self._streams.get(stream_id)
         if stream is None or stream.state != "reading":
             return
@@ -327,50 +314,25 @@ class Http2Connection(asyncio.Protocol):
             return
         stream.body.append(data)
         stream.size += len(data)
-        self._buffered += len(data)
-        stream.window -= flow_controlled
-        if ending is None and stream.window <= self._stream_refill:
-            self._refill(stream_id, stream)
+        window = self._windows.received(stream_id, len(data), flow_controlled, ending=ending is not None)
+        self._grant(window, stream_id)
 
-    def _refill(self, stream_id: int, stream: _Stream) -> None:
-        """More window for a stream: back to `stream_window` while the connection's unfinished
-        bodies are within the budget; past it, only the oldest unfinished stream gets any, and
-        enough for the rest of its body at once (and one byte more, so a body over the limit
-        is seen), so it finishes; the others wait until it does."""
-        if self._buffered <= self._budget:
-            target = self._limits.stream_window
-        elif stream is self._oldest_reading():
-            target = self._app.max_body + 1 - stream.size
-        else:
-            self._starved = True
-            return
-        if target - stream.window >= self._stream_refill:
+    def _grant(self, window: int, stream_id: int | None) -> None:
+        if window:
             with contextlib.suppress(h2.exceptions.ProtocolError, KeyError):  # closed meanwhile
-                self._h2.increment_flow_control_window(target - stream.window, stream_id)
-            stream.window = target
+                self._h2.increment_flow_control_window(window, stream_id)
 
-    def _oldest_reading(self) -> _Stream | None:
-        for stream in self._streams.values():
-            if stream.state == "reading":
-                return stream
-        return None
-
-    def _done_reading(self, stream: _Stream) -> None:
-        """A stream's body is whole or given up: its bytes leave the budget, and streams left
-        waiting for it may get their window now."""
-        self._buffered -= stream.size
-        if self._starved:
-            self._starved = False
-            for stream_id, waiting in list(self._streams.items()):
-                if waiting.state == "reading" and waiting.window <= self._stream_refill:
-                    self._refill(stream_id, waiting)
+    def _done_reading(self, stream_id: int) -> None:
+        """A stream's body is whole or given up: streams that waited for it may get window."""
+        for waiting, window in self._windows.done(stream_id):
+            self._grant(window, waiting)
 
     def _ended(self, stream_id: int) -> None:
         stream = self._streams.get(stream_id)
         if stream is None or stream.state != "reading":
             return
         stream.state = "ended"
-        self._done_reading(stream)
+        self._done_reading(stream_id)
         self._waiting.append(stream_id)
 
     def _hand_over_waiting(self) -> None:
@@ -405,7 +367,7 @@ class Http2Connection(asyncio.Protocol):
                 self._orphans += 1  # still holds a place until the application answers
             else:
                 if stream.state == "reading":
-                    self._done_reading(stream)
+                    self._done_reading(stream_id)
                 self._app.disconnected(stream.request.path, stream.request.headers)
         if not self._resets.spend(now):
             self._calm("too many streams reset")
@@ -418,7 +380,7 @@ class Http2Connection(asyncio.Protocol):
         reading = stream.state == "reading"
         stream.state = "refused"
         if reading:
-            self._done_reading(stream)
+            self._done_reading(stream_id)
         stream.body = []
         self._respond(stream_id, response, head=stream.request.method == "HEAD")
         if stream_id in self._unsent:

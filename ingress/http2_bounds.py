@@ -6,14 +6,15 @@ stream gets, how many bytes of unfinished bodies a connection may buffer before 
 stream gets more window, how long a request may take to arrive whole and an answer may wait for
 a client that does not read, and how many resets and frames that do no work (PING, SETTINGS,
 WINDOW_UPDATE, PRIORITY, empty DATA, unknown types) a client may send before it is told
-ENHANCE_YOUR_CALM. `Budget` counts the last two. `ingress.http2` enforces them.
+ENHANCE_YOUR_CALM. `Budget` counts the last two; `ReceiveWindows` decides the window each
+stream is granted. `ingress.http2` enforces them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Budget", "Http2Limits"]
+__all__ = ["Budget", "Http2Limits", "ReceiveWindows"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +83,93 @@ class Budget:
         self._roll(now)
         self._left -= 1
         return self._left >= 0
+
+
+class ReceiveWindows:
+    """The window a connection grants, as bodies arrive. A stream starts with `stream_window`
+    and is granted back to it as its body arrives while the connection's unfinished bodies stay
+    within the budget; past it only the oldest unfinished stream is granted any, and enough for
+    the rest of its body at once (one byte more, so a body over the limit is seen), so it
+    finishes; the others wait until a body is done. The connection's own window is granted
+    again as bytes arrive: the streams' windows are what bound memory, and one stream's unread
+    body must not stall the others. Grants are batched: none smaller than half a window."""
+
+    __slots__ = (
+        "_budget",
+        "_connection_owed",
+        "_connection_refill",
+        "_max_body",
+        "_reading",
+        "_refill",
+        "_starved",
+        "_stream_window",
+        "buffered",
+    )
+
+    def __init__(self, limits: Http2Limits, max_body: int) -> None:
+        self._stream_window = limits.stream_window
+        self._refill = max(1, limits.stream_window // 2)
+        self._connection_refill = max(1, limits.connection_window // 2)
+        self._budget = limits.body_budget if limits.body_budget is not None else max_body
+        self._max_body = max_body
+        # Each unfinished stream's [window, body bytes], oldest first. Its window is as the
+        # server counts it: exact once the client acknowledged the server's SETTINGS, smaller
+        # than h2's count before (h2 holds the client to the default window until then).
+        self._reading: dict[int, list[int]] = {}
+        self._connection_owed = 0
+        self._starved = False  # a stream was left without window for the budget
+        self.buffered = 0  # bytes of unfinished bodies
+
+    def open(self, stream_id: int) -> None:
+        self._reading[stream_id] = [self._stream_window, 0]
+
+    def connection(self, flow_controlled: int) -> int:
+        """Bytes arrived on any stream: the connection's window to grant now (0: none yet)."""
+        self._connection_owed += flow_controlled
+        if self._connection_owed < self._connection_refill:
+            return 0
+        owed, self._connection_owed = self._connection_owed, 0
+        return owed
+
+    def received(self, stream_id: int, size: int, flow_controlled: int, *, ending: bool) -> int:
+        """Body bytes arrived on an unfinished stream (`size` of data, `flow_controlled` with
+        padding): the window to grant it now (0: none)."""
+        entry = self._reading[stream_id]
+        entry[0] -= flow_controlled
+        entry[1] += size
+        self.buffered += size
+        if ending or entry[0] > self._refill:
+            return 0
+        return self._grant(stream_id, entry)
+
+    def _grant(self, stream_id: int, entry: list[int]) -> int:
+        if self.buffered <= self._budget:
+            target = self._stream_window
+        elif stream_id == next(iter(self._reading)):
+            target = self._max_body + 1 - entry[1]
+        else:
+            self._starved = True
+            return 0
+        if target - entry[0] < self._refill:
+            return 0
+        grant = target - entry[0]
+        entry[0] = target
+        return grant
+
+    def done(self, stream_id: int) -> list[tuple[int, int]]:
+        """A stream's body is whole or given up: its bytes leave the budget. The grants, as
+        (stream id, window), of streams that waited for it."""
+        entry = self._reading.pop(stream_id, None)
+        if entry is None:
+            return []
+        self.buffered -= entry[1]
+        if not self._starved:
+            return []
+        self._starved = False
+        grants = []
+        for waiting, waiting_entry in self._reading.items():
+            if waiting_entry[0] <= self._refill:
+                grant = self._grant(waiting, waiting_entry)
+                if grant:
+                    grants.append((waiting, grant))
+        return grants

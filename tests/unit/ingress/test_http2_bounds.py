@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingress.http2_bounds import Budget
+from ingress.http2_bounds import Budget, Http2Limits, ReceiveWindows
 
 
 @pytest.mark.parametrize(
@@ -39,3 +39,63 @@ def test_earnings_do_not_carry_into_the_next_window() -> None:
     for _ in range(5):
         budget.earn(0.0)
     assert budget.spend(20.0) and not budget.spend(20.0)
+
+
+KIB = 1024
+# 16 KiB stream windows, a budget of 64 KiB, a body limit of 100 KiB.
+LIMITS = Http2Limits(stream_window=16 * KIB, connection_window=1024 * KIB, body_budget=64 * KIB)
+
+
+def _windows(*streams: int) -> ReceiveWindows:
+    windows = ReceiveWindows(LIMITS, 100 * KIB)
+    for stream_id in streams:
+        windows.open(stream_id)
+    return windows
+
+
+@pytest.mark.parametrize(
+    ("received", "ending", "grant"),
+    [
+        pytest.param(4 * KIB, False, 0, id="a quarter used: no grant yet"),
+        pytest.param(8 * KIB, False, 8 * KIB, id="half used: back to the whole window"),
+        pytest.param(16 * KIB, False, 16 * KIB, id="all used: all of it again"),
+        pytest.param(16 * KIB, True, 0, id="the body ended: nothing more to grant"),
+    ],
+)
+def test_within_the_budget_a_stream_gets_its_window_back(received: int, ending: bool, grant: int) -> None:
+    windows = _windows(1)
+    assert windows.received(1, received, received, ending=ending) == grant
+    assert windows.buffered == received
+
+
+def test_past_the_budget_only_the_oldest_stream_gets_window_and_all_its_body_at_once() -> None:
+    windows = _windows(1, 3, 5, 7, 9)
+    for stream_id in (3, 5, 7, 9):  # 64 KiB buffered: the budget, no more
+        assert windows.received(stream_id, 16 * KIB, 16 * KIB, ending=False) == 16 * KIB
+    # Over the budget: the oldest gets the rest of its body (100 KiB, +1 to see one over it)...
+    assert windows.received(1, 16 * KIB, 16 * KIB, ending=False) == 100 * KIB + 1 - 16 * KIB
+    # ... and another waits.
+    assert windows.received(3, 16 * KIB, 16 * KIB, ending=False) == 0
+    # The oldest's body done, the waiting one may go on (the oldest now, and over the budget).
+    assert windows.done(1) == [(3, 100 * KIB + 1 - 32 * KIB)]
+    assert windows.buffered == 80 * KIB
+
+
+def test_padding_counts_against_the_window_not_the_body() -> None:
+    windows = _windows(1)
+    assert windows.received(1, 1 * KIB, 9 * KIB, ending=False) == 9 * KIB
+    assert windows.buffered == 1 * KIB
+
+
+def test_the_connection_window_is_granted_again_in_halves() -> None:
+    windows = _windows()
+    assert windows.connection(500 * KIB) == 0
+    assert windows.connection(12 * KIB) == 512 * KIB
+    assert windows.connection(1) == 0
+
+
+def test_a_stream_done_twice_or_never_opened_changes_nothing() -> None:
+    windows = _windows(1)
+    windows.received(1, 1 * KIB, 1 * KIB, ending=False)
+    assert windows.done(1) == [] and windows.done(1) == [] and windows.done(3) == []
+    assert windows.buffered == 0
