@@ -9,97 +9,20 @@ suites run the same server against the embedded Kafka broker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import ssl
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from channel.embedded import free_port
-from channel.events import KafkaRecord
-from channel.producer import Done, MemoryEventSink
-from channel.settings import Settings
-from ingress.app import IngressApp
-from ingress.auth import Authenticator, StaticTokens
+from channel.producer import MemoryEventSink
+from ingress.auth import StaticTokens
 from ingress.http import MAX_HEADER_BYTES, HttpServer
-from ingress.routing import Route
+from support.http1 import PATH, HeldSink, closed, connect, ids, post, read_response
+from support.http1 import serve as _serve
 from support.tls import self_signed
 
-PATH = "/ns/default"
-
-
-class HeldSink(MemoryEventSink):
-    """Acknowledges nothing until `release()`: requests stay in flight."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.held: list[Done] = []
-
-    def submit(self, topic: str, records: Sequence[KafkaRecord], done: Done) -> None:
-        self.topics.setdefault(topic, []).extend(records)
-        self.held.append(done)
-
-    def release(self) -> None:
-        for done in self.held:
-            done(None)
-
-
-async def _serve(
-    sink: MemoryEventSink, auth: Authenticator | None = None, **options: Any
-) -> tuple[HttpServer, asyncio.Task[None]]:
-    app = IngressApp(Settings(ingress_max_body_bytes=1000), sink, ready=lambda: True, auth=auth)
-    app.routes = {("broker", "ns", "default"): Route("broker", "ns", "default", "topic")}
-    server = HttpServer(app, "127.0.0.1", free_port(), **options)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    return server, task
-
-
-def post(event_id: str, body: bytes = b'{"a": 1}', *extra: str, version: str = "1.1") -> bytes:
-    head = [
-        f"POST {PATH} HTTP/{version}",
-        "Host: ingress",
-        f"ce-id: {event_id}",
-        "ce-specversion: 1.0",
-        "ce-type: t",
-        "ce-source: s",
-        "Content-Type: application/json",
-        f"Content-Length: {len(body)}",
-        *extra,
-    ]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
-
-
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ")[1])
-    headers = {}
-    for line in lines[1:]:
-        if line:
-            name, _, value = line.partition(":")
-            headers[name.lower()] = value.strip()
-    length = int(headers.get("content-length", "0"))
-    body = await asyncio.wait_for(reader.readexactly(length), 5) if length else b""
-    return status, headers, body
-
-
-async def closed(reader: asyncio.StreamReader) -> bool:
-    with contextlib.suppress(ConnectionError):
-        return await asyncio.wait_for(reader.read(1), 5) == b""
-    return True
-
-
-async def connect(server: HttpServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection("127.0.0.1", server.port)
-
-
-def ids(sink: MemoryEventSink) -> list[str]:
-    return [dict(r.headers)["ce_id"].decode() for r in sink.topics.get("topic", [])]
+__all__ = ["PATH", "HeldSink", "_serve"]  # the HTTP/2 suite and conftest.py take these from here
 
 
 async def test_keep_alive_and_pipelined_requests_answered_in_order(
@@ -275,14 +198,14 @@ async def test_http_1_0_closes_after_the_answer_and_head_has_no_body(server: Htt
 
 
 async def test_idle_connections_are_closed_after_keep_alive(memory: MemoryEventSink) -> None:
-    server, task = await _serve(memory, keep_alive=0.3)
+    server, task = await _serve(memory, keep_alive=0.3, head_timeout=0.3, body_timeout=0.3)
     try:
         reader, writer = await connect(server)
         writer.write(post("before-idle"))
         assert (await read_response(reader))[0] == 202
         assert await closed(reader)
-        # A request that takes longer than keep_alive to arrive whole is answered 408 and its
-        # connection closed, whether its head or its body was missing; none of it is stored.
+        # A request that does not arrive whole in time is answered 408 and its connection
+        # closed, whether its head or its body was missing; none of it is stored.
         for cut in (20, -3):
             reader, writer = await connect(server)
             writer.write(post(f"slow{cut}")[:cut])
