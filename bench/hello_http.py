@@ -26,6 +26,9 @@ class HelloApp:
     def refused(self, request: Request) -> Response | None:
         return None
 
+    def unrouted(self, request: Request) -> Response | asyncio.Future[Response | None] | None:
+        return None
+
     def timed_out(self, request: Request | None) -> Response:
         return Response(408, [])
 

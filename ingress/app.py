@@ -8,7 +8,9 @@ acknowledged. No task, coroutine or extra future is created per request on that 
 `IngressApp` is also an ASGI callable, for embedding and for unit tests.
 
 Status codes: 202 stored (acks=all); 400 invalid event (JSON body listing every problem); 404
-unknown or not-Ready Broker; 405 other methods (with Allow); 408 request not whole in time (the
+unknown or not-Ready Broker, after one refresh of the routes shared by all the requests that wait
+for it (at most 64 wait; more get their 404 at once), and for a large body decided before the
+server reads it (`unrouted`); 405 other methods (with Allow); 408 request not whole in time (the
 server decides); 413 body over the limit (decided from Content-Length before reading, or while
 reading), or an event Kafka refuses as larger than its topic takes; 415 structured content Kanal
 cannot read; 429 in-flight limit reached; 503 Kafka unavailable (both with Retry-After).
@@ -50,6 +52,9 @@ _RETRY = (b"retry-after", b"1")
 # /metrics is not here: it is served on a port of its own (ingress.metrics_server).
 _ADMIN = frozenset(("/healthz", "/readyz"))
 _PATHS_MAX = 4096
+# Requests that may wait for a refresh of the routes at a time (their path unknown); more are
+# answered 404 at once, so a flood of unknown paths holds no more than this many.
+_MAX_WAITING = 64
 
 
 @dataclass(slots=True)
@@ -73,6 +78,7 @@ class Response:
 
 
 ACCEPTED = Response(202, [])
+_STOPPING = Response(503, [_JSON], b'{"error": "the server is stopping; the event was not stored"}')
 
 
 def json_response(status: int, body: dict[str, Any], *extra: tuple[bytes, bytes]) -> Response:
@@ -130,8 +136,12 @@ class IngressApp:
         self._by_path: dict[str, Route] = {}  # found routes by request path, for this routing table
         self._ready = ready
         # Called before answering 404, so a Broker the controller just reported Ready is found
-        # even if this process has not read that change yet.
+        # even if this process has not read that change yet: one refresh at a time, shared by
+        # all the requests that came before it began, and at most _MAX_WAITING waiting.
         self._refresh = refresh
+        self._refreshing: asyncio.Future[None] | None = None
+        self._next_refresh: asyncio.Future[None] | None = None
+        self._waiting = 0
         self._auth = auth  # None: every sender is allowed
         self._in_flight = 0
         self.max_body = settings.ingress_max_body_bytes
@@ -182,6 +192,20 @@ class IngressApp:
         request.authorized = refusal is None
         return refusal
 
+    def unrouted(self, request: Request) -> Response | asyncio.Future[Response | None] | None:
+        """Before the body of `request` is read: None if its path is served here; else its 404,
+        now or (a future) after one refresh of the routes, which may find it after all (None).
+        So no body is read for a path that nothing serves."""
+        path = request.path
+        if path in _ADMIN or self._route(path, request.headers) is not None:
+            return None
+        refreshed = self._after_refresh()
+        if refreshed is None:
+            return self._unknown(path)
+        decided: asyncio.Future[Response | None] = asyncio.get_running_loop().create_future()
+        refreshed.add_done_callback(partial(self._decide, request, decided))
+        return decided
+
     def timed_out(self, request: Request | None) -> Response:
         """The 408 for a request that did not arrive whole in time (None: not even its head),
         counted against its Broker or Channel if known."""
@@ -203,9 +227,8 @@ class IngressApp:
         if path in _ADMIN:
             return self._admin(path)
         route = self._route(path, request.headers)
-        if route is None and self._refresh is not None:
-            task = asyncio.ensure_future(self._handle_refreshed(request))
-            task.add_done_callback(partial(_reply_from_task, reply))
+        if route is None and (refreshed := self._after_refresh()) is not None:
+            refreshed.add_done_callback(partial(self._handle_refreshed, request, reply))
             return None
         return self._handle_routed(request, route, reply)
 
@@ -251,12 +274,63 @@ class IngressApp:
 
     # -- handling -----------------------------------------------------------------------------
 
-    async def _handle_refreshed(self, request: Request) -> Response:
-        assert self._refresh is not None
-        await self._refresh()
-        later: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        answer = self._handle_routed(request, self._route(request.path, request.headers), later.set_result)
-        return answer if answer is not None else await later
+    def _after_refresh(self) -> asyncio.Future[None] | None:
+        """Done after a refresh of the routes that began after this call (cancelled if the
+        service stops first); None without a refresh, or with _MAX_WAITING waiting already."""
+        if self._refresh is None or self._waiting >= _MAX_WAITING:
+            return None
+        self._waiting += 1
+        if self._next_refresh is None:
+            self._next_refresh = asyncio.get_running_loop().create_future()
+        refreshed = self._next_refresh
+        if self._refreshing is None:
+            self._start_refresh()
+        return refreshed
+
+    def _start_refresh(self) -> None:
+        assert self._refresh is not None and self._next_refresh is not None
+        refreshed, self._next_refresh = self._next_refresh, None
+        self._refreshing = task = asyncio.ensure_future(self._refresh())
+        task.add_done_callback(partial(self._refreshed, refreshed))
+
+    def _refreshed(self, refreshed: asyncio.Future[None], task: asyncio.Future[None]) -> None:
+        self._refreshing = None
+        if task.cancelled():
+            refreshed.cancel()
+        else:
+            if (exc := task.exception()) is not None:
+                log.warning("refreshing the routes failed: %s", exc)
+            refreshed.set_result(None)
+        if self._next_refresh is not None:  # requests came during this one: another for them
+            self._start_refresh()
+
+    def _decide(
+        self, request: Request, decided: asyncio.Future[Response | None], refreshed: asyncio.Future[None]
+    ) -> None:
+        self._waiting -= 1
+        if decided.done():
+            return
+        if refreshed.cancelled():
+            decided.set_result(_STOPPING)
+        elif request.path in _ADMIN or self._route(request.path, request.headers) is not None:
+            decided.set_result(None)
+        else:
+            decided.set_result(self._unknown(request.path))
+
+    def _handle_refreshed(
+        self, request: Request, reply: Callable[[Response], None], refreshed: asyncio.Future[None]
+    ) -> None:
+        self._waiting -= 1
+        if refreshed.cancelled():
+            reply(_STOPPING)
+            return
+        try:
+            answer = self._handle_routed(request, self._route(request.path, request.headers), reply)
+        except Exception:
+            log.exception("handling %s %s", request.method, request.path)
+            answer = json_response(500, {"error": "internal error; the event may not be stored"})
+        if answer is not None:
+            reply(answer)
 
     def _handle_routed(
         self, request: Request, route: Route | None, reply: Callable[[Response], None]
@@ -267,8 +341,7 @@ class IngressApp:
         # 404 before 405: a path that is no Broker or Channel (/metrics, say) is not found
         # whatever the method.
         if route is None:
-            self._not_found(request.path)
-            return json_response(404, {"error": f"no ready Broker or Channel at {request.path}"})
+            return self._unknown(request.path)
         if method != "POST":
             return json_response(
                 405, {"error": f"method {method} not allowed; POST CloudEvents here"}, _ALLOW
@@ -372,8 +445,7 @@ class IngressApp:
 
     def _options(self, request: Request, route: Route | None) -> Response:
         if route is None:
-            self._not_found(request.path)
-            return json_response(404, {"error": f"no ready Broker or Channel at {request.path}"})
+            return self._unknown(request.path)
         headers = request.headers
         extra = [_ALLOW]
         origin = header_value(headers, b"webhook-request-origin")
@@ -416,10 +488,12 @@ class IngressApp:
             more,
         )
 
-    def _not_found(self, path: str) -> None:
+    def _unknown(self, path: str) -> Response:
+        """The 404 for a path no ready Broker or Channel has (logged, sampled)."""
         more = self._sampler.take((404,), time.monotonic())
         if more is not None:
             log.info("refused path=%r status=404: no ready Broker or Channel there%s", path[:200], more)
+        return json_response(404, {"error": f"no ready Broker or Channel at {path}"})
 
     def _count(self, route: Route, event_type: str, code: int, started: float | None = None) -> None:
         code_label = str(code)
@@ -428,16 +502,6 @@ class IngressApp:
             metrics.REQUEST_LATENCY.labels(route.kind, route.namespace, route.name, code_label).observe(
                 time.perf_counter() - started
             )
-
-
-def _reply_from_task(reply: Callable[[Response], None], task: asyncio.Future[Response]) -> None:
-    if task.cancelled():
-        reply(json_response(503, {"error": "the server is stopping; the event may not be stored"}))
-    elif (exc := task.exception()) is not None:
-        log.error("handling a request failed", exc_info=exc)
-        reply(json_response(500, {"error": "internal error; the event may not be stored"}))
-    else:
-        reply(task.result())
 
 
 def _event_id(headers: Sequence[tuple[bytes, bytes]]) -> str | None:

@@ -35,6 +35,9 @@ Bounds no client can move (HttpServer's arguments, defaults in brackets):
   bytes more than its length (so MAX_HEADER_FIELDS, 512, fields at the most), else 431; the
   app's body limit, and chunk framing at most twice that, else 413; MAX_PIPELINED (128)
   requests waiting behind the one being answered, reading paused meanwhile;
+- unknown paths: a body over 64 KiB (or chunked) to a path no Broker or Channel serves is
+  answered 404 before it is read, after at most one refresh of the routes (the app's
+  `unrouted`, which lets at most 64 requests wait for one), and its connection closes;
 - output: reading and parsing pause while the write buffer is over its high-water mark, so a
   client that sends and never reads costs at most that, one read and the waiting requests.
 HTTP/2 has bounds of its own (`ingress.http2_bounds.Http2Limits`).
@@ -72,6 +75,8 @@ class App(Protocol):
     def too_large(self, path: str, headers: list[tuple[bytes, bytes]]) -> Response: ...
 
     def refused(self, request: Request) -> Response | None: ...
+
+    def unrouted(self, request: Request) -> Response | asyncio.Future[Response | None] | None: ...
 
     def timed_out(self, request: Request | None) -> Response: ...
 

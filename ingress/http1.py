@@ -70,6 +70,9 @@ _CLOSE = b"connection: close\r\n"
 _OVER_CAPACITY = (
     b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: 0\r\n" + _CLOSE + b"\r\n"
 )
+# A body larger than this (or chunked) to an unknown path is refused before it is read, and
+# its connection closes; a smaller one is read and dropped, and the connection goes on.
+_SMALL_BODY = 64 * 1024
 # How long a connection refused mid-request keeps reading (and dropping) before it closes.
 _LINGER_SECONDS = 2.0
 
@@ -111,6 +114,17 @@ def _error(status: int, message: str) -> Response:
     return json_response(status, {"error": message})
 
 
+class _Dropped(list[tuple[bytes, bytes]]):
+    """Where trailer fields go: counted against MAX_HEADER_BYTES as header fields are, and never
+    kept, so none becomes a header of the event after the head was checked."""
+
+    def append(self, field: tuple[bytes, bytes]) -> None:
+        pass
+
+
+_TRAILERS = _Dropped()
+
+
 # A request ready to answer, or an answer decided before its request was read (a 413, a 400),
 # with whether the connection stays open afterwards and whether it was a HEAD.
 _Item = tuple[Request | Response, bool, bool]
@@ -123,6 +137,7 @@ class Http1Connection(asyncio.Protocol):
         "_app",
         "_body",
         "_busy",
+        "_deciding",
         "_done",
         "_ended",
         "_expect",
@@ -186,6 +201,8 @@ class Http1Connection(asyncio.Protocol):
         self._head_open = False  # a request's head has begun and not ended
         self._upgrade_body: int | None = None  # body bytes still to come of an Upgrade request
         self._request: Request | None = None
+        # The routes are being refreshed before the request's body is read (see _decided).
+        self._deciding: asyncio.Future[Response | None] | None = None
         self._body: list[bytes] = []
         self._spill: bytearray | None = None  # a body of many small pieces, gathered
         self._size = 0
@@ -237,6 +254,7 @@ class Http1Connection(asyncio.Protocol):
             self._app.disconnected(self._request.path, self._request.headers)
         self._transport = None  # answers still to come are dropped; their events stay stored
         self._pending = b""
+        self._deciding = None
         self._queue.clear()
 
     def pause_writing(self) -> None:
@@ -305,7 +323,7 @@ class Http1Connection(asyncio.Protocol):
         size = len(data)
         view: memoryview | None = None
         while at < size:
-            if self._full or self._writing_paused or self._done:
+            if self._held():
                 if not self._done:
                     self._pending, self._pending_at = data, at
                     self._flow()
@@ -331,8 +349,9 @@ class Http1Connection(asyncio.Protocol):
     def _request_end(self, data: bytes, at: int) -> int:
         """Where the request being read ends in `data`, if its body's length is known; else
         just past the next end of a head (the piece completes two requests at the most)."""
-        if self._request is not None and self._length is not None:
-            left = int(self._length) - self._size
+        length = self._length
+        if self._request is not None and length is not None and length.isdigit():  # not a trailer
+            left = int(length) - self._size
             if left > 0:
                 return min(len(data), at + left)
         end = data.find(_HEAD_END, at)
@@ -389,9 +408,7 @@ class Http1Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None:
             return
-        pause = (
-            self._full or self._writing_paused or bool(self._pending) or (self._done and not self._lingering)
-        )
+        pause = not self._lingering and (bool(self._pending) or self._held())
         if pause == self._paused:
             return
         self._paused = pause
@@ -400,13 +417,18 @@ class Http1Connection(asyncio.Protocol):
         else:
             transport.resume_reading()
 
+    def _held(self) -> bool:
+        """Whether the input must wait: the queue is full, the client takes none of its
+        answers, the routes are being refreshed for the request being read, or it is done."""
+        return self._full or self._writing_paused or self._deciding is not None or self._done
+
     def _pump(self) -> None:
         """Parse what waits unparsed, as far as the bounds allow; read on if nothing holds.
         Called from the event loop only (an answer given later, the client reading again),
         never while the parser is being fed."""
         if self._full and len(self._queue) <= _RESUME_AT:
             self._full = False
-        if self._pending and not (self._full or self._writing_paused or self._done):
+        if self._pending and not self._held():
             data, at = self._pending, self._pending_at
             self._pending, self._pending_at = b"", 0
             self._feed(data, at)
@@ -434,11 +456,10 @@ class Http1Connection(asyncio.Protocol):
         self._count_header_bytes(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._head_open:  # a trailer field: counted, and never a header of the request
-            self._count_header_bytes(len(name) + len(value) + _FIELD_COST)
+        if self._done:
             return
         name = name.lower()
-        self._headers.append((name, value))
+        self._headers.append((name, value))  # after the head, to _TRAILERS: counted, not kept
         if name == b"content-length":  # the parser refuses a second one that differs
             self._length = value
         elif name == b"host":
@@ -480,15 +501,14 @@ class Http1Connection(asyncio.Protocol):
         if "%" in path:
             path = unquote(path)
         headers = self._headers
-        self._request = Request(parser.get_method().decode("latin-1"), path, headers, query=url.query or b"")
+        self._headers = _TRAILERS
+        self._request = request = Request(
+            parser.get_method().decode("latin-1"), path, headers, query=url.query or b""
+        )
         self._keep = parser.should_keep_alive()
         length = self._length
         if declared_over(length, self._app.max_body):
             self._end(self._app.too_large(path, headers))  # decided before reading the body
-            return
-        refusal = self._app.refused(self._request)  # so is an authentication failure
-        if refusal is not None:
-            self._end(refusal)
             return
         if parser.should_upgrade():
             # An Upgrade (h2c, websocket) is declined by answering in HTTP/1.1, as a server may.
@@ -499,15 +519,55 @@ class Http1Connection(asyncio.Protocol):
                 self._end(_error(400, "an Upgrade request's body must have a Content-Length"))
                 return
             self._upgrade_body = int(length) if length is not None else 0
+        if (length is not None and len(length) > 4 and int(length) > _SMALL_BODY) or (
+            length is None and header_value(headers, b"transfer-encoding") is not None
+        ):
+            # A large body (or one of unknown size) follows: not read for a path nothing
+            # serves, nor held for more than one refresh of the routes (the input waits
+            # meanwhile). A smaller one is read, and `handle` decides.
+            decision = self._app.unrouted(request)
+            if isinstance(decision, Response):
+                self._end(decision)
+                return
+            if decision is not None:
+                self._deciding = decision
+                decision.add_done_callback(partial(self._decided, request))
+                self._flow()
+                return
+        self._admit(request)
+
+    def _admit(self, request: Request) -> None:
+        """Read on for `request`: refused from its head if authentication says so, else told to
+        send its body if it waits for 100 Continue."""
+        refusal = self._app.refused(request)  # decided before reading the body
+        if refusal is not None:
+            self._end(refusal)
+            return
         expect = self._expect
         if (
             expect is not None
             and expect.lower() == b"100-continue"
             and not self._busy
-            and parser.get_http_version() == "1.1"
+            and self._parser.get_http_version() == "1.1"
         ):
             assert self._transport is not None
             self._transport.write(_CONTINUE)
+
+    def _decided(self, request: Request, decided: asyncio.Future[Response | None]) -> None:
+        """Whether the body of `request`, to a path unknown at first, is read (after a refresh
+        of the routes): else its 404, and the connection closes."""
+        if decided is not self._deciding:
+            return  # the connection ended meanwhile
+        self._deciding = None
+        if self._transport is None or self._done:
+            return
+        answer = decided.result()
+        if request is self._request:  # else it came whole with its head: `handle` decides
+            if answer is not None:
+                self._end(answer)
+                return
+            self._admit(request)
+        self._pump()
 
     def on_body(self, body: bytes) -> None:
         if self._done or self._request is None:
@@ -622,6 +682,7 @@ class Http1Connection(asyncio.Protocol):
         self._done = True
         self._linger = True
         self._request = None
+        self._deciding = None
         self._pending = b""
         item = (response, False, False)
         if self._busy or self._queue:

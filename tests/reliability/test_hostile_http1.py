@@ -12,6 +12,9 @@ bounds it checks:
 - a head or body trickled in gets 408 at its own deadline (it was the keep-alive time, 75 s),
   idle keep-alive connections are not cut by those deadlines, connections over the cap are
   refused with a 503, a TLS handshake that never comes is closed;
+- a flood of bodies to unknown paths is answered 404 before the bodies are read, with one
+  shared refresh of the routes at a time (each used to be read whole and hold a task for up
+  to a second), and a Broker the refresh finds gets its body read;
 - a missing or doubled Host is 400 (RFC 9112 section 3.2);
 - a refusal after a refusal writes nothing more (it used to write after write_eof and log a
   traceback per request);
@@ -300,6 +303,85 @@ async def test_a_tls_handshake_that_never_comes_is_closed(tmp_path: Path, memory
         writer.write(post("over-tls"))
         assert (await read_response(reader))[0] == 202
         writer.close()
+
+
+# -- unknown routes ---------------------------------------------------------------------------
+
+
+async def test_a_flood_of_bodies_to_unknown_paths_is_404_before_the_bodies(memory: MemoryEventSink) -> None:
+    refreshes = 0
+
+    async def refresh() -> None:
+        nonlocal refreshes
+        refreshes += 1
+        await asyncio.sleep(0.3)
+
+    flood: set[asyncio.Task[None]] = set()
+    peak = 0
+    async with serving(memory, app=_app(memory, max_body=2 << 20, refresh=refresh)) as server:
+
+        async def unknown(i: int) -> None:
+            reader, writer = await connect(server)
+            head = post(f"u{i}", b"", path=f"/nowhere/b{i}").replace(
+                b"Content-Length: 0", b"Content-Length: 1000000"
+            )
+            writer.write(head + b"x" * 65536)  # of a million bytes, the rest never sent
+            # No asyncio.wait_for here, which would make a task of each read: the test's own
+            # timeout bounds them.
+            answer = await reader.read()  # the 404, and the end of the connection
+            assert answer.startswith(b"HTTP/1.1 404 ") and b"connection: close" in answer
+            writer.close()
+
+        before = asyncio.all_tasks()
+        flood.update(asyncio.create_task(unknown(i)) for i in range(300))
+        # Meanwhile a known Broker is served as ever: the flood takes nothing of the in-flight limit.
+        reader, writer = await connect(server)
+        writer.write(post("known"))
+        assert (await read_response(reader))[0] == 202
+        while not all(t.done() for t in flood):
+            peak = max(peak, len(asyncio.all_tasks() - before - flood))
+            await asyncio.sleep(0.01)
+        await asyncio.gather(*flood)
+        assert peak <= 2, f"{peak} tasks for 300 requests"  # the refresh, and this test's own
+        assert refreshes <= 5, f"{refreshes} refreshes for 300 requests"
+        assert ids(memory) == ["known"]
+
+
+def _large(event_id: str, path: str) -> bytes:
+    """A request with a body over 64 KiB, the size from which an unknown path is refused before
+    the body is read."""
+    return post(event_id, b'{"pad": "' + b"p" * 100_000 + b'"}', "Expect: 100-continue", path=path)
+
+
+async def test_a_broker_the_refresh_finds_gets_its_body_read(memory: MemoryEventSink) -> None:
+    later = Route("broker", "ns", "later", "topic")
+    apps: list[IngressApp] = []
+
+    async def refresh() -> None:  # the controller reported ns/later Ready meanwhile
+        await asyncio.sleep(0.05)
+        apps[0].routes = {("broker", "ns", "later"): later}
+
+    app = _app(memory, max_body=2 << 20, refresh=refresh)
+    apps.append(app)
+    async with serving(memory, app=app) as server:
+        reader, writer = await connect(server)
+        head, body = _large("late", "/ns/later").split(b"\r\n\r\n", 1)
+        writer.write(head + b"\r\n\r\n")
+        # 100 Continue only once the refresh found the Broker; then the body is read and stored.
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(body)
+        assert (await read_response(reader))[0] == 202
+        # A small body to a path still unknown after the refresh: read, 404, the connection goes on.
+        writer.write(post("small", path="/ns/gone"))
+        status, headers, _ = await read_response(reader)
+        assert status == 404 and "connection" not in headers
+        # A large one: 404 without 100 Continue or the body, and the connection closes.
+        writer.write(_large("lost", "/ns/gone").split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+        status, headers, _ = await read_response(reader)
+        assert status == 404 and headers["connection"] == "close"
+        assert await closed(reader)
+        assert ids(memory) == ["late"]
 
 
 # -- malformed and abusive heads and bodies ---------------------------------------------------
