@@ -121,6 +121,18 @@ class Settings(BaseSettings):
     # Ingress
     ingress_max_body_bytes: int = Field(default=1024 * 1024, ge=1)
     ingress_max_in_flight: int = Field(default=4096, ge=1)
+    ingress_max_connections: int = Field(
+        default=10_000, ge=1, description="Connections open at once; one more is answered 503 and closed"
+    )
+    ingress_head_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds from a request's first byte to the end of its head, else 408"
+    )
+    ingress_body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds more for the whole request (else 408), and that a client may take none of "
+        "its answers (else it is dropped)",
+    )
     ingress_auth: Literal["none", "tokens", "jwt"] = Field(
         default="none", description="Bearer-token check on the ingress: none, tokens (a file), jwt"
     )

@@ -23,12 +23,14 @@ What it does, as an HTTP/1.1 origin server:
   (each after Kafka acknowledged), close; whatever is left after `graceful_timeout` is aborted;
 - TLS when given a certificate and key.
 
-Bounds no client can move (HttpServer's arguments, defaults in brackets):
-- connections: `max_connections` open at once [10,000]; one more is answered 503 (Retry-After:
-  1) and closed before anything is read, and a line says so at most every 10 s, with the count;
-  a TLS handshake must end within `tls_handshake_timeout` [10 s] (asyncio's default is 60 s);
-- time, HTTP/1.1: a request's head within `head_timeout` of its first byte [10 s], the whole
-  request within `body_timeout` more [30 s], else 408 and the connection closed; an idle
+Bounds no client can move (HttpServer's arguments; the settings and defaults in brackets):
+- connections: `max_connections` open at once [KANAL_INGRESS_MAX_CONNECTIONS, 10,000]; one
+  more is answered 503 (Retry-After: 1) and closed before anything is read, and a line says so
+  at most every 10 s, with the count; a TLS handshake must end within `tls_handshake_timeout`
+  [10 s] (asyncio's default is 60 s);
+- time, HTTP/1.1: a request's head within `head_timeout` of its first byte
+  [KANAL_INGRESS_HEAD_TIMEOUT, 10 s], the whole request within `body_timeout` more
+  [KANAL_INGRESS_BODY_TIMEOUT, 30 s], else 408 and the connection closed; an idle
   connection closed after `keep_alive` [75 s]; a client that takes none of its answers for
   `body_timeout` is dropped. Each is met at most half the shortest of them late;
 - input: MAX_HEADER_BYTES (64 KiB) of request line and header fields, each field counting 128

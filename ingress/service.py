@@ -57,6 +57,9 @@ class IngressService:
             self.app,
             settings.host,
             settings.ingress_port,
+            head_timeout=settings.ingress_head_timeout,
+            body_timeout=settings.ingress_body_timeout,
+            max_connections=settings.ingress_max_connections,
             certfile=settings.ingress_tls_certfile,
             keyfile=settings.ingress_tls_keyfile,
         )
