@@ -8,6 +8,7 @@ COPY pyproject.toml README.md ./
 COPY channel channel
 COPY ingress ingress
 COPY dispatcher dispatcher
+COPY kanal kanal
 RUN python -m venv /opt/kanal \
  && /opt/kanal/bin/pip install --no-cache-dir --upgrade pip \
  && /opt/kanal/bin/pip install --no-cache-dir .

@@ -258,9 +258,7 @@ class Bench:
 
     def start(self, name: str, *args: str, ready: str | None = None) -> subprocess.Popen[bytes]:
         command = (
-            [sys.executable, "-m", "channel.cli.main", name, *args]
-            if not args or args[0] != "--raw"
-            else list(args[1:])
+            [sys.executable, "-m", "kanal", name, *args] if not args or args[0] != "--raw" else list(args[1:])
         )
         process = subprocess.Popen(
             command,

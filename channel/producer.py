@@ -1,4 +1,5 @@
-"""Where accepted events go: a Protocol, the Kafka implementation, and an in-memory fake for tests.
+"""Where accepted events go: a Protocol and its Kafka implementation (the in-memory fake for tests
+is tests/support/memory_sink.py).
 
 `submit` calls back (and `send` returns) only when every record is acknowledged (acks=all), or
 with Unavailable when Kafka cannot take them within the configured time, or with TooLarge when
@@ -30,7 +31,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from channel.errors import KanalError, TooLarge, Unavailable
 from channel.events import KafkaRecord
 
-__all__ = ["SENDER_TURNS", "STICKY_BYTES", "Done", "EventSink", "KafkaEventSink", "MemoryEventSink"]
+__all__ = ["SENDER_TURNS", "STICKY_BYTES", "Done", "EventSink", "KafkaEventSink"]
 
 log = logging.getLogger(__name__)
 
@@ -467,19 +468,3 @@ def _size(record: KafkaRecord) -> int:
 def _append(batch: BatchBuilder, record: KafkaRecord) -> bool:
     added = batch.append(timestamp=None, key=record.key, value=record.value, headers=record.headers)
     return added is not None
-
-
-class MemoryEventSink:
-    """An in-memory sink for unit tests: records per topic, or failing on demand."""
-
-    def __init__(self) -> None:
-        self.topics: dict[str, list[KafkaRecord]] = {}
-        self.fail: KanalError | None = None
-
-    async def send(self, topic: str, records: Sequence[KafkaRecord]) -> None:
-        await _sent(self, topic, records)
-
-    def submit(self, topic: str, records: Sequence[KafkaRecord], done: Done) -> None:
-        if self.fail is None:
-            self.topics.setdefault(topic, []).extend(records)
-        asyncio.get_running_loop().call_soon(done, self.fail)

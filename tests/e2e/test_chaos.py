@@ -79,7 +79,7 @@ async def test_chaos_none_lost(cluster: KanalCluster) -> None:
                 elif start == 5000:
                     env = dict(cluster.env, KANAL_DISPATCHER_PORT="0")
                     second = subprocess.Popen(
-                        [sys.executable, "-m", "channel.cli.main", "dispatcher"],
+                        [sys.executable, "-m", "kanal", "dispatcher"],
                         env=env,
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,

@@ -59,7 +59,7 @@ def _user_env(config: Path) -> dict[str, str]:
 
 def _kanal(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "channel.cli.main", *args],
+        [sys.executable, "-m", "kanal", *args],
         env=env,
         input=stdin,
         capture_output=True,

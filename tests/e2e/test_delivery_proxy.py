@@ -105,7 +105,7 @@ def test_a_proxy_kanal_cannot_use_stops_the_dispatcher_at_start() -> None:
         os.environ, HTTPS_PROXY="socks5://proxy.internal:1080", KANAL_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1"
     )
     done = subprocess.run(
-        [sys.executable, "-m", "channel.cli.main", "dispatcher"],
+        [sys.executable, "-m", "kanal", "dispatcher"],
         env=env,
         capture_output=True,
         text=True,

@@ -109,7 +109,7 @@ async def test_replicas_joining_and_leaving_send_each_tick_once(
         # A second replica joins while ticks are sent: Kafka rebalances the ticks partition,
         # possibly to the newcomer; the one losing it records its tick before letting go.
         second = subprocess.Popen(
-            [sys.executable, "-m", "channel.cli.main", "controller"],
+            [sys.executable, "-m", "kanal", "controller"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

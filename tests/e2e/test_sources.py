@@ -268,7 +268,7 @@ async def test_source_run_passes_sigterm_on(
         [
             sys.executable,
             "-m",
-            "channel.cli.main",
+            "kanal",
             "source",
             "run",
             "--sink",

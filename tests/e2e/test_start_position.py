@@ -25,9 +25,9 @@ import pytest
 import yaml
 from aiokafka.partitioner import DefaultPartitioner
 
-from channel.cli.client import AdminClient
 from channel.resources.start import START_OFFSETS, StartPoint
 from channel.settings import Settings
+from kanal.cli.client import AdminClient
 from support.cluster import KanalCluster
 from support.sinks import RecordingSink
 

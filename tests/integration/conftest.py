@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 from test_http_server import _serve
 
-from channel.producer import MemoryEventSink
 from ingress.http import HttpServer
+from support.memory_sink import MemoryEventSink
 
 
 @pytest.fixture

@@ -13,13 +13,13 @@ import pytest
 
 from channel.destinations import DestinationPolicy, parse_rules
 from channel.events import CloudEvent
-from channel.producer import MemoryEventSink
 from dispatcher.delivery import MAX_RESPONSE_BYTES, HttpPoster
 from dispatcher.dispatch import Dispatcher, Result, Source
 from dispatcher.http import HttpClient
 from dispatcher.retry import RetryPolicy
 from support.dispatch import trigger_plan
 from support.hostile import RawSubscriber, answering, raw_subscriber
+from support.memory_sink import MemoryEventSink
 
 RETRIES = 2
 ACCEPTED = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"

@@ -14,8 +14,8 @@ import h2.connection
 import h2.events
 from test_http_server import PATH, HeldSink, _serve
 
-from channel.producer import MemoryEventSink
 from ingress.http import HttpServer
+from support.memory_sink import MemoryEventSink
 from support.tls import self_signed
 
 CURL = shutil.which("curl") or "/usr/bin/curl"

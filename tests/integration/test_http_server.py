@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from channel.producer import MemoryEventSink
 from ingress.auth import StaticTokens
 from ingress.http import MAX_HEADER_BYTES, HttpServer
 from support.http1 import PATH, HeldSink, closed, connect, ids, post, read_response
 from support.http1 import serve as _serve
+from support.memory_sink import MemoryEventSink
 from support.tls import self_signed
 
 __all__ = ["PATH", "HeldSink", "_serve"]  # the HTTP/2 suite and conftest.py take these from here

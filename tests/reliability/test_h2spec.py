@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from channel.embedded import free_port
-from channel.producer import MemoryEventSink
 from channel.settings import Settings
 from ingress.app import IngressApp
 from ingress.http import HttpServer
 from support import h2spec
+from support.memory_sink import MemoryEventSink
 from support.tls import self_signed
 
 # The first run builds h2spec (a minute or two with a cold Go cache).

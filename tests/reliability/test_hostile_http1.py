@@ -39,12 +39,12 @@ from pathlib import Path
 
 import pytest
 
-from channel.producer import MemoryEventSink
 from channel.settings import Settings
 from ingress.app import IngressApp
 from ingress.http import MAX_HEADER_FIELDS, MAX_PIPELINED, HttpServer
 from ingress.routing import Route
 from support.http1 import closed, connect, ids, post, read_response, serving
+from support.memory_sink import MemoryEventSink
 from support.tls import self_signed
 
 pytestmark = [pytest.mark.reliability]

@@ -39,7 +39,7 @@ from hyperframe.frame import (
 
 from channel.embedded import free_port
 from channel.events import KafkaRecord
-from channel.producer import Done, MemoryEventSink
+from channel.producer import Done
 from channel.settings import Settings
 from ingress.app import IngressApp
 from ingress.http import HttpServer
@@ -47,6 +47,7 @@ from ingress.http2 import Http2Connection
 from ingress.http2_bounds import Http2Limits
 from ingress.routing import Route
 from support.h2frames import RawH2
+from support.memory_sink import MemoryEventSink
 
 pytestmark = [pytest.mark.reliability]
 

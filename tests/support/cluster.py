@@ -88,7 +88,7 @@ class KanalCluster:
             log.write(f"\n==== start {self._generation} ====\n".encode())
             log.flush()
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "channel.cli.main", component],
+                [sys.executable, "-m", "kanal", component],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -137,7 +137,7 @@ class KanalCluster:
     def kanal(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the `kanal` CLI against this cluster, as a user would."""
         return subprocess.run(
-            [sys.executable, "-m", "channel.cli.main", *args],
+            [sys.executable, "-m", "kanal", *args],
             env=self.env,
             input=stdin,
             capture_output=True,

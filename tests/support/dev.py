@@ -13,7 +13,7 @@ import time
 class KanalDev:
     def __init__(self, env: dict[str, str], *args: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "channel.cli.main", "dev", *args],
+            [sys.executable, "-m", "kanal", "dev", *args],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

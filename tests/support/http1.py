@@ -11,12 +11,13 @@ from typing import Any
 
 from channel.embedded import free_port
 from channel.events import KafkaRecord
-from channel.producer import Done, MemoryEventSink
+from channel.producer import Done
 from channel.settings import Settings
 from ingress.app import IngressApp
 from ingress.auth import Authenticator
 from ingress.http import HttpServer
 from ingress.routing import Route
+from support.memory_sink import MemoryEventSink
 
 __all__ = ["PATH", "HeldSink", "closed", "connect", "ids", "post", "read_response", "serve", "serving"]
 

@@ -22,10 +22,10 @@ import jsonschema
 import pytest
 import yaml
 
-from channel.cli.main import build_parser
 from channel.control.tokens import token_problem
 from channel.resources.manifests import Skipped, load_documents, parse_resource
 from channel.settings import Settings
+from kanal.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "kanal"

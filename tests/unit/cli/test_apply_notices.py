@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from channel.cli.main import _eventing_documents
+from kanal.cli.manifests import eventing_documents
 
 MANIFEST = """
 apiVersion: v1
@@ -38,7 +38,7 @@ spec:
 def test_skipped_kinds_and_an_unread_broker_config_are_reported(tmp_path: Path) -> None:
     path = tmp_path / "brokers.yaml"
     path.write_text(MANIFEST)
-    docs, notices = _eventing_documents([str(path)], None)
+    docs, notices = eventing_documents([str(path)], None)
     assert [d["metadata"]["name"] for d in docs] == ["configured", "plain", "oidc"]  # all applied
     lines = [str(n) for n in notices]
     assert lines[0].startswith("skipped ConfigMap kafka-broker-config")

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import pytest
 
-from channel.cli.client import AdminClient, ClientError
+from kanal.cli.client import AdminClient, ClientError
 
 TOKEN = "cli-token-" + "c" * 20
 

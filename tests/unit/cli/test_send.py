@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from channel.cli.send import add_send_parser, build_event
 from channel.errors import ValidationError
+from kanal.cli.send import add_send_parser, build_event
 
 
 def _args(*argv: str) -> argparse.Namespace:

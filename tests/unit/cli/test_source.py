@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from channel.cli.source import resolve_sink, source_environment
+from kanal.cli.source import resolve_sink, source_environment
 
 
 def test_environment_as_sinkbinding_gives_it() -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from channel.cli.tables import age, render
+from kanal.cli.tables import age, render
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from channel.cli.replay import parse_start, progress_bar
-from channel.cli.timespec import parse_offsets, parse_time_ms
 from channel.errors import ValidationError
 from channel.resources.manifests import parse_resource
 from channel.topics import RangeStart
+from kanal.cli.replay import parse_start, progress_bar
+from kanal.cli.timespec import parse_offsets, parse_time_ms
 
 
 def test_times() -> None:

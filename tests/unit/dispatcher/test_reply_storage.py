@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from channel.errors import KanalError, TooLarge, Unavailable
 from channel.events import CloudEvent
-from channel.producer import MemoryEventSink
 from dispatcher.delivery import Attempt
 from dispatcher.dispatch import Dispatcher, Result, Source
 from dispatcher.plan import Plan
 from dispatcher.retry import RetryPolicy
 from support.dispatch import ScriptedPoster, trigger_plan
+from support.memory_sink import MemoryEventSink
 
 SUBSCRIBER = "http://127.0.0.1:9/subscriber"
 DEAD_LETTER = "http://127.0.0.1:9/dead-letter"

@@ -13,13 +13,13 @@ import asyncio
 import pytest
 
 from channel.events import CloudEvent
-from channel.producer import MemoryEventSink
 from dispatcher.attempts import MemoryAttempts
 from dispatcher.delivery import Attempt
 from dispatcher.dispatch import Dispatcher, Interrupted, Result, Source
 from dispatcher.plan import Plan
 from dispatcher.retry import RetryPolicy
 from support.dispatch import ScriptedPoster, trigger_plan
+from support.memory_sink import MemoryEventSink
 
 SUBSCRIBER = "http://127.0.0.1:9/subscriber"
 EVENT = CloudEvent({"id": "1", "specversion": "1.0", "type": "t", "source": "s"}, b"{}")

@@ -9,10 +9,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from channel.errors import TooLarge, Unavailable
-from channel.producer import MemoryEventSink
 from channel.settings import Settings
 from ingress.app import IngressApp, Request
 from ingress.routing import Route, channel_from_host
+from support.memory_sink import MemoryEventSink
 
 BINARY = [
     (b"ce-id", b"1"),

@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_app import call
 
-from channel.producer import MemoryEventSink
 from channel.settings import Settings
 from ingress.app import IngressApp
 from ingress.routing import Route
+from support.memory_sink import MemoryEventSink
 
 header_names = st.one_of(
     st.sampled_from(

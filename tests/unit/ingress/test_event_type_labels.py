@@ -7,11 +7,11 @@ import pytest
 from prometheus_client import REGISTRY
 from test_app import BINARY, call
 
-from channel.producer import MemoryEventSink
 from channel.settings import Settings
 from ingress.app import IngressApp
 from ingress.metrics import MAX_EVENT_TYPE_LABEL, OTHER_EVENT_TYPE, EventTypeLabels
 from ingress.routing import Route
+from support.memory_sink import MemoryEventSink
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,11 @@ import pytest
 from test_app import BINARY, call
 
 from channel.errors import Unavailable
-from channel.producer import MemoryEventSink
 from channel.runner import JsonFormatter
 from channel.settings import Settings
 from ingress.app import IngressApp
 from ingress.routing import Route
+from support.memory_sink import MemoryEventSink
 
 SECRET = b'{"card": "4111 1111 1111 1111"}'
 

@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from channel.producer import MemoryEventSink
 from channel.settings import Settings
 from ingress.app import IngressApp, Request, Response
 from ingress.routing import Route
+from support.memory_sink import MemoryEventSink
 
 KNOWN = Route("broker", "ns", "known", "topic")
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from channel.cli.tables import render
 from channel.control.reconcile import Addressing, reconcile
 from channel.errors import ValidationError
 from channel.kafka import broker_topic
@@ -17,6 +16,7 @@ from channel.resources.manifests import parse_resource
 from channel.resources.model import PingSource, Resource
 from channel.sources.ping import PING_TYPE, Due, due_ticks, ping_event
 from channel.sources.schedule import Schedule, ScheduleError
+from kanal.cli.tables import render
 
 BASE: dict[str, Any] = {
     "apiVersion": "sources.knative.dev/v1",

@@ -42,7 +42,7 @@ async def _spawn(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "channel.cli.main",
+        "kanal",
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -154,7 +154,7 @@ async def run_dev(settings: Settings, apply_paths: list[str], sinks: list[tuple[
             await _wait_ready(name, f"http://{host}:{port}/readyz", proc)
         for path in apply_paths:
             apply = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "channel.cli.main", "apply", "-f", path, env=env
+                sys.executable, "-m", "kanal", "apply", "-f", path, env=env
             )
             if await apply.wait() != 0:
                 raise RuntimeError(f"applying {path} failed")
@@ -195,7 +195,3 @@ async def run_dev(settings: Settings, apply_paths: list[str], sinks: list[tuple[
             remove_local_token(*made)
         print("kanal dev: stopped", flush=True)
     return code
-
-
-def default_examples() -> Path:
-    return Path(__file__).resolve().parents[2] / "examples" / "getting-started"

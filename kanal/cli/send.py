@@ -19,11 +19,11 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from channel.cli.client import AdminClient
 from channel.errors import Problem, ValidationError
 from channel.events import STRUCTURED_CONTENT_TYPE, CloudEvent, to_http_binary, to_structured_json
 from channel.events.validation import validate_attributes
 from channel.proxy import urlopen
+from kanal.cli.client import AdminClient
 
 __all__ = ["add_send_parser", "build_event", "destination_url"]
 

@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from channel.cli.client import AdminClient
-from channel.cli.timespec import parse_time_ms
 from channel.errors import InvalidEvent, KanalError, NotFound, Unavailable
 from channel.events import CloudEvent, KafkaRecord, from_kafka_record, to_kafka_record
 from channel.kafka import DEAD_LETTER_TOPIC_ANNOTATION, broker_topic, create_producer
 from channel.producer import KafkaEventSink
 from channel.settings import Settings
 from channel.topics import RangeStart, TopicRange
+from kanal.cli.client import AdminClient
+from kanal.cli.timespec import parse_time_ms
 
 __all__ = ["DeadLetter", "add_deadletters_parser", "original_event"]
 

@@ -16,22 +16,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import logging
 import os
 import sys
-from collections.abc import Callable
-from functools import partial
-from pathlib import Path
-from typing import Any
 
-from channel.cli.client import AdminClient, ClientError
-from channel.cli.options import add_settings_flags, settings_from_args
-from channel.control.token_files import client_token, controller_tokens, url_token_path
-from channel.errors import Problem, ValidationError
-from channel.resources.manifests import Skipped, load_documents, parse_resource, resource_class
-from channel.resources.model import Broker
-from channel.runner import Service, configure_logging, run_service
+from channel.control.token_files import client_token, url_token_path
+from channel.errors import ValidationError
+from channel.resources.manifests import resource_class
+from kanal.cli.client import AdminClient, ClientError
+from kanal.cli.deadletters import add_deadletters_parser, run_deadletters
+from kanal.cli.manifests import eventing_documents
+from kanal.cli.options import add_settings_flags, settings_from_args
+from kanal.cli.replay import run_replay_command
+from kanal.cli.send import add_send_parser, run_send
+from kanal.cli.source import add_source_parser, run_source
+from kanal.cli.tables import render
+from kanal.components import COMPONENTS
 
 __all__ = ["main"]
 
@@ -47,75 +46,6 @@ _KINDS_HELP = "brokers, triggers, channels, kafkachannels, subscriptions, pingso
 _SOURCE_KINDS = ("PingSource",)
 
 
-def _read_manifests(paths: list[str]) -> list[tuple[str, dict[str, Any]]]:
-    docs: list[tuple[str, dict[str, Any]]] = []
-    for path in paths:
-        if path == "-":
-            sources = [("<stdin>", sys.stdin.read())]
-        else:
-            p = Path(path)
-            if p.is_dir():
-                files = sorted(f for f in p.iterdir() if f.suffix in (".yaml", ".yml", ".json"))
-                sources = [(str(f), f.read_text()) for f in files]
-            elif p.is_file():
-                sources = [(str(p), p.read_text())]
-            else:
-                raise SystemExit(f"kanal: {path}: no such file or directory")
-        for source, text in sources:
-            for i, doc in enumerate(load_documents(text, source)):
-                docs.append((f"{source} document {i + 1}", doc))
-    return docs
-
-
-def _eventing_documents(
-    paths: list[str], namespace: str | None
-) -> tuple[list[dict[str, Any]], list[Skipped | str]]:
-    """Validate locally (every problem, with file names); split off other Kubernetes kinds. The
-    notices: what was skipped, and warnings about fields Kanal takes but does not act on."""
-    keep: list[dict[str, Any]] = []
-    skipped: list[Skipped | str] = []
-    problems: list[Problem] = []
-    for where, doc in _read_manifests(paths):
-        meta = doc.setdefault("metadata", {}) if isinstance(doc.get("metadata", {}), dict) else None
-        if meta is not None and namespace and "namespace" not in meta:
-            meta["namespace"] = namespace
-        try:
-            parsed = parse_resource(doc, where)
-        except ValidationError as exc:
-            problems.extend(exc.problems)
-            continue
-        if isinstance(parsed, Skipped):
-            skipped.append(parsed)
-            continue
-        keep.append(doc)
-        skipped.extend(
-            f"Warning: {parsed.KIND} {parsed.metadata.namespace}/{parsed.metadata.name}: {path}.audience"
-            " is not used: Kanal sends no OIDC token, so that destination must take requests without one"
-            for path in _audiences(doc.get("spec"), "spec")
-        )
-        if isinstance(parsed, Broker) and parsed.spec.config:
-            config = parsed.spec.config
-            what = " ".join(str(config[k]) for k in ("kind", "namespace", "name") if config.get(k))
-            skipped.append(
-                f"Warning: Broker {parsed.metadata.namespace}/{parsed.metadata.name}: spec.config"
-                f" ({what or 'given'}) is not read by Kanal; its topic is made with"
-                " KANAL_KAFKA_TOPIC_PARTITIONS and KANAL_KAFKA_TOPIC_REPLICATION_FACTOR"
-            )
-    if problems:
-        raise ValidationError(problems)
-    return keep, skipped
-
-
-def _audiences(node: Any, path: str) -> list[str]:
-    """The paths of the destinations (a `uri` or `ref`) under `node` that name an OIDC audience."""
-    if isinstance(node, list):
-        return [found for i, item in enumerate(node) for found in _audiences(item, f"{path}[{i}]")]
-    if not isinstance(node, dict):
-        return []
-    found = [path] if node.get("audience") and ("uri" in node or "ref" in node) else []
-    return found + [hit for key, value in node.items() for hit in _audiences(value, f"{path}.{key}")]
-
-
 def _client(args: argparse.Namespace) -> AdminClient:
     settings = settings_from_args(args)
     url = settings.public_controller_url()
@@ -128,7 +58,7 @@ def _client(args: argparse.Namespace) -> AdminClient:
 
 
 def _cmd_apply(args: argparse.Namespace) -> int:
-    docs, skipped = _eventing_documents(args.filename, args.namespace)
+    docs, skipped = eventing_documents(args.filename, args.namespace)
     for item in skipped:
         print(item, file=sys.stderr)
     if not docs:
@@ -142,7 +72,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 
 def _cmd_delete(args: argparse.Namespace) -> int:
     if args.filename:
-        docs, _ = _eventing_documents(args.filename, args.namespace)
+        docs, _ = eventing_documents(args.filename, args.namespace)
         targets = [
             {
                 "kind": d["kind"],
@@ -167,8 +97,6 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
-    from channel.cli.tables import render
-
     if args.kind.lower() in ("source", "sources"):
         client = _client(args)
         namespace = None if args.all_namespaces else (args.namespace or "default")
@@ -199,71 +127,29 @@ def _cmd_get(args: argparse.Namespace) -> int:
 
 
 def _cmd_send(args: argparse.Namespace) -> int:
-    from channel.cli.send import run_send
-
     return run_send(args, _client(args))
 
 
 def _cmd_source(args: argparse.Namespace) -> int:
-    from channel.cli.source import run_source
-
     return run_source(args, _client(args))
 
 
 def _cmd_deadletters(args: argparse.Namespace) -> int:
-    from channel.cli.deadletters import run_deadletters
-
     return run_deadletters(args, settings_from_args(args), _client(args))
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from channel.cli.replay import run_replay_command
-
     return run_replay_command(args, settings_from_args(args), _client(args))
 
 
 def _cmd_component(args: argparse.Namespace) -> int:
-    from channel.kafka import access_denied, check_connection
-    from channel.proxy import Proxies
+    from kanal.components import run_component
 
-    settings = settings_from_args(args)
-    configure_logging(settings.log_level, settings.log_format)
-    try:
-        settings.bootstrap()
-        Proxies.from_environment(os.environ)  # every component may send through it
-    except ValueError as exc:
-        raise SystemExit(f"kanal {args.command}: {exc}") from None
-    factory: Callable[[], Service]
-    scope = contextlib.ExitStack()  # what the component needs for as long as it runs
-    if args.command == "controller":
-        from channel.control.service import ControllerService
-
-        try:
-            tokens = scope.enter_context(controller_tokens(settings, os.environ))
-        except ValueError as exc:
-            raise SystemExit(f"kanal controller: {exc}") from None
-        factory = partial(ControllerService, settings, tokens)
-    elif args.command == "ingress":
-        from ingress.service import IngressService
-
-        factory = partial(IngressService, settings)
-    else:
-        from dispatcher.service import DispatcherService
-
-        factory = partial(DispatcherService, settings)
-    with scope:
-        try:
-            return run_service(factory, setup=partial(check_connection, settings))
-        except Exception as exc:
-            # Kafka refused Kanal (credentials, TLS, an ACL): configuration, said in one line.
-            if (denied := access_denied(exc)) is None:
-                raise
-            logging.getLogger(__name__).error("kanal %s stopped: %s", args.command, denied)
-            return 1
+    return run_component(args.command, settings_from_args(args))
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
-    from channel.cli.dev import run_dev
+    from kanal.dev import run_dev  # imported only here: it starts the embedded broker
 
     settings = settings_from_args(args)
     sinks = []
@@ -278,7 +164,7 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 def _cmd_display(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from channel.cli.display import create_display_app
+    from kanal.cli.display import create_display_app
 
     print(f"event-display listening on http://{args.host}:{args.port}/", flush=True)
     web.run_app(
@@ -316,11 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_flags(dev)
     dev.set_defaults(func=_cmd_dev)
 
-    for name, text in (
-        ("controller", "run the controller (resources, topics, status, admin API)"),
-        ("ingress", "run the HTTP ingress"),
-        ("dispatcher", "run the dispatcher"),
-    ):
+    for name, text in COMPONENTS.items():
         component = sub.add_parser(name, help=text)
         add_settings_flags(component)
         component.set_defaults(func=_cmd_component)
@@ -348,17 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_flags(delete)
     delete.set_defaults(func=_cmd_delete)
 
-    from channel.cli.send import add_send_parser
-    from channel.cli.source import add_source_parser
-
     send = add_send_parser(sub)
     add_settings_flags(send)
     send.set_defaults(func=_cmd_send)
     source = add_source_parser(sub)
     add_settings_flags(source)
     source.set_defaults(func=_cmd_source)
-
-    from channel.cli.deadletters import add_deadletters_parser
 
     for p in add_deadletters_parser(sub):
         add_settings_flags(p)

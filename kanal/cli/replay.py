@@ -12,11 +12,12 @@ import asyncio
 import sys
 from typing import Any
 
-from channel.cli.client import AdminClient
-from channel.cli.timespec import parse_offsets, parse_time_ms
 from channel.errors import NotFound, Unavailable
 from channel.settings import Settings
 from channel.topics import RangeStart
+from dispatcher.replay import ReplaySummary, replay_plan, run_replay
+from kanal.cli.client import AdminClient
+from kanal.cli.timespec import parse_offsets, parse_time_ms
 
 __all__ = ["parse_start", "progress_bar", "run_replay_command"]
 
@@ -38,8 +39,6 @@ def progress_bar(done: int, total: int | None, width: int = 30) -> str:
 
 
 def run_replay_command(args: argparse.Namespace, settings: Settings, client: AdminClient) -> int:
-    from dispatcher.replay import ReplaySummary, replay_plan, run_replay
-
     try:
         start = parse_start(args.start)
         until = parse_time_ms(args.until) if args.until else None

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from types import FrameType
 
-from channel.cli.client import AdminClient
+from kanal.cli.client import AdminClient
 
 __all__ = ["add_source_parser", "resolve_sink", "source_environment"]
 
