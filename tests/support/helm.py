@@ -1,0 +1,150 @@
+"""helm (v3), built once from the Go module proxy, and Kanal's chart rendered and linted with it.
+
+The release is pinned here (VERSION) and built with the machine's `go` by `go install
+helm.sh/helm/v3/cmd/helm@vVERSION` into ``$KANAL_CACHE_DIR`` (default ``~/.cache/kanal``),
+outside the work tree, as h2spec and the Apache Kafka jars are: ``helm-<version>/helm``, with
+Go's module and build caches shared in ``go/``. The first run fetches and builds it (several
+minutes on two cores); later runs find it there. `go install` checks every module it fetches
+against the checksum database, so the build is the published release's source.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from support.apache_kafka import cache_dir
+
+__all__ = ["CHART", "VERSION", "GoMissing", "HelmFailed", "HelmUnavailable", "binary", "lint", "template"]
+
+VERSION = "3.21.4"  # the newest approved helm v3 release
+# The Kubernetes version helm assumes when it is given none (`helm template`'s Capabilities, the
+# deprecation checks of `helm lint`): that of the client-go it is built with (v0.36.2 for helm
+# 3.21.4), as helm's own release build sets it; Go's defaults would say 1.20.
+_KUBERNETES = ("1", "36")
+CHART = Path(__file__).resolve().parents[2] / "charts" / "kanal"
+_PACKAGE = "helm.sh/helm/v3"
+
+
+class HelmUnavailable(RuntimeError):
+    """helm could not be built (the message has Go's output)."""
+
+
+class GoMissing(HelmUnavailable):
+    """helm is not built yet, and there is no Go to build it."""
+
+
+class HelmFailed(RuntimeError):
+    """helm ran and refused (the message has its command line and what it printed)."""
+
+
+def binary() -> Path:
+    """The helm command, built the first time."""
+    path = cache_dir() / f"helm-{VERSION}" / "helm"
+    if path.exists():
+        return path
+    go = shutil.which("go")
+    if go is None:
+        raise GoMissing("helm is built with Go, which is missing (make tools installs it)")
+    gocache = cache_dir() / "go"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # go install writes into GOBIN; a directory of this run's own, so that two runs building at
+    # once each move a whole binary into place.
+    gobin = Path(tempfile.mkdtemp(prefix="build-", dir=path.parent))
+    env = {
+        **os.environ,
+        "GOPATH": str(gocache),
+        "GOMODCACHE": str(gocache / "mod"),
+        "GOCACHE": str(gocache / "build"),
+        "GOBIN": str(gobin),
+        "GOFLAGS": "",
+        "GOTOOLCHAIN": "local",  # the machine's Go, never one fetched for the build
+        "CGO_ENABLED": "0",
+    }
+    print(f"building helm {VERSION} with Go into {path} (once, a few minutes)", file=sys.stderr)
+    ldflags = " ".join(
+        [
+            "-s -w",
+            f"-X {_PACKAGE}/internal/version.version=v{VERSION}",
+            *(f"-X {_PACKAGE}/pkg/{package}.k8sVersion{part}={number}"
+              for package in ("chartutil", "lint/rules")
+              for part, number in zip(("Major", "Minor"), _KUBERNETES, strict=True)),
+        ]
+    )  # fmt: skip
+    try:
+        result = subprocess.run(
+            [go, "install", "-trimpath", "-ldflags", ldflags, f"{_PACKAGE}/cmd/helm@v{VERSION}"],
+            cwd=gobin, env=env, capture_output=True, text=True, timeout=1800,
+        )  # fmt: skip
+        if result.returncode != 0:
+            output = result.stdout[-3000:] + result.stderr[-3000:]
+            raise HelmUnavailable(f"go could not build helm {VERSION}:\n{output}")
+        (gobin / "helm").replace(path)
+    finally:
+        shutil.rmtree(gobin, ignore_errors=True)
+    return path
+
+
+def _run(args: Sequence[str], *, timeout: float = 120) -> str:
+    command = [str(binary()), *args]
+    # helm keeps its own state (repositories, plugins, cache) under these; none is needed here,
+    # and the user's own must neither be read nor written.
+    home = cache_dir() / f"helm-{VERSION}" / "home"
+    env = {
+        **os.environ,
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+        "KUBECONFIG": os.devnull,  # nothing here talks to a cluster
+    }
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    if result.returncode != 0:
+        raise HelmFailed(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def _value_args(values: Sequence[Path], set_json: Sequence[str]) -> list[str]:
+    args = []
+    for path in values:
+        args += ["--values", str(path)]
+    for assignment in set_json:  # path=JSON: numbers stay numbers (--set makes 0.5 a string)
+        args += ["--set-json", assignment]
+    return args
+
+
+def lint(
+    values: Sequence[Path] = (), *, set_json: Sequence[str] = (), chart: Path = CHART, strict: bool = True
+) -> str:
+    """`helm lint` (--strict: warnings fail too); what it printed. Raises HelmFailed."""
+    args = ["lint", str(chart), *_value_args(values, set_json)]
+    return _run([*args, "--strict"] if strict else args)
+
+
+def template(
+    values: Sequence[Path] = (),
+    *,
+    set_json: Sequence[str] = (),
+    release: str = "kanal",
+    namespace: str = "kanal",
+    kube_version: str | None = None,
+    chart: Path = CHART,
+) -> list[dict[str, Any]]:
+    """`helm template` of the chart, hooks included: each manifest it renders, in its order.
+    Raises HelmFailed (a values file the schema refuses, a kubeVersion the chart does not admit)."""
+    args = ["template", release, str(chart), "--namespace", namespace, *_value_args(values, set_json)]
+    if kube_version is not None:
+        args += ["--kube-version", kube_version]
+    return [doc for doc in yaml.safe_load_all(_run(args)) if doc]
+
+
+if __name__ == "__main__":  # PYTHONPATH=tests python -m support.helm ARGS: the helm built here
+    print(binary(), file=sys.stderr)
+    os.execv(binary(), [str(binary()), *sys.argv[1:]])
