@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.kanal-installed
 
-.PHONY: demo test lint typecheck unit bench clean tools kafka
+.PHONY: demo test lint typecheck unit bench clean tools kafka docs docs-serve
 
 # Debian tools some tests and the benchmarks run for real, as command:package: Prometheus (a test
 # scrapes Kanal with it), wrk (load for the ingress benchmark), and Java and Maven, which fetch
@@ -61,6 +61,16 @@ bench: $(STAMP) tools
 ## terminal: KANAL_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 .venv/bin/kanal dev --apply examples/getting-started
 kafka: $(STAMP) tools
 	PYTHONPATH=tests $(BIN)/python -m support.apache_kafka $(KAFKA_FLAGS)
+
+## The documentation site: the references regenerated from the code (docs/reference/), then the
+## site built into build/docs with --strict (a broken link or anchor fails).
+docs: $(STAMP)
+	PYTHONPATH=tests $(BIN)/python -m support.docs_gen
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+## The same site on http://127.0.0.1:8000, rebuilt on every change.
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
