@@ -1,8 +1,9 @@
 """Kanal on a locked-down Apache Kafka: SCRAM-SHA-512 over TLS and mutual TLS, with exactly the
-ACLs the README lists (Deploying, *Kafka ACLs*), and one clear line when Kafka refuses it.
+ACLs the documentation lists (docs/security.md, *Kafka ACLs*), and one clear line when Kafka
+refuses it.
 
 One `SecureKafka` (tests/support/secure_kafka.py) serves the module. The ACLs are read from the
-README's table, its default names mapped onto the cluster's own (each cluster has topics, a
+documentation's table, its default names mapped onto the cluster's own (each cluster has topics, a
 topic prefix and a scheduler group of its own, so one test's grants never cover another's).
 Through SASL_SSL each component runs as a user of its own with its column of the table only;
 through mutual TLS all three run as the certificate's principal, as one Helm release does.
@@ -40,7 +41,7 @@ pytestmark = [
     ),
 ]
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ACL_PAGE = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 USERS = {component: f"kanal-{component}" for component in COMPONENTS}
 CERTIFICATE_PRINCIPAL = "CN=kanal"
 # A refused start must end this soon (Kanal's own clients would wait 40 s on a request).
@@ -62,9 +63,9 @@ def _cluster(kafka: SecureKafka, workdir: Path, settings: dict[str, str]) -> Kan
     )
 
 
-def _readme_rows() -> list[dict[str, str]]:
-    """The README's ACL table, a dict per row keyed by its header."""
-    lines = README.read_text().partition("**Kafka ACLs.**")[2].splitlines()
+def _documented_rows() -> list[dict[str, str]]:
+    """The documentation's ACL table, a dict per row keyed by its header."""
+    lines = ACL_PAGE.read_text().partition("### Kafka ACLs")[2].splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("| resource |"))
     header = [cell.strip() for cell in lines[start].strip("|").split("|")]
     rows = []
@@ -72,12 +73,12 @@ def _readme_rows() -> list[dict[str, str]]:
         if not line.startswith("|"):
             break
         rows.append(dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")), strict=True)))
-    assert rows, "README has no Kafka ACL table"
+    assert rows, f"{ACL_PAGE} has no Kafka ACL table"
     return rows
 
 
 def _names(cluster: KanalCluster) -> dict[str, str]:
-    """The README's default names, as this cluster has them."""
+    """The documentation's default names, as this cluster has them."""
     env = cluster.env
     return {
         "kanal.resources": env["KANAL_KAFKA_RESOURCES_TOPIC"],
@@ -92,11 +93,11 @@ def _names(cluster: KanalCluster) -> dict[str, str]:
     }
 
 
-def readme_acls(cluster: KanalCluster, principals: dict[str, str]) -> list[Acl]:
-    """The README's ACLs for this cluster, each component's column granted to its principal."""
+def documented_acls(cluster: KanalCluster, principals: dict[str, str]) -> list[Acl]:
+    """The documented ACLs for this cluster, each component's column granted to its principal."""
     names = _names(cluster)
     acls: dict[Acl, None] = {}
-    for row in _readme_rows():
+    for row in _documented_rows():
         named = re.search(r"`([^`]+)`", row["name"])
         assert named is not None, row
         if named.group(1) == DEAD_LETTER_TOPIC_ANNOTATION:
@@ -185,7 +186,7 @@ async def test_sasl_scram_sha_512_over_tls_with_each_components_acls(
     secure: SecureKafka, tmp_path: Path
 ) -> None:
     cluster = _cluster(secure, tmp_path, secure.settings_sasl(USERS["controller"]))
-    await secure.add_acls(readme_acls(cluster, USERS))
+    await secure.add_acls(documented_acls(cluster, USERS))
     try:
         for component in COMPONENTS:
             cluster.env.update(_env(secure.settings_sasl(USERS[component])))
@@ -197,7 +198,7 @@ async def test_sasl_scram_sha_512_over_tls_with_each_components_acls(
 
 async def test_mutual_tls_with_the_certificates_principal(secure: SecureKafka, tmp_path: Path) -> None:
     cluster = _cluster(secure, tmp_path, secure.settings_mtls())
-    await secure.add_acls(readme_acls(cluster, dict.fromkeys(COMPONENTS, CERTIFICATE_PRINCIPAL)))
+    await secure.add_acls(documented_acls(cluster, dict.fromkeys(COMPONENTS, CERTIFICATE_PRINCIPAL)))
     try:
         await cluster.start()
         await _events_flow(cluster)
@@ -270,7 +271,7 @@ async def test_a_missing_acl_is_one_line(
     cause: str,
 ) -> None:
     cluster = _cluster(secure, tmp_path, secure.settings_sasl(USERS[component]))
-    acls = readme_acls(cluster, {component: USERS[component]})
+    acls = documented_acls(cluster, {component: USERS[component]})
     missing = next(
         acl
         for acl in acls

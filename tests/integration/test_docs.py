@@ -1,5 +1,5 @@
 """The documentation site: it builds with `mkdocs build --strict`, its generated references match
-the code, and every shipped alert has a runbook entry.
+the code, every shipped alert has a runbook entry, and the README stays a short front page.
 
 The build runs MkDocs as a user would (`python -m mkdocs`, into a temporary directory), and a copy
 of the site with one broken link shows that --strict really fails on one.
@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 RULES = ROOT / "charts" / "kanal" / "files" / "kanal-rules.yml"
 RUNBOOKS = DOCS / "operations.md"
+README = ROOT / "README.md"
 # Material for MkDocs prints a notice about MkDocs 2.0 on every build; it is not a finding.
 _ENV = dict(os.environ, NO_MKDOCS_2_WARNING="1")
 
@@ -138,3 +139,17 @@ def test_every_shipped_alert_has_a_runbook_entry() -> None:
             assert re.search(rf"operations(\.md|/|\.html)?#{name.lower()}$", str(url)), (
                 f"alert {name}'s runbook_url {url} does not point at its entry in {RUNBOOKS}"
             )
+
+
+def test_the_readme_is_a_short_front_page() -> None:
+    text = README.read_text()
+    lines = text.splitlines()
+    assert len(lines) <= 150, f"README.md has {len(lines)} lines; the rest belongs in docs/"
+    # The two set-up commands come first, as .ci/run and a fresh clone use them.
+    first = [line for line in lines[1:] if line.strip()][:4]
+    assert first[0] == "```sh"
+    assert first[1].startswith("make demo ") and first[2].startswith("make test ")
+    # Every local link points at a file that exists.
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+        if "://" not in target:
+            assert (ROOT / target).exists(), f"README.md links to {target}, which does not exist"
