@@ -26,6 +26,7 @@ from channel.control.tokens import token_problem
 from channel.resources.manifests import Skipped, load_documents, parse_resource
 from channel.settings import Settings
 from kanal.cli.main import build_parser
+from support import values_doc
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "kanal"
@@ -187,6 +188,62 @@ def test_notes_show_the_addresses_and_the_token() -> None:
     notes = TEMPLATES["NOTES.txt"]
     assert '{{ include "kanal.ingressUrl" . }}/<namespace>/<broker>' in notes
     assert "KANAL_CONTROLLER_TOKEN=" in notes and "port-forward svc/" in notes
+
+
+# -- the values reference of the chart's README ---------------------------------------------
+
+
+def test_the_values_reference_is_made_from_the_values_and_their_schema() -> None:
+    current = values_doc.README.read_text()
+    made = values_doc.updated(current, (CHART / "values.yaml").read_text(), SCHEMA)
+    assert made == current, (
+        f"charts/kanal/README.md's values reference is out of date: run {values_doc.COMMAND}"
+    )
+
+
+def test_every_value_is_described() -> None:
+    rows = values_doc.rows((CHART / "values.yaml").read_text(), SCHEMA)
+    assert {row.key.split(".")[0] for row in rows} == set(VALUES)
+    bare = [row.key for row in rows if not re.sub(r"^`KANAL_[A-Z_]+`\.", "", row.description).strip()]
+    assert not bare, f"values without a comment in values.yaml (or a description in the schema): {bare}"
+
+
+def test_the_values_reference_reads_comments_types_and_defaults() -> None:
+    text = (
+        "# The header, apart.\n"
+        "\n"
+        "# What a is.\n"
+        "a:\n"
+        "  # b: one of three,\n"
+        "  # on two lines with an example:\n"
+        "  #   b: y\n"
+        "  b: x\n"
+        "  c: 3\n"
+        "# A map of Kubernetes' own, one row.\n"
+        "d: {requests: {cpu: 1}}\n"
+        "# A <name> and a | outside code.\n"
+        'e: ""\n'
+    )
+    schema = {
+        "properties": {
+            "a": {"properties": {"b": {"enum": ["x", "y|z"]}, "c": {"type": "integer", "minimum": 1}}},
+            "d": {"type": "object", "properties": {"requests": {"type": "object"}}},
+            "e": {"anyOf": [{"type": "string", "pattern": "^[a-z]+$"}, {"const": 0}]},
+        }
+    }
+    assert values_doc.rows(text, schema) == [
+        values_doc.Row("a", "any", "", "What a is."),
+        values_doc.Row(
+            "a.b", '`"x"` | `"y|z"`', '`"x"`', "b: one of three, on two lines with an example: `b: y`"
+        ),
+        values_doc.Row("a.c", "integer, ≥ 1", "`3`", ""),
+        values_doc.Row("d", "object", '`{"requests": {"cpu": 1}}`', "A map of Kubernetes' own, one row."),
+        values_doc.Row("e", "string, matching `^[a-z]+$` or `0`", '`""`', "A <name> and a | outside code."),
+    ]
+    table = values_doc.render(text, schema)
+    assert '| `a.b` | `"x"` \\| `"y\\|z"` | `"x"` |' in table
+    assert "| A &lt;name&gt; and a \\| outside code. |" in table
+    assert "The header" not in table
 
 
 # -- alerts and dashboard --------------------------------------------------------------------
