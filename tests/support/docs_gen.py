@@ -6,8 +6,9 @@
 `make docs` runs the first before building the site. Each page is made from what the program
 itself holds, so it cannot say what the code does not:
 
-- configuration: the `Settings` model (names, types, defaults, bounds, descriptions), with the
-  Helm value of each setting where `charts/kanal/values.yaml` has one;
+- configuration: the `Settings` model (names, types, defaults, bounds, descriptions), and whether
+  the Helm chart takes each setting as a value (`charts/kanal/values.yaml`), sets it itself (its
+  templates) or leaves it out;
 - CLI: the `kanal` argument parser's own help, command by command (the settings flags, which
   every command takes, are listed once in the configuration reference instead);
 - metrics: the Prometheus registry of each component, read in a process of its own that imports
@@ -43,6 +44,7 @@ __all__ = ["PAGES", "REGENERATE", "check", "cli_reference", "configuration_refer
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "docs" / "reference"
+CHART = ROOT / "charts" / "kanal"
 REGENERATE = "make docs  (or: PYTHONPATH=tests .venv/bin/python -m support.docs_gen)"
 # Help is wrapped to a fixed width, whatever terminal the generator runs in.
 _COLUMNS = "100"
@@ -106,7 +108,7 @@ def _camel(name: str) -> str:
 
 
 def _helm_values() -> dict[str, object]:
-    values = yaml.safe_load((ROOT / "charts" / "kanal" / "values.yaml").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
     config = values.get("config") if isinstance(values, dict) else None
     return config if isinstance(config, dict) else {}
 
@@ -123,32 +125,36 @@ _GROUPS: tuple[tuple[str, Callable[[str], bool]], ...] = (
 
 def configuration_reference() -> str:
     helm = _helm_values()
+    templates = "".join(path.read_text() for path in (CHART / "templates").rglob("*") if path.is_file())
     out = _page(
-        "channel/settings.py (the Settings model) and charts/kanal/values.yaml",
+        "channel/settings.py (the Settings model) and the Helm chart",
         "Configuration reference",
         "Every setting has one name everywhere: `KANAL_<NAME>` in the environment, `--<name>` on the",
-        "command line of every `kanal` command (a flag given wins over the environment), and",
-        "`config.<camelCaseName>` in the Helm chart's values. A component refuses to start when a",
-        "setting is invalid, naming it. What the settings are for, and how they combine, is in",
-        "[Configuration](../configuration.md).",
+        "command line of every `kanal` command (`KANAL_INGRESS_PORT` is `--ingress-port`; a flag given",
+        "wins over the environment), and `config.<camelCaseName>` in the Helm chart's values",
+        "(`config.ingressPort`), unless the table says otherwise. A component refuses to",
+        "start when a setting is invalid, naming it. What the settings are for, and how they combine,",
+        "is in [Configuration](../configuration.md).",
     )
     seen: set[str] = set()
     for title, belongs in _GROUPS:
         names = [name for name in Settings.model_fields if name not in seen and belongs(name)]
         seen.update(names)
         out.append(f"## {title}\n\n")
-        out.append("| setting | type | default | Helm value | description |\n|---|---|---|---|---|\n")
+        out.append("| setting | type | default | description |\n|---|---|---|---|\n")
         for name in names:
             field = Settings.model_fields[name]
             kind = _type_name(field.annotation)
             if bounds := _bounds(field):
                 kind += f" ({bounds})"
-            value = f"`config.{_camel(name)}`" if _camel(name) in helm else "(not in the chart)"
             about = (field.description or "").replace("|", "\\|")
-            out.append(
-                f"| `KANAL_{name.upper()}`<br>`--{name.replace('_', '-')}` | {kind} | {_default(field)}"
-                f" | {value} | {about} |\n"
-            )
+            if _camel(name) not in helm:
+                about += (" " if about else "") + (
+                    "*Set by the Helm chart itself (from a Secret, or what it deploys).*"
+                    if f"KANAL_{name.upper()}" in templates
+                    else "*Not in the Helm chart.*"
+                )
+            out.append(f"| `KANAL_{name.upper()}` | {kind} | {_default(field)} | {about} |\n")
         out.append("\n")
     return "".join(out).rstrip("\n") + "\n"
 
@@ -169,11 +175,14 @@ def _commands(parser: argparse.ArgumentParser, path: str) -> Iterator[tuple[str,
 
 
 def _without_settings(help_text: str) -> tuple[str, bool]:
-    """The help without the settings flags' group, and whether it had one."""
-    lines = help_text.splitlines()
-    kept: list[str] = []
+    """The help without the settings flags (in the usage and as a group), and whether it had them."""
+    usage, _, rest = help_text.partition("\n\n")
+    # The usage spells every flag out; the settings' part says nothing new, and the lines that held
+    # only settings flags go with them.
+    usage_lines = (re.sub(r" \[--[a-z-]+ VALUE\]", "", line) for line in usage.splitlines())
+    kept = [line for line in usage_lines if line.strip()]
     skipping = had = False
-    for line in lines:
+    for line in ["", *rest.splitlines()]:
         if line.rstrip(":") == _SETTINGS_GROUP:
             skipping = had = True
             continue
@@ -181,11 +190,7 @@ def _without_settings(help_text: str) -> tuple[str, bool]:
             skipping = False
         if not skipping:
             kept.append(line)
-    text = "\n".join(kept).rstrip()
-    # The usage line spells every flag out; the settings' part of it says nothing new.
-    text = re.sub(r" \[--[a-z-]+ VALUE\]", "", text)
-    text = re.sub(r"\n\s*\n(\s*\n)+", "\n\n", text)
-    return text, had
+    return "\n".join(kept).rstrip(), had
 
 
 @contextlib.contextmanager
