@@ -1,5 +1,6 @@
 """The documentation site: it builds with `mkdocs build --strict`, its generated references match
-the code, every shipped alert has a runbook entry, and the README stays a short front page.
+the code, every shipped alert has a runbook entry, every package in pyproject.toml is on the
+Dependencies page, and the README stays a short front page.
 
 The build runs MkDocs as a user would (`python -m mkdocs`, into a temporary directory), and a copy
 of the site with one broken link shows that --strict really fails on one.
@@ -13,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -153,3 +155,20 @@ def test_the_readme_is_a_short_front_page() -> None:
     for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
         if "://" not in target:
             assert (ROOT / target).exists(), f"README.md links to {target}, which does not exist"
+
+
+def _requirement_name(requirement: str) -> str:
+    """`pyjwt[crypto]>=2.13.0` -> `pyjwt`; `uvloop>=0.19; sys_platform != 'win32'` -> `uvloop`."""
+    match = re.match(r"[A-Za-z0-9._-]+", requirement)
+    assert match is not None, requirement
+    return match.group(0).lower()
+
+
+def test_every_dependency_is_on_the_dependencies_page() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        requirements.extend(extra)
+    page = (DOCS / "dependencies.md").read_text().lower()
+    missing = sorted({name for name in map(_requirement_name, requirements) if f"`{name}`" not in page})
+    assert not missing, f"docs/dependencies.md does not say why Kanal depends on {missing}"
