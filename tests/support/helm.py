@@ -11,6 +11,7 @@ against the checksum database, so the build is the published release's source.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,9 +24,20 @@ import yaml
 
 from support.apache_kafka import cache_dir
 
-__all__ = ["CHART", "VERSION", "GoMissing", "HelmFailed", "HelmUnavailable", "binary", "lint", "template"]
+__all__ = [
+    "CHART",
+    "VERSION",
+    "GoMissing",
+    "HelmFailed",
+    "HelmUnavailable",
+    "binary",
+    "lint",
+    "template",
+    "unavailable",
+]
 
 VERSION = "3.21.4"  # the newest approved helm v3 release
+_GO = (1, 26)  # the Go its go.mod asks for
 # The Kubernetes version helm assumes when it is given none (`helm template`'s Capabilities, the
 # deprecation checks of `helm lint`): that of the client-go it is built with (v0.36.2 for helm
 # 3.21.4), as helm's own release build sets it; Go's defaults would say 1.20.
@@ -39,21 +51,41 @@ class HelmUnavailable(RuntimeError):
 
 
 class GoMissing(HelmUnavailable):
-    """helm is not built yet, and there is no Go to build it."""
+    """helm is not built yet, and there is no Go to build it (or only one too old)."""
 
 
 class HelmFailed(RuntimeError):
     """helm ran and refused (the message has its command line and what it printed)."""
 
 
-def binary() -> Path:
-    """The helm command, built the first time."""
-    path = cache_dir() / f"helm-{VERSION}" / "helm"
-    if path.exists():
-        return path
+def _path() -> Path:
+    return cache_dir() / f"helm-{VERSION}" / "helm"
+
+
+def unavailable() -> str | None:
+    """Why helm can be neither found nor built here (no Go, or one too old); None if it can."""
+    if _path().exists():
+        return None
     go = shutil.which("go")
     if go is None:
-        raise GoMissing("helm is built with Go, which is missing (make tools installs it)")
+        return f"helm {VERSION} is built with Go, which is missing (make tools installs it)"
+    found = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, timeout=60).stdout
+    if tuple(int(n) for n in re.findall(r"\d+", found)[:2]) < _GO:
+        wanted = ".".join(map(str, _GO))
+        return f"helm {VERSION} is built with Go {wanted} or newer; {go} is {found.strip() or 'unknown'}"
+    return None
+
+
+def binary() -> Path:
+    """The helm command, built the first time."""
+    path = _path()
+    if path.exists():
+        return path
+    why = unavailable()
+    if why is not None:
+        raise GoMissing(why)
+    go = shutil.which("go")
+    assert go is not None
     gocache = cache_dir() / "go"
     path.parent.mkdir(parents=True, exist_ok=True)
     # go install writes into GOBIN; a directory of this run's own, so that two runs building at

@@ -48,17 +48,19 @@ def problems(manifest: dict[str, Any], kube_version: str) -> list[str]:
     if validator is None:
         return [f"{where}: {manifest.get('apiVersion')} {manifest.get('kind')} is no kind of Kubernetes "
                 f"{kube_version} nor of the CRDs in {CRD_SCHEMAS.name}"]  # fmt: skip
-    found = [f"{where}: {_path(error)}: {error.message}" for error in validator.iter_errors(manifest)]
+    found = [
+        f"{where}: {_path(error) or '(top)'}: {error.message}" for error in validator.iter_errors(manifest)
+    ]
     if (manifest["apiVersion"], manifest["kind"]) in _CRDS:  # a CRD's schema says "an object" only
         meta = _validator("meta/v1", "ObjectMeta", kube_version)
         assert meta is not None, f"no ObjectMeta schema for Kubernetes {kube_version}"
         errors = meta.iter_errors(manifest.get("metadata"))
-        found += [f"{where}: metadata.{_path(error)}: {error.message}" for error in errors]
+        found += [f"{where}: {_path(error, 'metadata')}: {error.message}" for error in errors]
     return found + [f"{where}: {problem}" for problem in _name_problems(manifest)]
 
 
-def _path(error: jsonschema.ValidationError) -> str:
-    return ".".join(map(str, error.absolute_path)) or "(top)"
+def _path(error: jsonschema.ValidationError, *within: str) -> str:
+    return ".".join([*within, *map(str, error.absolute_path)])
 
 
 def _name_problems(manifest: dict[str, Any]) -> Iterator[str]:
