@@ -1,7 +1,7 @@
 """The Helm chart as a real helm renders it: `helm lint --strict` and `helm template` with the
 default values and with each values file of charts/kanal/examples, every manifest validated
-against the Kubernetes schemas of the oldest and newest version the chart's kubeVersion admits
-(and the Prometheus Operator's CRDs), and the rendered objects checked against the code: each
+against the Kubernetes schemas of the oldest version the chart's kubeVersion admits and of the
+newest kubernetes-validate bundles (and the Prometheus Operator's CRDs), and the rendered objects checked against the code: each
 component's environment is a valid Settings, probes and Services reach the ports it listens on,
 the ServiceMonitor scrapes its metrics ports, every mount and reference resolves.
 
