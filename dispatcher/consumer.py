@@ -4,24 +4,27 @@ One `TopicConsumer` per topic per dispatcher process. Its Kafka consumer is a me
 topic's dispatcher group (`channel.kafka.dispatcher_group`), so the topic's partitions are spread
 over the dispatcher processes, and each record is fetched and decoded once however many Triggers
 the topic has. The filter index picks the Triggers that match; each matching Trigger's `Lane`
-delivers the event concurrently, up to its own in-flight limit.
+delivers the event concurrently, up to its own in-flight limit (`dispatcher.workers`).
 
 Progress is per Trigger, at least once. Each lane tracks its records in flight per partition
-(`offsets.PartitionOffsets`) and commits, to the Trigger's own consumer group through
-`groups.GroupOffsets`, the offset below which all its records reached a final outcome (delivered,
-dead-lettered or dropped visibly). Commits go out every `dispatcher_commit_interval` and when
-partitions are revoked; a killed dispatcher leaves what was not committed to the next owner,
-which delivers it again: duplicates are possible, loss is not. On assignment the shared reader
-starts at the lowest position of all lanes; each lane skips what it had already done.
+(`offsets.PartitionOffsets`) and commits (`dispatcher.commits`), to the Trigger's own consumer
+group through `groups.GroupOffsets`, the offset below which all its records reached a final
+outcome (delivered, dead-lettered or dropped visibly). Commits go out every
+`dispatcher_commit_interval` and when partitions are revoked; a killed dispatcher leaves what
+was not committed to the next owner, which delivers it again: duplicates are possible, loss is
+not. On assignment the shared reader starts at the lowest position of all lanes; each lane skips
+what it had already done.
 
 A slow Trigger does not hold up the others. When a lane has `dispatcher_lane_buffer` events
 queued, the shared reader waits for it briefly, then detaches it from that partition: the lane
-goes on with a reader of its own (`_catch_up`, no consumer group, manually assigned) from the
+goes on with a reader of its own (`dispatcher.catchup`, no consumer group, manually assigned) from the
 first record it did not take, and rejoins the shared reader once it has caught up with it. A
 Trigger added while the dispatcher runs is caught up the same way, from its committed offset or
 else its start point (`offsets.first_offsets`): the end of each partition when it was created, as
 the controller recorded it, so a new Trigger receives exactly the events accepted after it was
 created. No record before where a lane begins is offered to it, by the shared reader or its own.
+The decisions on a lane's state (what it is offered, how long it is waited for, when it rejoins,
+what it commits) are pure functions in `dispatcher.lane`.
 
 Changing a Trigger's filter, subscriber or delivery swaps the plan into its lane; no consumer is
 recreated.
@@ -31,11 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import logging
-from collections import deque
-from collections.abc import Coroutine, Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
@@ -43,73 +43,23 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from channel.errors import InvalidEvent
-from channel.events import CloudEvent, from_kafka_record
+from channel.events import from_kafka_record
 from channel.filters import FilterIndex
-from channel.kafka import HOP_HEADER, client_options, dispatcher_group
+from channel.kafka import client_options, dispatcher_group
 from channel.settings import Settings
 from dispatcher import metrics
-from dispatcher.dispatch import Dispatcher, Interrupted, Source
+from dispatcher.catchup import CatchUp
+from dispatcher.commits import Commits, clear_lag
+from dispatcher.dispatch import Dispatcher, Source, source_of
 from dispatcher.groups import GroupOffsets
-from dispatcher.offsets import CreationFloor, PartitionOffsets, first_offsets
+from dispatcher.lane import Lane, detach_wait, offered
+from dispatcher.offsets import first_offsets
 from dispatcher.plan import Plan
+from dispatcher.workers import Workers
 
-__all__ = ["Lane", "TopicConsumer", "source_of"]
+__all__ = ["TopicConsumer"]
 
 log = logging.getLogger(__name__)
-
-# How long per second the shared reader waits for one full lane before reading it separately.
-_DETACH_AFTER = 0.2
-# How long stopping waits for deliveries in flight; the rest are delivered again by the next owner.
-_DRAIN_TIMEOUT = 10.0
-
-
-# A delivery waiting for a worker: the partition's in-flight offsets it belongs to, the event, its origin.
-_Item = tuple[PartitionOffsets, CloudEvent, Source]
-
-
-class Lane:
-    """One Trigger's (or Subscription's) share of a topic."""
-
-    def __init__(self, plan: Plan, settings: Settings) -> None:
-        self.plan = plan
-        self.buffer = settings.dispatcher_lane_buffer
-        self.limit = settings.dispatcher_max_in_flight
-        # Deliveries waiting for a worker: unordered lanes share one queue served by up to
-        # `limit` workers; ordered lanes have one queue and one worker per partition.
-        self.queue: deque[_Item] = deque()
-        self.workers = 0
-        self.serial: dict[TopicPartition, deque[_Item]] = {}
-        self.pending = 0  # deliveries begun and not finished, all partitions
-        self.room = asyncio.Event()
-        self.room.set()
-        self.offsets: dict[TopicPartition, PartitionOffsets] = {}
-        # A partition is either attached (fed by the shared reader from `start` on) or catching
-        # up (fed by the lane's own reader, `catching` being the next offset it will read).
-        self.start: dict[TopicPartition, int] = {}
-        self.catching: dict[TopicPartition, int] = {}
-        self.moved = False  # `catching` got a partition: the lane's reader must seek again
-        # How long the shared reader waited for this lane in the current one-second window.
-        self.window = 0.0
-        self.waited = 0.0
-        # Partitions begun at the creation time of a Trigger without a start point (without a
-        # committed offset either): records older than the Trigger are not its own.
-        self.floor = CreationFloor()
-        self.committed: dict[TopicPartition, int] = {}
-        self.tasks: set[asyncio.Task[None]] = set()  # the workers
-        self.reader: asyncio.Task[None] | None = None
-        self.retired = False
-
-    @property
-    def key(self) -> str:
-        return self.plan.key
-
-    def full(self) -> bool:
-        return self.pending >= self.buffer
-
-    def forget(self, tp: TopicPartition) -> None:
-        for table in (self.offsets, self.start, self.catching, self.committed):
-            table.pop(tp, None)
-        self.floor.forget(tp)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -141,6 +91,9 @@ class TopicConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._stopping = asyncio.Event()
+        self._workers = Workers(topic, dispatcher, self._stopping, lambda: self._tasks)
+        self._catch_up = CatchUp(topic, settings, self, self._workers, self._stopping, lambda: self._tasks)
+        self._commits = Commits(groups, self._position.get, lambda: self._consumer)
 
     # -- plans ----------------------------------------------------------------------------
 
@@ -167,6 +120,14 @@ class TopicConsumer:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    # -- what a lane's own reader asks (catchup.SharedReader) -------------------------------
+
+    def position(self, tp: TopicPartition) -> int:
+        return self._position.get(tp, 0)
+
+    def owns(self, tp: TopicPartition) -> bool:
+        return tp in self._assigned
 
     # -- the shared reader ----------------------------------------------------------------
 
@@ -195,7 +156,13 @@ class TopicConsumer:
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
-                committer = tasks.create_task(self._commit_loop())
+                committer = tasks.create_task(
+                    self._commits.loop(
+                        self._settings.dispatcher_commit_interval,
+                        lambda: self._lanes.values(),
+                        lambda: list(self._assigned),
+                    )
+                )
                 while not self._stopping.is_set():
                     try:
                         batches = await consumer.getmany(timeout_ms=200, max_records=500)
@@ -211,7 +178,7 @@ class TopicConsumer:
                                 consumer.seek(tp, records[0].offset)
                             continue
                         await self._fan_out(tp, records)
-                await self._drain(list(self._lanes.values()))
+                await self._workers.drain(list(self._lanes.values()))
                 committer.cancel()
             await self._commit_all(self._assigned)
         finally:
@@ -249,8 +216,7 @@ class TopicConsumer:
                 lane = lanes.get(key)
                 if lane is None:
                     continue
-                start = lane.start.get(tp)
-                if start is None or offset < start:
+                if not offered(lane.start.get(tp), offset):
                     continue
                 if lane.floor.refuses(tp, record.timestamp):
                     continue
@@ -259,7 +225,7 @@ class TopicConsumer:
                 if source is None:
                     source = source_of(record)
                 matched[key] = matched.get(key, 0) + 1
-                self._begin(lane, tp, event, source)
+                self._workers.begin(lane, tp, event, source)
         if valid:
             for key, lane in lanes.items():
                 start = lane.start.get(tp)
@@ -277,17 +243,15 @@ class TopicConsumer:
     async def _wait_for_room(self, lane: Lane, tp: TopicPartition, offset: int) -> bool:
         """Wait for a full lane; if waiting would delay other lanes too long, detach it from `tp`.
 
-        A lane that is alone on the partition delays nobody, so the reader simply waits for it.
-        Otherwise the reader waits at most `_DETACH_AFTER` per second for any one lane; a lane
-        that needs more is slower than the others and goes on reading by itself from `offset`.
+        How long it may wait is `lane.detach_wait`'s decision; a lane that needs more is slower
+        than the others and goes on reading by itself from `offset`.
         """
         loop = asyncio.get_running_loop()
         began = loop.time()
-        if began - lane.window > 1.0:
-            lane.window, lane.waited = began, 0.0
         alone = not any(other is not lane and tp in other.start for other in self._lanes.values())
+        lane.window, lane.waited, timeout = detach_wait(began, lane.window, lane.waited, alone)
         try:
-            async with asyncio.timeout(None if alone else max(0.0, _DETACH_AFTER - lane.waited)):
+            async with asyncio.timeout(timeout):
                 while lane.full() and tp in lane.start and not self._stopping.is_set():
                     lane.room.clear()
                     await lane.room.wait()
@@ -307,169 +271,8 @@ class TopicConsumer:
                 tp.partition,
                 offset,
             )
-            self._ensure_reader(lane)
+            self._catch_up.ensure_reader(lane)
         return False
-
-    # -- deliveries -----------------------------------------------------------------------
-
-    def _begin(self, lane: Lane, tp: TopicPartition, event: CloudEvent, source: Source) -> None:
-        parts = lane.offsets.get(tp)
-        if parts is None:
-            parts = lane.offsets[tp] = PartitionOffsets()
-        parts.begin(source.offset)
-        lane.pending += 1
-        if lane.full():
-            lane.room.clear()
-        item = (parts, event, source)
-        if lane.plan.ordered:
-            # One worker per partition takes its queue first in, first out: one delivery (with
-            # its retries) at a time, in offset order.
-            queue = lane.serial.get(tp)
-            if queue is None:
-                queue = lane.serial[tp] = deque()
-                queue.append(item)
-                self._spawn(lane, self._work(lane, queue, tp))
-            else:
-                queue.append(item)
-        else:
-            lane.queue.append(item)
-            if lane.workers < lane.limit:
-                lane.workers += 1
-                self._spawn(lane, self._work(lane, lane.queue, None))
-
-    def _spawn(self, lane: Lane, work: Coroutine[Any, Any, None]) -> None:
-        assert self._tasks is not None
-        task = self._tasks.create_task(work)
-        lane.tasks.add(task)
-        task.add_done_callback(lane.tasks.discard)
-
-    async def _work(self, lane: Lane, queue: deque[_Item], serial: TopicPartition | None) -> None:
-        """Deliver from `queue` until it is empty; stop early when stopping or retired."""
-        try:
-            while queue and not self._stopping.is_set() and not lane.retired:
-                await self._deliver(lane, *queue.popleft())
-        finally:
-            if serial is None:
-                lane.workers -= 1
-            elif lane.serial.get(serial) is queue:
-                del lane.serial[serial]
-
-    async def _deliver(self, lane: Lane, parts: PartitionOffsets, event: CloudEvent, source: Source) -> None:
-        try:
-            if lane.offsets.get(TopicPartition(self.topic, source.partition)) is parts:
-                await self._dispatcher.deliver(lane.plan, event, source, stop=self._stopping)
-            # else: the partition was revoked since; its next owner delivers the event.
-        except Interrupted:
-            # Stopping while it waited to try again: not done, so not committed; the next owner
-            # delivers it, continuing its attempt count.
-            log.debug("stopped before the next attempt of event id=%s for %s", event.id, lane.key)
-            return
-        except Exception:
-            # Never let one event stop the partition; it is counted and logged as dropped.
-            log.exception("delivery of event id=%s for %s failed unexpectedly", event.id, lane.key)
-            metrics.EVENTS.labels(*lane.plan.series, "dropped").inc()
-        finally:
-            lane.pending -= 1
-            if not lane.full():
-                lane.room.set()
-        parts.done(source.offset)
-
-    async def _drain(self, lanes: list[Lane]) -> None:
-        """Let deliveries in flight finish, bounded; what does not finish is delivered again later."""
-        tasks = [task for lane in lanes for task in lane.tasks]
-        if not tasks:
-            return
-        _, unfinished = await asyncio.wait(tasks, timeout=_DRAIN_TIMEOUT)
-        if unfinished:
-            log.warning(
-                "%s: %d deliveries did not finish within %ss; they will be delivered again",
-                self.topic,
-                len(unfinished),
-                _DRAIN_TIMEOUT,
-            )
-            for task in unfinished:
-                task.cancel()
-
-    # -- lanes reading on their own --------------------------------------------------------
-
-    def _ensure_reader(self, lane: Lane) -> None:
-        if lane.reader is None and self._tasks is not None and not lane.retired:
-            lane.reader = self._tasks.create_task(self._catch_up(lane))
-
-    async def _catch_up(self, lane: Lane) -> None:
-        """Feed `lane` the partitions it is behind on, until it has caught up with the shared reader."""
-        reader = AIOKafkaConsumer(
-            **client_options(self._settings),
-            group_id=None,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=self._settings.event_fetch_max_wait_ms(),
-        )
-        try:
-            await reader.start()
-            placed: dict[TopicPartition, int] = {}
-            while lane.catching and not lane.retired and not self._stopping.is_set():
-                if lane.moved or set(placed) != set(lane.catching):
-                    lane.moved = False
-                    placed = dict(lane.catching)
-                    reader.assign(list(placed))
-                    for tp, offset in placed.items():
-                        reader.seek(tp, offset)
-                try:
-                    batches = await reader.getmany(timeout_ms=200, max_records=500)
-                except KafkaError as exc:
-                    log.warning("catch-up read of %s for %s failed: %s", self.topic, lane.key, exc)
-                    await asyncio.sleep(0.5)
-                    placed = {}
-                    continue
-                for tp, records in batches.items():
-                    await self._catch_up_records(lane, tp, records)
-                for tp in list(lane.catching):
-                    self._maybe_rejoin(lane, tp, lane.catching[tp])
-        finally:
-            lane.reader = None
-            try:
-                await reader.stop()
-            except KafkaError as exc:
-                log.warning("closing a catch-up reader of %s: %s", self.topic, exc)
-        # Detached again while this reader was closing: read on.
-        if lane.catching and not lane.retired and not self._stopping.is_set():
-            self._ensure_reader(lane)
-
-    async def _catch_up_records(self, lane: Lane, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
-        plan_filter = lane.plan.filter
-        for record in records:
-            nxt = lane.catching.get(tp)
-            if nxt is None or lane.retired or self._stopping.is_set():
-                return
-            offset = record.offset
-            if offset < nxt:
-                continue
-            if self._maybe_rejoin(lane, tp, offset):
-                return
-            lane.catching[tp] = offset + 1
-            try:
-                event = from_kafka_record(record.key, record.value, record.headers)
-            except InvalidEvent:
-                continue  # counted by the shared reader
-            if lane.floor.refuses(tp, record.timestamp):
-                continue
-            if not plan_filter.matches(event.attributes):
-                metrics.EVENTS.labels(*lane.plan.series, "filtered").inc()
-                continue
-            while lane.full():
-                await lane.room.wait()
-            if tp not in lane.catching:  # revoked while waiting
-                return
-            self._begin(lane, tp, event, source_of(record))
-
-    def _maybe_rejoin(self, lane: Lane, tp: TopicPartition, offset: int) -> bool:
-        """Attach `tp` back to the shared reader if the lane's next record is one it has not handed out."""
-        if offset < self._position.get(tp, 0) or lane.pending * 2 > lane.buffer or tp not in self._assigned:
-            return False
-        del lane.catching[tp]
-        lane.start[tp] = offset
-        log.info("trigger %s caught up on %s[%d] at offset %d", lane.key, tp.topic, tp.partition, offset)
-        return True
 
     # -- assignment -----------------------------------------------------------------------
 
@@ -550,7 +353,7 @@ class TopicConsumer:
                 lane.catching[tp] = offset
                 lane.moved = True
         if lane.catching:
-            self._ensure_reader(lane)
+            self._catch_up.ensure_reader(lane)
 
     async def _on_revoked(self, revoked: list[TopicPartition]) -> None:
         await self._commit_all(revoked)
@@ -559,55 +362,12 @@ class TopicConsumer:
             self._position.pop(tp, None)
             for lane in self._lanes.values():
                 lane.forget(tp)
-                _clear_lag(lane.plan, tp)
+                clear_lag(lane.plan, tp)
 
     # -- commits --------------------------------------------------------------------------
 
-    def _committable(self, lane: Lane, tp: TopicPartition) -> int | None:
-        if lane.floor.holds(tp):
-            return None
-        parts = lane.offsets.get(tp)
-        lowest = parts.lowest() if parts is not None else None
-        if lowest is not None:
-            return lowest
-        start = lane.start.get(tp)
-        if start is not None:
-            return max(start, self._position.get(tp, start))
-        return lane.catching.get(tp)
-
-    async def _commit_lane(self, lane: Lane, tps: Iterable[TopicPartition]) -> None:
-        offsets: dict[TopicPartition, int] = {}
-        consumer = self._consumer
-        for tp in tps:
-            offset = self._committable(lane, tp)
-            if offset is None:
-                continue
-            if consumer is not None:
-                high = consumer.highwater(tp)
-                if high is not None:
-                    metrics.LAG.labels(*lane.plan.series, str(tp.partition)).set(max(0, high - offset))
-            if offset > lane.committed.get(tp, -1):
-                offsets[tp] = offset
-        if not offsets:
-            return
-        try:
-            await self._groups.commit(lane.plan.group, offsets)
-        except KafkaError as exc:
-            log.warning("commit for %s failed (will deliver again): %s", lane.key, exc)
-            return
-        for tp, offset in offsets.items():
-            if offset > lane.committed.get(tp, -1):
-                lane.committed[tp] = offset
-
     async def _commit_all(self, tps: Iterable[TopicPartition]) -> None:
-        keep = [tp for tp in tps if tp in self._assigned]
-        if keep:
-            await asyncio.gather(*(self._commit_lane(lane, keep) for lane in list(self._lanes.values())))
-
-    async def _commit_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._settings.dispatcher_commit_interval)
-            await self._commit_all(list(self._assigned))
+        await self._commits.commit_all(self._lanes.values(), [tp for tp in tps if tp in self._assigned])
 
     # -- retiring -------------------------------------------------------------------------
 
@@ -619,32 +379,12 @@ class TopicConsumer:
             self._tasks.create_task(self._retire_lane(lane))
 
     async def _retire_lane(self, lane: Lane) -> None:
-        await self._drain([lane])
-        await self._commit_lane(lane, [tp for tp in self._assigned])
+        await self._workers.drain([lane])
+        await self._commits.commit_lane(lane, [tp for tp in self._assigned])
         for tp in self._assigned:
-            _clear_lag(lane.plan, tp)
+            clear_lag(lane.plan, tp)
 
 
 def _skip_invalid(tp: TopicPartition, record: ConsumerRecord, exc: InvalidEvent) -> None:
     log.warning("skipped record %s[%d]@%d: not a CloudEvent (%s)", tp.topic, tp.partition, record.offset, exc)
     metrics.NON_EVENTS.labels(tp.topic).inc()
-
-
-def _clear_lag(plan: Plan, tp: TopicPartition) -> None:
-    with contextlib.suppress(KeyError):
-        metrics.LAG.remove(*plan.series, str(tp.partition))
-
-
-def source_of(record: ConsumerRecord) -> Source:
-    """Where a record came from, for logs and replies: partition, offset, hops, traceparent."""
-    hops = 0
-    trace = None
-    for key, value in record.headers or ():
-        if key == HOP_HEADER:
-            try:
-                hops = int(value)
-            except ValueError:
-                hops = 0
-        elif key == "traceparent":
-            trace = value.decode("latin-1")
-    return Source(record.partition, record.offset, hops, trace)

@@ -19,6 +19,8 @@ import random
 import time
 from dataclasses import dataclass
 
+from aiokafka.structs import ConsumerRecord
+
 from channel.errors import InvalidEvent, KanalError
 from channel.events import CloudEvent, KafkaRecord, binary_problem, parse_http_response, to_kafka_record
 from channel.kafka import HOP_HEADER
@@ -30,7 +32,7 @@ from dispatcher.delivery import Attempt, Poster
 from dispatcher.plan import TriggerPlan
 from dispatcher.retry import Outcome, classify_status, parse_retry_after
 
-__all__ = ["Dispatcher", "Interrupted", "Result", "Source"]
+__all__ = ["Dispatcher", "Interrupted", "Result", "Source", "source_of"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,21 @@ class Source:
     offset: int
     hops: int = 0
     traceparent: str | None = None
+
+
+def source_of(record: ConsumerRecord) -> Source:
+    """Where a record came from, for logs and replies: partition, offset, hops, traceparent."""
+    hops = 0
+    trace = None
+    for key, value in record.headers or ():
+        if key == HOP_HEADER:
+            try:
+                hops = int(value)
+            except ValueError:
+                hops = 0
+        elif key == "traceparent":
+            trace = value.decode("latin-1")
+    return Source(record.partition, record.offset, hops, trace)
 
 
 class Dispatcher:

@@ -26,9 +26,8 @@ from channel.producer import KafkaEventSink
 from channel.proxy import Proxies
 from channel.settings import Settings
 from channel.topics import RangeStart, TopicRange
-from dispatcher.consumer import source_of
 from dispatcher.delivery import MAX_RESPONSE_BYTES, HttpPoster
-from dispatcher.dispatch import Dispatcher
+from dispatcher.dispatch import Dispatcher, source_of
 from dispatcher.http import HttpClient
 from dispatcher.plan import Plan, plans_from_documents
 
