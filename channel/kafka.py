@@ -11,9 +11,11 @@ import hashlib
 import logging
 import re
 import ssl
+from dataclasses import dataclass
+from types import TracebackType
 from typing import Final
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.errors import (
@@ -37,6 +39,9 @@ __all__ = [
     "DEAD_LETTER_TOPIC_ANNOTATION",
     "HOP_HEADER",
     "MAX_TOPIC_LENGTH",
+    "STATS_TOPIC",
+    "LagReader",
+    "PartitionLag",
     "access_denied",
     "broker_topic",
     "channel_topic",
@@ -56,6 +61,9 @@ log = logging.getLogger(__name__)
 MAX_TOPIC_LENGTH: Final = 249
 BROKER_TOPIC_PREFIX: Final = "knative-broker"
 CHANNEL_TOPIC_PREFIX: Final = "knative-channel"
+# The compacted topic of the dispatchers' delivery statistics per Trigger and Subscription
+# (dispatcher.stats writes it, `kanal describe` reads it).
+STATS_TOPIC: Final = "kanal.stats"
 # Kanal's own record header (not a `ce_` header, so subscribers never see it): how many times
 # this event has been a reply, for the reply-loop guard.
 HOP_HEADER: Final = "kanal-hops"
@@ -258,3 +266,82 @@ async def delete_topic(admin: AIOKafkaAdminClient, topic: str) -> None:
     for _name, code in getattr(response, "topic_error_codes", ()):
         if code and code != UnknownTopicOrPartitionError.errno:
             log.warning("cannot delete topic %s: %s", topic, for_code(code)(topic))
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    """One partition of a consumer group's topic: the group's committed offset (None before its
+    first commit) and the end of the log."""
+
+    partition: int
+    committed: int | None
+    end: int
+
+    @property
+    def lag(self) -> int | None:
+        return None if self.committed is None else max(0, self.end - self.committed)
+
+
+class LagReader:
+    """Reads consumer groups' lag (committed offsets against the topic's end offsets) without
+    joining any group or committing anything; one admin client and one consumer for every call.
+
+    The end of a partition is the high watermark of a fetch at its listed end, as the dispatcher
+    takes it: some Kafka-protocol brokers (the embedded one) answer ListOffsets with the start of
+    the last batch rather than the end of the log. Each topic's ends are read once per reader."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._admin = create_admin(settings)
+        self._consumer = AIOKafkaConsumer(
+            **client_options(settings), group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100
+        )
+        self._ends: dict[str, dict[TopicPartition, int]] = {}
+
+    async def __aenter__(self) -> LagReader:
+        try:
+            await self._admin.start()
+            await self._consumer.start()
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._consumer.stop()
+        await self._admin.close()
+
+    async def lag(self, topic: str, group: str) -> list[PartitionLag]:
+        """Per partition of `topic`, what `group` has committed and where the log ends."""
+        [described] = await self._admin.describe_topics([topic])
+        if described.get("error_code"):
+            raise for_code(described["error_code"])(f"describing topic {topic}")
+        partitions = [TopicPartition(topic, int(p["partition"])) for p in described.get("partitions") or ()]
+        if not partitions:
+            return []
+        ends = self._ends.get(topic) or await self._fetch_ends(topic, partitions)
+        committed = await self._admin.list_consumer_group_offsets(group, partitions=partitions)
+        return [
+            PartitionLag(
+                tp.partition,
+                committed[tp].offset if tp in committed and committed[tp].offset >= 0 else None,
+                ends[tp],
+            )
+            for tp in sorted(partitions)
+        ]
+
+    async def _fetch_ends(self, topic: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        listed = await self._consumer.end_offsets(partitions)
+        self._consumer.assign(partitions)
+        for tp in partitions:
+            self._consumer.seek(tp, listed[tp])
+        high: dict[TopicPartition, int | None] = dict.fromkeys(partitions)
+        for _ in range(20):  # a fetch answers within its wait (100 ms): two seconds at the most
+            await self._consumer.getmany(*partitions, timeout_ms=100)
+            high = {tp: self._consumer.highwater(tp) for tp in partitions}
+            if all(h is not None for h in high.values()):
+                break
+        ends = {tp: max(listed[tp], high[tp] or 0) for tp in partitions}
+        self._ends[topic] = ends
+        return ends

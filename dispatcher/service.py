@@ -34,6 +34,7 @@ from dispatcher.dispatch import Dispatcher
 from dispatcher.groups import GroupOffsets
 from dispatcher.http import HttpClient
 from dispatcher.plan import Plan, plans_from_documents
+from dispatcher.stats import StatsPublisher
 
 __all__ = ["DispatcherService"]
 
@@ -114,6 +115,8 @@ class DispatcherService:
             async with asyncio.TaskGroup() as tg:
                 follower = tg.create_task(self._log.run())
                 attempts_follower = tg.create_task(attempts.log.run())
+                # Delivery statistics for `kanal describe`; written once more when stopping.
+                stats = tg.create_task(StatsPublisher(settings, sink).run(self._stop))
                 while not self._stop.is_set():
                     await self._changed.wait()
                     self._changed.clear()
@@ -122,6 +125,7 @@ class DispatcherService:
                 for consumer, _ in self._running.values():
                     consumer.stop()
                 await asyncio.gather(*(t for _, t in self._running.values()), return_exceptions=True)
+                await stats
                 follower.cancel()
                 attempts_follower.cancel()
 
