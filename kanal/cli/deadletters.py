@@ -20,7 +20,7 @@ import json
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from channel.errors import InvalidEvent, KanalError, NotFound, Unavailable
 from channel.events import CloudEvent, KafkaRecord, from_kafka_record, to_kafka_record
@@ -29,10 +29,14 @@ from channel.producer import KafkaEventSink
 from channel.settings import Settings
 from channel.topics import RangeStart, TopicRange
 from kanal.cli.client import AdminClient
+from kanal.cli.progress import Progress
 from kanal.cli.timespec import parse_time_ms
 
 __all__ = ["DeadLetter", "add_deadletters_parser", "original_event"]
 
+# Dead letters written back per confirmed send: the progress line moves this many at a time, and
+# a failure says how many were confirmed before it.
+REDRIVE_BATCH: Final = 500
 _ERROR_EXTENSIONS = ("knativeerrordest", "knativeerrorcode", "knativeerrordata", "kanalorigin")
 
 
@@ -179,15 +183,22 @@ async def _run(args: argparse.Namespace, settings: Settings, client: AdminClient
     if not args.dry_run and events:
         producer = create_producer(settings)
         await producer.start()
+        bar = Progress("redriving")
+        sent = 0
         try:
-            await KafkaEventSink(producer, settings.kafka_produce_timeout).send(
-                target, [d.redrive_record() for d in letters]
-            )
+            sink = KafkaEventSink(producer, settings.kafka_produce_timeout)
+            for start in range(0, len(letters), REDRIVE_BATCH):
+                batch = letters[start : start + REDRIVE_BATCH]
+                await sink.send(target, [d.redrive_record() for d in batch])
+                sent += len(batch)
+                bar.update(sent, len(letters))
         except KanalError as exc:
             raise Unavailable(
-                f"nothing confirmed written to Broker {args.namespace}/{broker}: {exc}"
+                f"{sent} of {len(letters)} dead letters confirmed written to Broker"
+                f" {args.namespace}/{broker}, then: {exc}"
             ) from exc
         finally:
+            bar.close()
             await producer.stop()
     done = "would be sent" if args.dry_run else "sent"
     print(f"{len(events)} dead letters {done} to Broker {args.namespace}/{broker}")

@@ -3,13 +3,18 @@
 kanal dev [--apply PATH]... [--sink NAME=PORT]...   everything on one machine
 kanal controller | ingress | dispatcher             one component (as the Helm chart runs them)
 kanal apply -f FILE|DIR|-                           create or update resources
-kanal get KIND [NAME] [-n NS | -A] [-o json|yaml]   list resources
+kanal get KIND [NAME] [-n NS | -A] [-o json|yaml]   list resources (-w: watch for changes)
+kanal describe KIND NAME [-n NS]                    one resource: status, statistics, lag
+kanal tail broker|channel NAME [--filter CESQL]     live events, read from Kafka
 kanal delete KIND NAME [-n NS] | -f FILE            delete resources
 kanal send --broker NAME -n NS --type T --source S  post a CloudEvent
 kanal source run --sink URL -- COMMAND...           run a program as an event source (K_SINK)
 kanal replay trigger NAME -n NS --from TIME|OFFSET  deliver a Trigger's events again
 kanal deadletters list|redrive --trigger NAME -n NS dead letters kept in a Kafka topic
 kanal event-display [--port N]                      a sink that prints events
+kanal completion bash|zsh                           the shell completion script
+
+Run `kanal COMMAND --help` for a command's options and examples.
 """
 
 from __future__ import annotations
@@ -23,13 +28,17 @@ from channel.control.token_files import client_token, url_token_path
 from channel.errors import ValidationError
 from channel.resources.manifests import resource_class
 from kanal.cli.client import AdminClient, ClientError
+from kanal.cli.completion import SHELLS, complete, completion_script
 from kanal.cli.deadletters import add_deadletters_parser, run_deadletters
+from kanal.cli.describe import add_describe_parser, run_describe
+from kanal.cli.examples import add_examples
+from kanal.cli.get import KINDS_HELP, run_get
 from kanal.cli.manifests import eventing_documents
 from kanal.cli.options import add_settings_flags, settings_from_args
 from kanal.cli.replay import run_replay_command
 from kanal.cli.send import add_send_parser, run_send
 from kanal.cli.source import add_source_parser, run_source
-from kanal.cli.tables import render
+from kanal.cli.tail import add_tail_parser, run_tail
 from kanal.components import COMPONENTS
 
 __all__ = ["main"]
@@ -42,8 +51,6 @@ _GROUPS = {
     "Subscription": "messaging.knative.dev",
     "PingSource": "sources.knative.dev",
 }
-_KINDS_HELP = "brokers, triggers, channels, kafkachannels, subscriptions, pingsources, sources"
-_SOURCE_KINDS = ("PingSource",)
 
 
 def _client(args: argparse.Namespace) -> AdminClient:
@@ -86,7 +93,7 @@ def _cmd_delete(args: argparse.Namespace) -> int:
             raise SystemExit("kanal delete: give KIND NAME... or -f FILE")
         model = resource_class(args.kind)
         if model is None:
-            raise SystemExit(f"kanal: unknown kind {args.kind!r} ({_KINDS_HELP})")
+            raise SystemExit(f"kanal: unknown kind {args.kind!r} ({KINDS_HELP})")
         targets = [
             {"kind": model.KIND, "namespace": args.namespace or "default", "name": n} for n in args.names
         ]
@@ -97,32 +104,19 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
-    if args.kind.lower() in ("source", "sources"):
-        client = _client(args)
-        namespace = None if args.all_namespaces else (args.namespace or "default")
-        docs = [doc for kind in _SOURCE_KINDS for doc in client.list(kind, namespace)]
-        if args.name:
-            docs = [d for d in docs if (d.get("metadata") or {}).get("name") == args.name]
-        if not docs and args.output not in ("json", "yaml"):
-            where = "any namespace" if namespace is None else f"{namespace} namespace"
-            print(f"No resources found in {where}.", file=sys.stderr)
-            return 0
-        print(render("Sources", docs, args.output or "", args.all_namespaces))
-        return 0
-    model = resource_class(args.kind)
-    if model is None:
-        raise SystemExit(f"kanal: unknown kind {args.kind!r} ({_KINDS_HELP})")
-    client = _client(args)
-    namespace = None if args.all_namespaces else (args.namespace or "default")
-    if args.name:
-        docs = [client.get(model.KIND, namespace or "default", args.name)]
-    else:
-        docs = client.list(model.KIND, namespace)
-    if not docs and args.output not in ("json", "yaml"):
-        where = "any namespace" if namespace is None else f"{namespace} namespace"
-        print(f"No resources found in {where}.", file=sys.stderr)
-        return 0
-    print(render(model.KIND, docs, args.output or "", args.all_namespaces))
+    return run_get(args, settings_from_args(args), _client(args))
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    return run_describe(args, settings_from_args(args), _client(args))
+
+
+def _cmd_tail(args: argparse.Namespace) -> int:
+    return run_tail(args, settings_from_args(args), _client(args))
+
+
+def _cmd_completion(args: argparse.Namespace) -> int:
+    print(completion_script(args.shell))
     return 0
 
 
@@ -213,14 +207,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_flags(apply)
     apply.set_defaults(func=_cmd_apply)
 
-    get = sub.add_parser("get", help="list resources")
-    get.add_argument("kind", help=_KINDS_HELP)
+    get = sub.add_parser("get", help="list resources (with each Trigger's and Subscription's lag)")
+    get.add_argument("kind", help=KINDS_HELP)
     get.add_argument("name", nargs="?")
     get.add_argument("-n", "--namespace")
     get.add_argument("-A", "--all-namespaces", action="store_true")
     get.add_argument("-o", "--output", choices=["json", "yaml"])
+    get.add_argument("-w", "--watch", action="store_true", help="after the table, print a line per change")
+    get.add_argument(
+        "--watch-limit", type=int, metavar="N", help="with -w: stop after N change lines (default: Ctrl-C)"
+    )
     add_settings_flags(get)
     get.set_defaults(func=_cmd_get)
+
+    describe = add_describe_parser(sub)
+    add_settings_flags(describe)
+    describe.set_defaults(func=_cmd_describe)
+    tail = add_tail_parser(sub)
+    add_settings_flags(tail)
+    tail.set_defaults(func=_cmd_tail)
 
     delete = sub.add_parser("delete", help="delete resources")
     delete.add_argument("kind", nargs="?")
@@ -263,11 +268,18 @@ def build_parser() -> argparse.ArgumentParser:
     display.add_argument("--port", type=int, default=8080)
     display.add_argument("--host", default="127.0.0.1")
     display.set_defaults(func=_cmd_display)
+
+    completion = sub.add_parser("completion", help="print the shell completion script for bash or zsh")
+    completion.add_argument("shell", choices=SHELLS)
+    completion.set_defaults(func=_cmd_completion)
+    add_examples(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    complete(parser)  # answers the shell's completion request and exits, when there is one
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except ValidationError as exc:

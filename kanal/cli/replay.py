@@ -17,9 +17,10 @@ from channel.settings import Settings
 from channel.topics import RangeStart
 from dispatcher.replay import ReplaySummary, replay_plan, run_replay
 from kanal.cli.client import AdminClient
+from kanal.cli.progress import Progress
 from kanal.cli.timespec import parse_offsets, parse_time_ms
 
-__all__ = ["parse_start", "progress_bar", "run_replay_command"]
+__all__ = ["parse_start", "run_replay_command"]
 
 
 def parse_start(text: str) -> RangeStart:
@@ -29,13 +30,6 @@ def parse_start(text: str) -> RangeStart:
     if offsets is not None:
         return RangeStart(offsets=offsets)
     return RangeStart(time_ms=parse_time_ms(text))
-
-
-def progress_bar(done: int, total: int | None, width: int = 30) -> str:
-    if not total:
-        return f"replayed {done} records"
-    filled = min(width, width * done // total)
-    return f"replayed {done}/{total} [{'#' * filled}{'.' * (width - filled)}] {100 * done // total}%"
 
 
 def run_replay_command(args: argparse.Namespace, settings: Settings, client: AdminClient) -> int:
@@ -48,16 +42,10 @@ def run_replay_command(args: argparse.Namespace, settings: Settings, client: Adm
     trigger: dict[str, Any] = client.get("Trigger", args.namespace, args.name)
     broker = client.get("Broker", args.namespace, str((trigger.get("spec") or {}).get("broker", "")))
     settings.bootstrap()
-    interactive = sys.stderr.isatty()
+    bar = Progress("dry run" if args.dry_run else "replaying")
 
     def show(summary: ReplaySummary) -> None:
-        line = progress_bar(summary.scanned, summary.total)
-        print(
-            ("\r" + line) if interactive else line,
-            end="" if interactive else "\n",
-            file=sys.stderr,
-            flush=True,
-        )
+        bar.update(summary.scanned, summary.total)
 
     try:
         plan = replay_plan(settings, trigger, broker)
@@ -75,8 +63,8 @@ def run_replay_command(args: argparse.Namespace, settings: Settings, client: Adm
     except (NotFound, Unavailable, ValueError) as exc:  # ValueError: a bad HTTP(S)_PROXY
         print(f"kanal replay: {exc}", file=sys.stderr)
         return 1
-    if interactive:
-        print(file=sys.stderr)
+    finally:
+        bar.close()
     prefix = "dry run: would deliver" if args.dry_run else "replayed to"
     print(f"{prefix} Trigger {args.namespace}/{args.name}: {summary.line()}")
     return 0

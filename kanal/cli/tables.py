@@ -1,18 +1,19 @@
 """`kanal get` output in kubectl's style: aligned columns, relative ages, -o json|yaml.
 
-Pure functions from resource documents to text, so the format is tested without a controller.
+Pure functions from resource documents to text, so the format is tested without a controller;
+`kanal get -w` prints the table once and then one `line` per change, in the table's widths.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import yaml
 
-__all__ = ["COLUMNS", "age", "render"]
+__all__ = ["COLUMNS", "age", "line", "render", "table", "widths_of"]
 
 Doc = dict[str, Any]
 
@@ -118,7 +119,43 @@ COLUMNS: dict[str, tuple[list[str], Callable[[Doc], list[str]]]] = {
 }
 
 
-def render(kind: str, docs: Sequence[Doc], output: str, all_namespaces: bool) -> str:
+def table(
+    kind: str, docs: Sequence[Doc], all_namespaces: bool, lags: Mapping[str, str] | None = None
+) -> tuple[list[str], dict[str, list[str]]]:
+    """The headers and each resource's row (by kind/namespace/name). With `lags` (cells by
+    namespace/name, for Triggers and Subscriptions), a LAG column before AGE."""
+    headers, row = COLUMNS[kind]
+    rows = {}
+    for doc in docs:
+        name = f"{_meta(doc, 'namespace')}/{_meta(doc, 'name')}"
+        cells = row(doc)
+        if lags is not None:
+            cells.insert(len(cells) - 1, lags.get(name, "?"))
+        rows[f"{doc.get('kind', '')}/{name}"] = [_meta(doc, "namespace"), *cells] if all_namespaces else cells
+    if lags is not None:
+        headers = [*headers[:-1], "LAG", headers[-1]]
+    return (["NAMESPACE", *headers] if all_namespaces else list(headers)), rows
+
+
+def widths_of(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[int]:
+    widths = [len(h) for h in headers]
+    for r in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, r, strict=True)]
+    return widths
+
+
+def line(cells: Sequence[str], widths: Sequence[int]) -> str:
+    """One aligned line; a cell wider than its column pushes the rest right."""
+    return "   ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)).rstrip()
+
+
+def render(
+    kind: str,
+    docs: Sequence[Doc],
+    output: str,
+    all_namespaces: bool,
+    lags: Mapping[str, str] | None = None,
+) -> str:
     """The text `kanal get` prints."""
     if output == "json":
         if len(docs) == 1:
@@ -130,14 +167,6 @@ def render(kind: str, docs: Sequence[Doc], output: str, all_namespaces: bool) ->
         return yaml.safe_dump(
             {"apiVersion": "v1", "kind": "List", "items": list(docs)}, sort_keys=False
         ).rstrip()
-    headers, row = COLUMNS[kind]
-    rows = [row(doc) for doc in docs]
-    if all_namespaces:
-        headers = ["NAMESPACE", *headers]
-        rows = [[_meta(doc, "namespace"), *r] for doc, r in zip(docs, rows, strict=True)]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = [
-        "   ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-        for line in [headers, *rows]
-    ]
-    return "\n".join(lines)
+    headers, rows = table(kind, docs, all_namespaces, lags)
+    widths = widths_of(headers, rows.values())
+    return "\n".join(line(cells, widths) for cells in [headers, *rows.values()])

@@ -64,7 +64,7 @@ spec:
         assert [s["ready"] for s in channel["status"]["subscribers"]] == ["True", "True"]
         assert len(channel["spec"]["subscribers"]) == 2
         listed = cluster.kanal("get", "subscriptions", "-n", "ch").stdout.splitlines()
-        assert listed[0].split() == ["NAME", "READY", "REASON", "CHANNEL", "SUBSCRIBER_URI", "AGE"]
+        assert listed[0].split() == ["NAME", "READY", "REASON", "CHANNEL", "SUBSCRIBER_URI", "LAG", "AGE"]
 
         async with aiohttp.ClientSession() as session:
             for i in range(3):

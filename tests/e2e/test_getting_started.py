@@ -73,7 +73,7 @@ async def test_getting_started_flow(
 
     triggers = cluster.kanal("get", "triggers", "-n", "event-example")
     lines = triggers.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "READY", "REASON", "BROKER", "SUBSCRIBER_URI", "AGE"]
+    assert lines[0].split() == ["NAME", "READY", "REASON", "BROKER", "SUBSCRIBER_URI", "LAG", "AGE"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert rows["hello-display"][1:4] == ["True", "default", hello.url]
     assert rows["goodbye-display"][1:4] == ["True", "default", goodbye.url]

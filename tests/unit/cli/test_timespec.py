@@ -10,7 +10,7 @@ import pytest
 from channel.errors import ValidationError
 from channel.resources.manifests import parse_resource
 from channel.topics import RangeStart
-from kanal.cli.replay import parse_start, progress_bar
+from kanal.cli.replay import parse_start
 from kanal.cli.timespec import parse_offsets, parse_time_ms
 
 
@@ -31,12 +31,6 @@ def test_offsets_and_starts() -> None:
     assert parse_start("7") == RangeStart(offset=7)
     assert parse_start("1:5") == RangeStart(offsets={1: 5})
     assert parse_start("2026-11-25T10:00:00Z") == RangeStart(time_ms=1795600800000)
-
-
-def test_progress_bar() -> None:
-    assert progress_bar(0, None) == "replayed 0 records"
-    assert progress_bar(25, 100, width=8) == "replayed 25/100 [##......] 25%"
-    assert progress_bar(100, 100, width=4) == "replayed 100/100 [####] 100%"
 
 
 TRIGGER: dict[str, Any] = {
