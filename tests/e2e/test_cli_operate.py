@@ -39,10 +39,11 @@ def _namespace() -> str:
     return f"op{uuid.uuid4().hex[:8]}"
 
 
-def _trigger(ns: str, name: str, event_type: str, url: str, delivery: str = "") -> str:
+def _trigger(ns: str, name: str, event_type: str, url: str, delivery: str = "", dead_topic: str = "") -> str:
+    annotations = f", annotations: {{kanal.dev/dead-letter-topic: {dead_topic}}}" if dead_topic else ""
     return (
         "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\n"
-        f"metadata: {{name: {name}, namespace: {ns}}}\n"
+        f"metadata: {{name: {name}, namespace: {ns}{annotations}}}\n"
         f"spec:\n  broker: default\n  filter: {{attributes: {{type: {event_type}}}}}\n"
         f"  subscriber: {{uri: '{url}'}}\n" + (f"  delivery: {delivery}\n" if delivery else "")
     )
@@ -273,36 +274,109 @@ async def test_get_watch_prints_a_line_per_change_and_stops_on_ctrl_c(cluster: K
         await sink.close()
 
 
-async def test_replay_draws_its_progress_on_a_terminal(cluster: KanalCluster) -> None:
+def _on_a_terminal(cluster: KanalCluster, *args: str) -> tuple[subprocess.CompletedProcess[bytes], str]:
+    """Run `kanal ARGS` with stderr on a pseudo-terminal (stdout a pipe): the result, and what
+    it drew on the terminal."""
+    primary, secondary = pty.openpty()
+    try:
+        try:
+            result = subprocess.run(
+                [sys.executable, "-m", "kanal", *args],
+                env=cluster.env,
+                stdout=subprocess.PIPE,
+                stderr=secondary,
+                timeout=60,
+            )
+        finally:
+            os.close(secondary)
+        drawn = b""
+        with contextlib.suppress(OSError):  # EIO once everything is read
+            while chunk := os.read(primary, 65536):
+                drawn += chunk
+    finally:
+        os.close(primary)
+    return result, drawn.decode(errors="replace")
+
+
+async def test_replay_and_redrive_draw_their_progress_on_a_terminal(cluster: KanalCluster) -> None:
+    ns = _namespace()
+    sink = await RecordingSink().start()
+    refusing = await RecordingSink(lambda n, r: web.Response(status=400)).start()  # dead-lettered at once
+    dead_topic = f"dead.{uuid.uuid4().hex[:8]}"
+    try:
+        await cluster.apply(
+            _broker(ns)
+            + _trigger(ns, "t", "x", sink.url)
+            + _trigger(ns, "refused", "r", refusing.url, dead_topic=dead_topic)
+        )
+        await _post(cluster, ns, [(f"e{i}", "x") for i in range(30)] + [(f"r{i}", "r") for i in range(20)])
+        await sink.wait_for(30)
+        await refusing.wait_for(20)
+
+        result, drawn = await asyncio.to_thread(
+            _on_a_terminal, cluster, "replay", "trigger", "t", "-n", ns, "--from", "0"
+        )
+        assert result.returncode == 0, drawn
+        assert b"delivered 30" in result.stdout
+        assert re.search(r"\rreplaying 50/50 \[#+\] 100%  [\d,]+/s  ETA 0s", drawn), drawn
+        await sink.wait_for(60)
+
+        def listed() -> tuple[bool, str]:
+            shown = cluster.kanal("deadletters", "list", "--trigger", "refused", "-n", ns)
+            return len(shown.stdout.splitlines()) == 21, shown.stdout + shown.stderr
+
+        await _until(listed, "20 dead letters")
+        result, drawn = await asyncio.to_thread(
+            _on_a_terminal, cluster, "deadletters", "redrive", "--trigger", "refused", "-n", ns
+        )
+        assert result.returncode == 0, drawn
+        assert b"20 dead letters sent" in result.stdout
+        assert re.search(r"\rredriving 20/20 \[#+\] 100%  [\d,]+/s  ETA 0s", drawn), drawn
+        await refusing.wait_for(40)  # sent back, and refused again
+    finally:
+        await sink.close()
+        await refusing.close()
+
+
+async def test_describe_a_channel_and_its_subscription(cluster: KanalCluster) -> None:
     ns = _namespace()
     sink = await RecordingSink().start()
     try:
-        await cluster.apply(_broker(ns) + _trigger(ns, "t", "x", sink.url))
-        await _post(cluster, ns, [(f"e{i}", "x") for i in range(30)])
-        await sink.wait_for(30)
-        primary, secondary = pty.openpty()  # stderr a terminal, stdout a pipe
-        try:
-            try:
-                result = await asyncio.to_thread(
-                    subprocess.run,
-                    [sys.executable, "-m", "kanal", "replay", "trigger", "t", "-n", ns, "--from", "0"],
-                    env=cluster.env,
-                    stdout=subprocess.PIPE,
-                    stderr=secondary,
-                    timeout=60,
-                )
-            finally:
-                os.close(secondary)
-            drawn = b""
-            with contextlib.suppress(OSError):  # EIO once everything is read
-                while chunk := os.read(primary, 65536):
-                    drawn += chunk
-        finally:
-            os.close(primary)
-        assert result.returncode == 0
-        assert b"delivered 30" in result.stdout
-        text = drawn.decode()
-        assert re.search(r"\rreplaying 30/30 \[#+\] 100%  [\d,]+/s  ETA 0s", text), text
-        await sink.wait_for(60)
+        await cluster.apply(f"""
+apiVersion: messaging.knative.dev/v1
+kind: Channel
+metadata: {{name: orders, namespace: {ns}}}
+---
+apiVersion: messaging.knative.dev/v1
+kind: Subscription
+metadata: {{name: audit, namespace: {ns}}}
+spec:
+  channel: {{apiVersion: messaging.knative.dev/v1, kind: Channel, name: orders}}
+  subscriber: {{uri: "{sink.url}"}}
+""")
+        channel = json.loads(cluster.kanal("get", "channel", "orders", "-n", ns, "-o", "json").stdout)
+        await post_batch(
+            channel["status"]["address"]["url"], [(f"c{i}", "order") for i in range(3)], "cli-test"
+        )
+        await sink.wait_for(3)
+
+        def described() -> tuple[bool, str]:
+            shown = cluster.kanal("describe", "subscription", "audit", "-n", ns)
+            assert shown.returncode == 0, shown.stderr
+            return "  Delivered:      3" in shown.stdout.splitlines(), shown.stdout
+
+        text = await _until(described, "audit's statistics")
+        assert "Channel:      orders" in text and f"Subscriber:   {sink.url}" in text
+        assert "Group:        kanal.subscription." in text and "  Total: 0" in text
+
+        shown = await asyncio.to_thread(cluster.kanal, "describe", "channel", "orders", "-n", ns)
+        assert shown.returncode == 0, shown.stderr
+        assert f"Address:      {channel['status']['address']['url']}" in shown.stdout
+        rows = {
+            line.split()[0]: line.split()[1:]
+            for line in shown.stdout.splitlines()
+            if line.startswith("  audit")
+        }
+        assert rows == {"audit": ["True", "3", "0", "0", "0", "0"]}, shown.stdout
     finally:
         await sink.close()
