@@ -57,6 +57,7 @@ bench: $(STAMP) tools
 	$(BIN)/python bench/servers.py
 	$(BIN)/python bench/filters_bench.py
 	$(BIN)/python bench/instructions.py
+	$(BIN)/python bench/dispatch_instructions.py
 
 ## Apache Kafka (KRaft, one node) on 127.0.0.1:9092 without Docker, until Ctrl-C; then, in another
 ## terminal: KANAL_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 .venv/bin/kanal dev --apply examples/getting-started

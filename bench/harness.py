@@ -115,6 +115,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def callgrind_instructions(argv: list[str], what: str) -> int:
+    """Instructions callgrind counts for one whole run of `argv` (a Python command; the hash seed
+    fixed, so the same code and input count the same); `what` names the run in an error."""
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    found = re.search(r"refs:\s+([\d,]+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"callgrind run failed ({what}):\n{done.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
 def java_version() -> str:
     """`java -version`'s first line, e.g. `openjdk version "17.0.13" 2024-10-15`."""
     try:

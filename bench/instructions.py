@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import re
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from ingress.http import App, HttpServer  # noqa: E402 (after the path is set)
+from harness import callgrind_instructions  # noqa: E402 (after the path is set)
+
+from ingress.http import App, HttpServer  # noqa: E402
 
 CONNECTIONS = 64
 BODY = b'{"data":"' + b"x" * 1012 + b'"}'
@@ -128,26 +127,7 @@ async def drive(kind: str, count: int) -> None:
 
 def instructions(kind: str, count: int) -> int:
     """Instructions callgrind counts for a whole run of `--inner KIND COUNT`."""
-    done = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            __file__,
-            "--inner",
-            kind,
-            str(count),
-        ],
-        env={**os.environ, "PYTHONHASHSEED": "0"},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    found = re.search(r"refs:\s+([\d,]+)", done.stderr)
-    if done.returncode != 0 or found is None:
-        raise SystemExit(f"callgrind run failed ({kind}, {count}):\n{done.stderr[-2000:]}")
-    return int(found.group(1).replace(",", ""))
+    return callgrind_instructions([sys.executable, __file__, "--inner", kind, str(count)], f"{kind}, {count}")
 
 
 def per_request(kind: str, count: int) -> float:
