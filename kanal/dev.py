@@ -8,7 +8,8 @@ event-display sinks, and prints the URLs. Ctrl-C (or SIGTERM) stops the children
 
 The controller's admin API listens on loopback (KANAL_CONTROLLER_HOST moves it), and unless a
 token is configured `kanal dev` makes one for the run, in the per-user file where the CLI on this
-machine finds it (`channel.control.token_files`); the file is removed when `kanal dev` stops.
+machine finds it (`channel.control.token_files`), and Kafka's address likewise
+(`kanal.local_kafka`); both files are removed when `kanal dev` stops.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from channel.control.token_files import local_token_path, new_token, remove_loca
 from channel.embedded import EmbeddedKafka
 from channel.proxy import urlopen
 from channel.settings import Settings
+from kanal.local_kafka import local_kafka_path, remove_local_kafka, write_local_kafka
 
 __all__ = ["run_dev"]
 
@@ -89,7 +91,9 @@ async def _stop(process: asyncio.subprocess.Process, timeout: float = 15) -> Non
 async def run_dev(settings: Settings, apply_paths: list[str], sinks: list[tuple[str, int]]) -> int:
     env = dict(os.environ)
     broker: EmbeddedKafka | None = None
-    if not settings.kafka_bootstrap_servers:
+    if settings.kafka_bootstrap_servers:  # given as a flag or in the environment: the children's too
+        env["KANAL_KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
+    else:
         broker = EmbeddedKafka(host="127.0.0.1").start()
         env["KANAL_KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
         env["KANAL_KAFKA_IDEMPOTENCE"] = "false"  # the embedded broker has no InitProducerId
@@ -125,6 +129,11 @@ async def run_dev(settings: Settings, apply_paths: list[str], sinks: list[tuple[
     elif settings.controller_token is None:
         made = (local_token_path(controller_host, settings.controller_port, os.environ), new_token())
         env["KANAL_CONTROLLER_TOKEN_FILE"] = str(made[0])
+    # Where `kanal describe`, `tail` and the rest on this machine find this run's Kafka.
+    kafka_file = local_kafka_path(settings.public_controller_url(), os.environ)
+    kafka = {"kafka_bootstrap_servers": env["KANAL_KAFKA_BOOTSTRAP_SERVERS"]}
+    if "KANAL_KAFKA_IDEMPOTENCE" in env:
+        kafka["kafka_idempotence"] = env["KANAL_KAFKA_IDEMPOTENCE"]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -138,6 +147,11 @@ async def run_dev(settings: Settings, apply_paths: list[str], sinks: list[tuple[
                 write_local_token(*made)
             except OSError as exc:
                 raise RuntimeError(f"cannot write the admin API's token to {made[0]}: {exc}") from None
+        if kafka_file is not None:
+            try:
+                write_local_kafka(kafka_file, kafka)
+            except OSError as exc:
+                raise RuntimeError(f"cannot write Kafka's address to {kafka_file}: {exc}") from None
         for name, port in sinks:
             proc, pump = await _spawn(
                 name, ["event-display", "--port", str(port), "--host", settings.host], env
@@ -193,5 +207,7 @@ async def run_dev(settings: Settings, apply_paths: list[str], sinks: list[tuple[
             broker.stop()
         if made is not None:
             remove_local_token(*made)
+        if kafka_file is not None:
+            remove_local_kafka(kafka_file, kafka)
         print("kanal dev: stopped", flush=True)
     return code

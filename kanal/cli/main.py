@@ -27,6 +27,7 @@ import sys
 from channel.control.token_files import client_token, url_token_path
 from channel.errors import ValidationError
 from channel.resources.manifests import resource_class
+from channel.settings import Settings
 from kanal.cli.client import AdminClient, ClientError
 from kanal.cli.completion import SHELLS, complete, completion_script
 from kanal.cli.deadletters import add_deadletters_parser, run_deadletters
@@ -40,6 +41,7 @@ from kanal.cli.send import add_send_parser, run_send
 from kanal.cli.source import add_source_parser, run_source
 from kanal.cli.tail import add_tail_parser, run_tail
 from kanal.components import COMPONENTS
+from kanal.local_kafka import local_kafka_path, read_local_kafka
 
 __all__ = ["main"]
 
@@ -62,6 +64,23 @@ def _client(args: argparse.Namespace) -> AdminClient:
         raise SystemExit(f"kanal: {exc}") from None
     hint = url_token_path(url, os.environ)
     return AdminClient(url, token=token, token_hint=str(hint or "~/.config/kanal/tokens/HOST-PORT"))
+
+
+def _reader_settings(args: argparse.Namespace) -> Settings:
+    """Settings for a command that reads Kafka itself: without KANAL_KAFKA_BOOTSTRAP_SERVERS, the
+    Kafka of the `kanal dev` run whose controller this is, if there is one (`kanal.local_kafka`)."""
+    settings = settings_from_args(args)
+    if settings.kafka_bootstrap_servers:
+        return settings
+    found = read_local_kafka(local_kafka_path(settings.public_controller_url(), os.environ))
+    if found is None:
+        return settings
+    given = {
+        k
+        for k in found
+        if getattr(args, f"setting_{k}", None) is not None or f"KANAL_{k.upper()}" in os.environ
+    }
+    return settings_from_args(args, **{k: v for k, v in found.items() if k not in given})
 
 
 def _cmd_apply(args: argparse.Namespace) -> int:
@@ -104,15 +123,15 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
-    return run_get(args, settings_from_args(args), _client(args))
+    return run_get(args, _reader_settings(args), _client(args))
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
-    return run_describe(args, settings_from_args(args), _client(args))
+    return run_describe(args, _reader_settings(args), _client(args))
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
-    return run_tail(args, settings_from_args(args), _client(args))
+    return run_tail(args, _reader_settings(args), _client(args))
 
 
 def _cmd_completion(args: argparse.Namespace) -> int:
@@ -129,11 +148,11 @@ def _cmd_source(args: argparse.Namespace) -> int:
 
 
 def _cmd_deadletters(args: argparse.Namespace) -> int:
-    return run_deadletters(args, settings_from_args(args), _client(args))
+    return run_deadletters(args, _reader_settings(args), _client(args))
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    return run_replay_command(args, settings_from_args(args), _client(args))
+    return run_replay_command(args, _reader_settings(args), _client(args))
 
 
 def _cmd_component(args: argparse.Namespace) -> int:

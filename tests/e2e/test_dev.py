@@ -1,10 +1,13 @@
 """`kanal dev` as a user runs it: the embedded broker, every component, two event displays and the
-getting-started example; the tutorial's three curl requests; Ctrl-C stops everything cleanly."""
+getting-started example; the tutorial's three curl requests; the CLI finds the run's Kafka by
+itself (describe, tail); Ctrl-C stops everything cleanly."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -28,6 +31,40 @@ def _block(output: str, display: str, event_id: str) -> list[str]:
         if f"  id: {event_id}" in block:
             return block
     return []
+
+
+def _kanal(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kanal", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def _cli_finds_kafka(env: dict[str, str]) -> None:
+    """With no KANAL_KAFKA_BOOTSTRAP_SERVERS, the CLI reads the run's Kafka from the file kanal dev
+    wrote: describe shows the statistics and lag, tail the Broker's events."""
+    deadline = time.monotonic() + 30
+    shown = _kanal(env, "describe", "trigger", "hello-display", "-n", "event-example")
+    while "  Delivered:      2" not in shown.stdout.splitlines() and time.monotonic() < deadline:
+        time.sleep(0.5)
+        shown = _kanal(env, "describe", "trigger", "hello-display", "-n", "event-example")
+    assert "  Delivered:      2" in shown.stdout.splitlines(), shown.stdout + shown.stderr
+    assert "  Total: 0" in shown.stdout.splitlines(), shown.stdout
+    tail = _kanal(
+        env,
+        "tail",
+        "broker",
+        "default",
+        "-n",
+        "event-example",
+        "--from-beginning",
+        "-o",
+        "json",
+        "--max-events",
+        "3",
+    )
+    assert tail.returncode == 0, tail.stderr
+    ids = sorted(json.loads(line)["id"] for line in tail.stdout.splitlines())
+    assert ids == ["say-goodbye", "say-hello", "say-hello-goodbye"]
 
 
 def test_kanal_dev_getting_started_and_ctrl_c(tmp_path: Path) -> None:
@@ -72,9 +109,11 @@ def test_kanal_dev_getting_started_and_ctrl_c(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while dev.output.count("☁️  cloudevents.Event") < 4 and time.monotonic() < deadline:
             time.sleep(0.2)
-        time.sleep(1.0)
+        _cli_finds_kafka(env)
     finally:
         code = dev.interrupt()
+    kafka_files = tmp_path / "config" / "kanal" / "kafka"
+    assert not any(kafka_files.iterdir()), "kanal dev left its Kafka file behind"
     text = dev.output
     assert code == 0, text
     assert text.rstrip().endswith("kanal dev: stopped")
