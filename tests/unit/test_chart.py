@@ -1,9 +1,10 @@
 """The Helm chart as a real helm renders it: `helm lint --strict` and `helm template` with the
 default values and with each values file of charts/kanal/examples, every manifest validated
 against the Kubernetes schemas of the oldest version the chart's kubeVersion admits and of the
-newest kubernetes-validate bundles (and the Prometheus Operator's CRDs), and the rendered objects checked against the code: each
-component's environment is a valid Settings, probes and Services reach the ports it listens on,
-the ServiceMonitor scrapes its metrics ports, every mount and reference resolves.
+newest kubernetes-validate bundles (and the Prometheus Operator's CRDs), and the rendered
+objects checked against the code: each component's environment is a valid Settings, probes and
+Services reach the ports it listens on, the ServiceMonitor scrapes its metrics ports, every
+mount and reference resolves.
 
 helm is built once from the Go module proxy (tests/support/helm.py); that first build takes
 minutes, later runs render in well under a second each.
@@ -171,6 +172,10 @@ def test_kube_version_starts_at_the_oldest_kubernetes_validated() -> None:
     with pytest.raises(helm.HelmFailed, match="kubeVersion"):
         helm.template(kube_version=f"{major}.{int(minor) - 1}.99")
     assert _render("defaults", oldest) and _render("defaults", newest)
+    # Managed clusters report their version with a suffix, which the constraint must admit.
+    assert _render("defaults", f"v{major}.{minor}.16-eks-59bf375") and _render(
+        "defaults", f"{newest}-gke.100"
+    )
 
 
 @pytest.mark.parametrize("kube_version", [VERSIONS[0], VERSIONS[-1]])
