@@ -4,16 +4,18 @@ their consumer groups, and the delivery statistics the dispatchers publish (`dis
 Nothing here joins a consumer group or commits: lag is the group's committed offsets against the
 topic's end offsets, asked of the brokers; statistics are the stats topic read from its beginning
 to its end as it was when reading began (`channel.topics.TopicRange`). Both are bounded by
-`READ_TIMEOUT`, after which what was read is shown and the rest is said to be unknown.
+`READ_TIMEOUT`, and the statistics by `MAX_RECORDS`; past either the rest is said to be unknown.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+import contextlib
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from typing import Any, Final, cast
 
 from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
 
 from channel.errors import KanalError, NotFound
 from channel.kafka import (
@@ -29,9 +31,20 @@ from channel.settings import Settings
 from channel.topics import TopicRange
 from dispatcher.stats import Statistics, aggregate, decode
 
-__all__ = ["READ_TIMEOUT", "consumer_of", "read_lags", "read_statistics", "resource_key", "total_lag"]
+__all__ = [
+    "MAX_RECORDS",
+    "READ_TIMEOUT",
+    "consumer_of",
+    "read_lags",
+    "read_statistics",
+    "resource_key",
+    "total_lag",
+]
 
 READ_TIMEOUT: Final = 15.0
+# Keys of the statistics topic held while reading it (one per resource and dispatcher replica of
+# the last week; each value at most dispatcher.stats.MAX_RECORD_BYTES): past this it is not Kanal's.
+MAX_RECORDS: Final = 200_000
 
 Doc = Mapping[str, Any]
 
@@ -94,9 +107,13 @@ async def read_statistics(settings: Settings) -> dict[str, Statistics] | str:
     latest: dict[str, dict[str, Any] | None] = {}
     reader = TopicRange(settings, STATS_TOPIC)
     try:
-        async with asyncio.timeout(READ_TIMEOUT):
-            async for record in reader.records():
+        # An async generator (typed as an iterator): closed as soon as reading stops, early or not.
+        generator = cast(AsyncGenerator[ConsumerRecord[Any, Any], None], reader.records())
+        async with asyncio.timeout(READ_TIMEOUT), contextlib.aclosing(generator) as records:
+            async for record in records:
                 key = (record.key or b"").decode(errors="replace")
+                if key not in latest and len(latest) >= MAX_RECORDS:
+                    return f"unknown: {STATS_TOPIC} holds more than {MAX_RECORDS:,} keys"
                 latest[key] = decode(record.value)
     except NotFound:
         return {}  # no dispatcher has published yet
