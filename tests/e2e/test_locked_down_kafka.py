@@ -27,7 +27,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from channel.kafka import DEAD_LETTER_TOPIC_ANNOTATION
+from channel.kafka import DEAD_LETTER_TOPIC_ANNOTATION, STATS_TOPIC
 from support.apache_kafka import missing_tools
 from support.cluster import COMPONENTS, KanalCluster
 from support.kafka import apache_under_test
@@ -84,6 +84,7 @@ def _names(cluster: KanalCluster) -> dict[str, str]:
         "kanal.resources": env["KANAL_KAFKA_RESOURCES_TOPIC"],
         "kanal.ticks": env["KANAL_KAFKA_TICKS_TOPIC"],
         "kanal.attempts": env["KANAL_KAFKA_ATTEMPTS_TOPIC"],
+        "kanal.stats": STATS_TOPIC,  # one fixed name, shared by every cluster
         "knative-broker.": env["KANAL_KAFKA_TOPIC_PREFIX"] + ".",
         "knative-channel.": env["KANAL_KAFKA_CHANNEL_TOPIC_PREFIX"] + ".",
         "kanal.ticks.scheduler": env["KANAL_KAFKA_TICKS_TOPIC"] + ".scheduler",

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import annotated_types
@@ -162,15 +162,6 @@ def configuration_reference() -> str:
 _SETTINGS_GROUP = "settings (each also KANAL_<NAME> in the environment)"
 
 
-def _commands(parser: argparse.ArgumentParser, path: str) -> Iterator[tuple[str, argparse.ArgumentParser]]:
-    """Every command under `parser` (depth first, in the order they were added), with its words."""
-    yield path, parser
-    for action in parser._actions:  # argparse has no public walk of its subcommands
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from _commands(sub, f"{path} {name}")
-
-
 def _without_settings(help_text: str) -> tuple[str, bool]:
     """The help without the settings flags (in the usage and as a group), and whether it had them."""
     usage, _, rest = help_text.partition("\n\n")
@@ -206,14 +197,16 @@ def _help_width(columns: str) -> Iterator[None]:
 
 def cli_reference() -> str:
     # The one place the documentation imports the CLI from: the function that builds `kanal`'s
-    # parser. Imported here, not at the top, so that `--families` loads only what it is asked to.
+    # parser, and the CLI's own walk over its commands. Imported here, not at the top, so that
+    # `--families` loads only what it is asked to.
+    from kanal.cli.examples import commands
     from kanal.cli.main import build_parser
 
     with _help_width(_COLUMNS):
-        return _cli_reference(build_parser())
+        return _cli_reference(commands(build_parser()))
 
 
-def _cli_reference(parser: argparse.ArgumentParser) -> str:
+def _cli_reference(walk: Iterable[tuple[str, argparse.ArgumentParser]]) -> str:
     out = _page(
         "the argument parser of the `kanal` command",
         "CLI reference",
@@ -223,9 +216,9 @@ def _cli_reference(parser: argparse.ArgumentParser) -> str:
         "What the commands are for is in [Getting started](../getting-started.md),",
         "[Sources](../sources.md) and [Operations](../operations.md).",
     )
-    for path, command in _commands(parser, "kanal"):
+    for words, command in walk:
         text, settings = _without_settings(command.format_help())
-        out.append(f"## `{path}`\n\n")
+        out.append(f"## `{' '.join(('kanal', words)).strip()}`\n\n")
         if settings:
             out.append("*settings flags*\n\n")
         out.append(f"```text\n{text}\n```\n\n")
