@@ -175,6 +175,14 @@ class Settings(BaseSettings):
         description="Without ingress_metrics_event_types: how many event types (the first seen by "
         "each ingress process) get a series of their own; later ones are counted as 'other'",
     )
+    ingress_event_types_max: int = Field(
+        default=1000,
+        ge=0,
+        le=100_000,
+        description="EventTypes recorded per Broker or Channel (distinct type, source, dataschema and "
+        "datacontenttype, over all ingress replicas); events of further kinds are delivered but not "
+        "recorded (0: record none)",
+    )
 
     # Dispatcher
     dispatcher_max_in_flight: int = Field(

@@ -33,6 +33,7 @@ from channel.producer import EventSink
 from channel.settings import Settings
 from ingress import metrics
 from ingress.auth import Authenticator
+from ingress.eventtypes import EventTypeRecorder
 from ingress.routing import Route, channel_from_host
 
 __all__ = ["IngressApp", "Request", "Response", "Routes", "declared_over", "header_value", "json_response"]
@@ -159,6 +160,7 @@ class IngressApp:
             settings.metrics_event_types(), settings.ingress_metrics_max_event_types
         )
         metrics.IN_FLIGHT.set_function(lambda: self._in_flight)
+        self.event_types: EventTypeRecorder | None = None  # event discovery, when on
 
     @property
     def routes(self) -> Routes:
@@ -395,6 +397,8 @@ class IngressApp:
         if error is None:
             metrics.PRODUCE_LATENCY.observe(now - produce_started)
             response, code = ACCEPTED, "202"
+            if self.event_types is not None:
+                self.event_types.record(route, events)
             if self._debug:
                 for event in events:
                     log.debug(

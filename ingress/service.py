@@ -21,6 +21,7 @@ from channel.producer import EventSink, KafkaEventSink
 from channel.settings import Settings
 from ingress.app import IngressApp
 from ingress.auth import authenticator_from_settings
+from ingress.eventtypes import EventTypePublisher, EventTypeRecorder, default_replica
 from ingress.http import HttpServer
 from ingress.metrics_server import MetricsServer
 from ingress.routing import routes_from_documents
@@ -63,6 +64,14 @@ class IngressService:
             certfile=settings.ingress_tls_certfile,
             keyfile=settings.ingress_tls_keyfile,
         )
+        # Event discovery (ingress.eventtypes): counted on the hot path, written every few seconds.
+        self._event_types = None
+        if settings.ingress_event_types_max > 0:
+            recorder = EventTypeRecorder(settings.ingress_event_types_max, default_replica(settings))
+            self.app.event_types = recorder
+            self._event_types = EventTypePublisher(
+                settings, sink, recorder, resources_caught_up=self._log.caught_up
+            )
         # Prometheus scrapes a port of its own, never the one event senders reach.
         self._metrics = MetricsServer(settings.host, settings.ingress_metrics_port)
         self._stopping = asyncio.Event()
@@ -71,6 +80,8 @@ class IngressService:
         self.app.routes = routes_from_documents(
             documents, self.settings.kafka_topic_prefix, self.settings.kafka_channel_topic_prefix
         )
+        if self._event_types is not None:
+            self._event_types.resources_changed(self.app.routes.values(), documents, changed)
 
     async def run(self) -> None:
         try:
@@ -93,7 +104,11 @@ class IngressService:
                     self.settings.ingress_port,
                 )
                 recover = tg.create_task(self._recover())
+                served = asyncio.Event()  # the event types' last write follows the last answer
+                if self._event_types is not None:
+                    tg.create_task(self._event_types.run(served))
                 await self._server.serve()
+                served.set()
                 follower.cancel()
                 recover.cancel()
         finally:
