@@ -31,7 +31,10 @@ from channel.settings import Settings
 from kanal.cli.client import AdminClient, ClientError
 from kanal.cli.completion import SHELLS, complete, completion_script
 from kanal.cli.deadletters import add_deadletters_parser, run_deadletters
+from kanal.cli.describe import KINDS as DESCRIBE_KINDS
 from kanal.cli.describe import add_describe_parser, run_describe
+from kanal.cli.eventtypes import KINDS as EVENTTYPE_KINDS
+from kanal.cli.eventtypes import is_eventtype_kind, run_describe_eventtype, run_get_eventtypes
 from kanal.cli.examples import add_examples
 from kanal.cli.get import KINDS_HELP, run_get
 from kanal.cli.manifests import eventing_documents
@@ -123,10 +126,14 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
+    if is_eventtype_kind(args.kind):
+        return run_get_eventtypes(args, _reader_settings(args), _client(args))
     return run_get(args, _reader_settings(args), _client(args))
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
+    if is_eventtype_kind(args.kind):
+        return run_describe_eventtype(args, _reader_settings(args), _client(args))
     return run_describe(args, _reader_settings(args), _client(args))
 
 
@@ -239,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_flags(get)
     get.set_defaults(func=_cmd_get)
 
+    DESCRIBE_KINDS.update(dict.fromkeys(EVENTTYPE_KINDS, "EventType"))  # kanal.cli.eventtypes
     describe = add_describe_parser(sub)
+    describe.add_argument("--show-data", action="store_true", help="eventtype: an example event's data too")
     add_settings_flags(describe)
     describe.set_defaults(func=_cmd_describe)
     tail = add_tail_parser(sub)
