@@ -1,80 +1,52 @@
-"""Event discovery at the ingress: which event types each Broker and Channel carries.
+"""Event discovery at the ingress: counting which event types each Broker and Channel carries.
 
 `EventTypeRecorder` counts, in memory, the events the ingress has stored per Broker or Channel
 and (type, source, dataschema, datacontenttype). It sits on the hot path, so an event of a known
 kind costs four dict lookups and an increment: the counts are nested dicts keyed by the
 attributes' own strings, so no key object is made per event, and no clock is read per event
-(the last-seen time is the flush that first sees the count grown, within `INTERVAL`). A new kind
-costs a hash and a small example (its attributes, never its data). At most
-`ingress_event_types_max` kinds are recorded per Broker or Channel, counting those other replicas
-recorded; events of further kinds are stored and delivered as always, only not recorded, and
-`kanal_ingress_event_types_unrecorded_events` counts them (`..._at_cap` is 1 meanwhile).
-
-`EventTypePublisher` writes what changed every `INTERVAL` seconds, and once more on a graceful
-stop, as one record per kind and replica to the compacted topic beside the resource log
-(`channel.resources.eventtype`), and follows that topic. Why a topic of its own rather than
-EventType resources in the controller's resource log: the resource log has one writer, the
-controller, and every record in it wakes every follower (each ingress and dispatcher re-derives
-its routes and plans); counts that change every few seconds from every ingress replica would
-turn the log into a stream of writes nobody routes by, and make the ingress a client of the
-controller. A separate compacted topic keyed per replica needs no coordination: each replica
-owns its keys, a reader sums them (`merge`), and compaction keeps one record per key.
-
-Restarts lose nothing written: the replica's name is its host and port, so an ingress started
-again on the same host takes up its own records (read back before it writes) and counts on from
-them; one started elsewhere (a new pod) writes under a new name beside the old records, which
-readers keep summing. When a Broker or Channel is deleted (or replaced by a new one of the same
-name) every ingress writes tombstones for its records; at start, records of Brokers and Channels
-that no longer exist are removed the same way.
+(the last-seen time is that of the write that first has the grown count, see
+`ingress.eventtype_log`). A new kind costs a hash and a small example (its attributes, never
+its data). At most `ingress_event_types_max` kinds are recorded per Broker or Channel, counting
+those other replicas recorded; events of further kinds are stored and delivered as always, only
+not recorded, and `kanal_ingress_event_types_unrecorded_events` counts them (`..._at_cap` is 1
+meanwhile). Pure, apart from those metrics: no I/O and no await; `ingress.eventtype_log` reads
+and writes Kafka for it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
-from channel.control.log import ResourceLog
-from channel.errors import KanalError
-from channel.events import CloudEvent, KafkaRecord
-from channel.producer import EventSink
+from channel.events import CloudEvent
 from channel.resources.eventtype import (
     MAX_FIELD_CHARS,
     EventTypeKey,
     Observed,
-    encode_record,
     eventtype_name,
-    eventtypes_topic,
     example_of,
-    observed_from,
     record_key,
-    reference_prefix,
 )
-from channel.settings import Settings
 from ingress.routing import Route
 
 __all__ = [
     "AT_CAP",
-    "INTERVAL",
     "UNRECORDED",
-    "EventTypePublisher",
     "EventTypeRecorder",
     "Reference",
-    "default_replica",
+    "Uids",
+    "reference_of",
     "stale_keys",
     "uids_of",
 ]
 
 log = logging.getLogger(__name__)
 
-INTERVAL: Final = 5.0
 _KINDS: Final = ("Broker", "Channel", "KafkaChannel")
 
 UNRECORDED = Counter(
@@ -292,15 +264,22 @@ def _entries(kinds: _Kinds) -> Iterable[_Entry]:
                 yield from by_content.values()
 
 
+def reference_of(key: str) -> tuple[str, str, str] | None:
+    """(kind, namespace, name) of a resource log key if it is a Broker's or Channel's, else None."""
+    kind, _, rest = key.partition("/")
+    if kind not in _KINDS:
+        return None
+    namespace, _, name = rest.partition("/")
+    return kind, namespace, name
+
+
 def uids_of(documents: Mapping[str, Mapping[str, Any]]) -> Uids:
     """(kind, namespace, name) -> uid of every Broker and Channel in the resource log."""
-    uids: Uids = {}
-    for key, doc in documents.items():
-        kind, _, rest = key.partition("/")
-        if kind in _KINDS:
-            namespace, _, name = rest.partition("/")
-            uids[(kind, namespace, name)] = str((doc.get("metadata") or {}).get("uid", ""))
-    return uids
+    return {
+        ref: str((doc.get("metadata") or {}).get("uid", ""))
+        for key, doc in documents.items()
+        if (ref := reference_of(key)) is not None
+    }
 
 
 def stale_keys(records: Mapping[str, Observed], uids: Mapping[tuple[str, str, str], str]) -> list[str]:
@@ -308,132 +287,5 @@ def stale_keys(records: Mapping[str, Observed], uids: Mapping[tuple[str, str, st
     return [
         key
         for key, record in records.items()
-        if record is not None
-        and uids.get((record.key.kind, record.key.namespace, record.key.name)) != record.uid
+        if uids.get((record.key.kind, record.key.namespace, record.key.name)) != record.uid
     ]
-
-
-def default_replica(settings: Settings) -> str:
-    """This process's name in its records: its host and port, the same after a restart there."""
-    return f"{socket.gethostname()}:{settings.ingress_port}"
-
-
-class EventTypePublisher:
-    """Follows the EventType topic, and writes the recorder's changes to it (see the module
-    docstring). Best effort: where Kafka refuses the topic the ingress logs one line and serves
-    as before, recording nothing."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        sink: EventSink,
-        recorder: EventTypeRecorder,
-        *,
-        resources_caught_up: Callable[[], Awaitable[None]],
-        interval: float = INTERVAL,
-    ) -> None:
-        self.recorder = recorder
-        self._sink = sink
-        self._interval = interval
-        self._topic = eventtypes_topic(settings.kafka_resources_topic)
-        self._log = ResourceLog(settings, self._on_records, topic=self._topic)
-        self._resources_caught_up = resources_caught_up
-        self._records: dict[str, Observed] = {}
-        self._uids: Uids = {}
-        self._loaded = False
-        self._pending: list[str] = []  # keys to tombstone, written with the next flush
-
-    # -- from the resource log (its listener; must not block) --------------------------------
-
-    def resources_changed(
-        self, routes: Iterable[Route], documents: Mapping[str, Mapping[str, Any]], changed: frozenset[str]
-    ) -> None:
-        old, self._uids = self._uids, uids_of(documents)
-        self._pending.extend(self.recorder.set_routes(routes, self._uids))
-        for kind, namespace, name in (ref for ref in map(_ref_of, changed) if ref is not None):
-            if (kind, namespace, name) in old and old[(kind, namespace, name)] != self._uids.get(
-                (kind, namespace, name)
-            ):
-                prefix = reference_prefix(kind, namespace, name)
-                self._pending.extend(key for key in self._records if key.startswith(prefix))
-        self.recorder.learn(self._records.values())
-
-    # -- the topic ---------------------------------------------------------------------------
-
-    def _on_records(self, documents: Mapping[str, dict[str, Any]], changed: frozenset[str]) -> None:
-        fresh = []
-        for key in changed:
-            doc = documents.get(key)
-            record = None if doc is None else observed_from(doc)
-            if record is None:
-                self._records.pop(key, None)
-            else:
-                self._records[key] = record
-                fresh.append(record)
-        self.recorder.learn(fresh)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Until `stop` is set: follow the topic and write every `interval`; then write once more.
-        Started once the resource log is loaded (the routes are known)."""
-        try:
-            await self._log.start()
-        except (KanalError, KafkaError, OSError) as exc:  # an ACL, say: recording is off
-            log.warning("event types are not recorded: cannot use topic %s (%s)", self._topic, exc)
-            await self._log.close()
-            return
-        try:
-            async with asyncio.TaskGroup() as tg:
-                follower = tg.create_task(self._log.run())
-                await _until(self._log.loaded.wait(), stop)
-                if not stop.is_set():
-                    # This replica's records from before a restart, taken up before it writes.
-                    self.recorder.learn(self._records.values(), take_up=True)
-                    # Records of Brokers and Channels deleted while no ingress ran: decided after
-                    # reading the resource log again, so no record is newer than what it shows.
-                    await _until(self._resources_caught_up(), stop)
-                    self._pending.extend(stale_keys(self._records, self._uids))
-                    self._loaded = True
-                while not stop.is_set():
-                    await _until(asyncio.sleep(self._interval), stop)
-                    await self.flush()
-                await self.flush()
-                follower.cancel()
-        finally:
-            await self._log.close()
-
-    async def flush(self) -> None:
-        """Write the tombstones due and the counts that grew."""
-        if not self._loaded:
-            return
-        tombstones, self._pending = self._pending, []
-        changes = self.recorder.changes()
-        records = [KafkaRecord(key.encode(), None) for key in dict.fromkeys(tombstones)]
-        records += [KafkaRecord(record_key(o.key, o.replica).encode(), encode_record(o)) for o in changes]
-        if not records:
-            return
-        try:
-            await self._sink.send(self._topic, records)
-        except KanalError as exc:
-            self._pending.extend(tombstones)
-            log.warning("cannot write event types to %s: %s", self._topic, exc)
-        else:
-            self.recorder.written(changes)
-
-
-async def _until(awaitable: Awaitable[Any], stop: asyncio.Event) -> None:
-    """Wait for `awaitable` or `stop`, whichever comes first (the other is cancelled)."""
-    waiting = asyncio.ensure_future(awaitable)
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait([waiting, stopping], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiting.cancel()
-        stopping.cancel()
-
-
-def _ref_of(key: str) -> tuple[str, str, str] | None:
-    kind, _, rest = key.partition("/")
-    if kind not in _KINDS:
-        return None
-    namespace, _, name = rest.partition("/")
-    return kind, namespace, name

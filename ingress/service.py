@@ -21,7 +21,8 @@ from channel.producer import EventSink, KafkaEventSink
 from channel.settings import Settings
 from ingress.app import IngressApp
 from ingress.auth import authenticator_from_settings
-from ingress.eventtypes import EventTypePublisher, EventTypeRecorder, default_replica
+from ingress.eventtype_log import EventTypePublisher, default_replica
+from ingress.eventtypes import EventTypeRecorder
 from ingress.http import HttpServer
 from ingress.metrics_server import MetricsServer
 from ingress.routing import routes_from_documents

@@ -10,17 +10,23 @@ a time; each test has a namespace of its own.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
 import urllib.request
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from channel.resources.eventtype import eventtypes_topic
+from channel.settings import Settings
+from channel.topics import TopicRange
 from support.cluster import KanalCluster
 from support.events import post_batch, post_event
+from support.kafka import KafkaUnderTest
 from support.polling import until
 from support.sinks import RecordingSink
 
@@ -63,9 +69,16 @@ def _counts(docs: list[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
-async def _counted(cluster: KanalCluster, ns: str, expected: dict[str, int]) -> list[dict[str, Any]]:
+async def _counted(
+    cluster: KanalCluster, ns: str, expected: dict[str, int], broker: str | None = None
+) -> list[dict[str, Any]]:
+    """Wait until the EventTypes of `ns` (of `broker` alone, if given) have the `expected`
+    counts by type."""
+
     def check() -> tuple[bool, str]:
         docs = _eventtypes(cluster, ns)
+        if broker is not None:
+            docs = [d for d in docs if d["spec"]["reference"]["name"] == broker]
         return _counts(docs) == expected, json.dumps(docs)
 
     return list(json.loads(await until(check, f"event types {expected}")))
@@ -82,7 +95,7 @@ def _metric(cluster: KanalCluster, name: str, ns: str) -> float:
 
 @pytest.mark.timeout(300)
 async def test_event_types_are_listed_described_kept_across_restarts_and_deleted(
-    cluster: KanalCluster,
+    cluster: KanalCluster, kafka: KafkaUnderTest
 ) -> None:
     ns = _namespace()
     await cluster.apply(_broker(ns))
@@ -147,15 +160,47 @@ async def test_event_types_are_listed_described_kept_across_restarts_and_deleted
     await cluster.start("ingress")
     await _counted(cluster, ns, {ORDER: 4, REFUND: 3, AUDIT: 1})
 
-    # Deleting the Broker takes its EventTypes; a new Broker of that name starts with none.
+    # A Broker deleted while no ingress runs: its records are removed when one starts.
+    await cluster.apply(_broker(ns).replace("default", "other"))
+    await post_event(cluster.broker_url(ns, "other"), "x1", ORDER, "/other")
+    await _counted(cluster, ns, {ORDER: 1}, broker="other")
+    cluster.kill("ingress", signal.SIGTERM)
+    assert cluster.kanal("delete", "broker", "other", "-n", ns).returncode == 0
+    await cluster.start("ingress")
+    await until(_removed(kafka, cluster, f"Broker/{ns}/other/", 1), "the deleted Broker's records removed")
+
+    # Deleting the Broker with the ingress running takes its EventTypes: tombstones for all of
+    # them, and a new Broker of that name starts with none.
     deleted = cluster.kanal("delete", "broker", "default", "-n", ns)
     assert deleted.returncode == 0, deleted.stderr
+    await until(_removed(kafka, cluster, f"Broker/{ns}/default/", 3), "the Broker's records removed")
     await cluster.apply(_broker(ns))
     gone = cluster.kanal("get", "eventtypes", "-n", ns)
     assert gone.returncode == 0 and gone.stdout == "", gone.stdout
     await post_event(cluster.broker_url(ns, "default"), "n1", ORDER, "/new")
     [fresh] = await _counted(cluster, ns, {ORDER: 1})
     assert {a["name"]: a["value"] for a in fresh["spec"]["attributes"]}["source"] == "/new"
+
+
+def _removed(
+    kafka: KafkaUnderTest, cluster: KanalCluster, prefix: str, kinds: int
+) -> Callable[[], tuple[bool, str]]:
+    """A check: the EventType topic has `kinds` keys under `prefix`, each ending in a tombstone."""
+    settings = kafka.settings(kafka_resources_topic=cluster.env["KANAL_KAFKA_RESOURCES_TOPIC"])
+
+    def check() -> tuple[bool, str]:
+        latest = asyncio.run(_latest(settings))
+        mine = {key: value for key, value in latest.items() if key.startswith(prefix)}
+        return len(mine) == kinds and all(v is None for v in mine.values()), repr(mine)
+
+    return check
+
+
+async def _latest(settings: Settings) -> dict[str, bytes | None]:
+    latest: dict[str, bytes | None] = {}
+    async for record in TopicRange(settings, eventtypes_topic(settings.kafka_resources_topic)).records():
+        latest[(record.key or b"").decode()] = record.value
+    return latest
 
 
 @pytest.mark.timeout(240)
