@@ -82,6 +82,7 @@ def _names(cluster: KanalCluster) -> dict[str, str]:
     env = cluster.env
     return {
         "kanal.resources": env["KANAL_KAFKA_RESOURCES_TOPIC"],
+        "kanal.resources.eventtypes": env["KANAL_KAFKA_RESOURCES_TOPIC"] + ".eventtypes",
         "kanal.ticks": env["KANAL_KAFKA_TICKS_TOPIC"],
         "kanal.attempts": env["KANAL_KAFKA_ATTEMPTS_TOPIC"],
         "kanal.stats": STATS_TOPIC,  # one fixed name, shared by every cluster
