@@ -186,7 +186,30 @@ class Settings(BaseSettings):
 
     # Dispatcher
     dispatcher_max_in_flight: int = Field(
-        default=64, ge=1, description="Concurrent deliveries per Trigger consumer"
+        default=64,
+        ge=1,
+        le=10_000,
+        description="Concurrent deliveries per Trigger or Subscription, the ceiling of its adaptive "
+        "limit (annotation kanal.dev/max-in-flight)",
+    )
+    dispatcher_adaptive_concurrency: bool = Field(
+        default=True,
+        description="Each subscriber's in-flight limit follows its answers: up while they are quick and "
+        "fine, down on 429, 503, timeouts and rising latency (annotation kanal.dev/adaptive-concurrency)",
+    )
+    dispatcher_rate_limit: float = Field(
+        default=0.0,
+        ge=0,
+        le=1_000_000,
+        description="Delivery attempts per second to each subscriber, 0 for no limit (annotation "
+        "kanal.dev/rate-limit)",
+    )
+    dispatcher_rate_limit_burst: int = Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        description="Attempts a rate-limited subscriber may get at once; 0: a tenth of a second's "
+        "worth, at least 1 (annotation kanal.dev/rate-limit-burst)",
     )
     dispatcher_connections_per_host: int = Field(
         default=128,

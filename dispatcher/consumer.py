@@ -107,11 +107,15 @@ class TopicConsumer:
             lane = self._lanes.get(key)
             if lane is None:
                 lane = self._lanes[key] = Lane(plan, self._settings)
+                metrics.track_protection(plan.series, lane.gate)
                 self._index.add(key, plan.filter)
                 if self._tasks is not None and self._assigned:
                     self._tasks.create_task(self._join(lane, sorted(self._assigned)))
             else:
-                lane.plan = plan
+                if plan.series != lane.plan.series:
+                    metrics.forget_protection(lane.plan.series, lane.gate)
+                    metrics.track_protection(plan.series, lane.gate)
+                lane.set_plan(plan)
                 self._index.add(key, plan.filter)
 
     @property
@@ -120,6 +124,9 @@ class TopicConsumer:
 
     def stop(self) -> None:
         self._stopping.set()
+        for lane in self._lanes.values():
+            lane.gate.close()  # deliveries waiting for their subscriber's limits are not begun
+            metrics.forget_protection(lane.plan.series, lane.gate)
 
     # -- what a lane's own reader asks (catchup.SharedReader) -------------------------------
 
@@ -374,6 +381,8 @@ class TopicConsumer:
     def _retire(self, lane: Lane) -> None:
         """A Trigger deleted (or re-created): stop feeding it, finish what it has, commit."""
         lane.retired = True
+        lane.gate.close()
+        metrics.forget_protection(lane.plan.series, lane.gate)
         self._index.remove(lane.key)
         if self._tasks is not None:
             self._tasks.create_task(self._retire_lane(lane))

@@ -33,6 +33,7 @@ class Attempt:
     body: bytes = b""
     headers: Sequence[tuple[str, str]] = field(default_factory=tuple)
     error: str = ""
+    timed_out: bool = False  # no answer within the attempt's deadline
 
     def header(self, name: str) -> str | None:
         lname = name.lower()
@@ -87,7 +88,7 @@ class HttpPoster:
                 url, list(request_headers.items()), body, timeout=timeout, ca_certs=ca_certs
             )
         except TimeoutError:
-            return Attempt(None, error=f"timed out after {timeout}s")
+            return Attempt(None, error=f"timed out after {timeout}s", timed_out=True)
         except ResponseTooLarge as exc:
             return _too_large(exc)
         except HttpError as exc:

@@ -29,8 +29,10 @@ from dispatcher import metrics
 from dispatcher.attempts import Attempts, MemoryAttempts
 from dispatcher.deadletter import ORIGIN, error_extensions, with_extensions
 from dispatcher.delivery import Attempt, Poster
+from dispatcher.gate import Gate, GateClosed
+from dispatcher.limiter import signal_of
 from dispatcher.plan import TriggerPlan
-from dispatcher.retry import Outcome, classify_status, parse_retry_after
+from dispatcher.retry import Outcome, RetryPolicy, classify_status, parse_retry_after
 
 __all__ = ["Dispatcher", "Interrupted", "Result", "Source", "source_of"]
 
@@ -85,12 +87,18 @@ class Dispatcher:
         self._attempts: Attempts = attempts or MemoryAttempts()
 
     async def deliver(
-        self, plan: TriggerPlan, event: CloudEvent, source: Source, *, stop: asyncio.Event | None = None
+        self,
+        plan: TriggerPlan,
+        event: CloudEvent,
+        source: Source,
+        *,
+        stop: asyncio.Event | None = None,
+        gate: Gate | None = None,
     ) -> Result:
         """Deliver `event` to its final outcome; raises Interrupted if `stop` is set while it waits
-        to try again."""
+        to try again, or `gate` (which every attempt to the subscriber passes) is closed."""
         failed_before = self._attempts.get(plan.group, source.partition, source.offset)
-        result = await self._deliver(plan, event, source, failed_before, stop)
+        result = await self._deliver(plan, event, source, failed_before, stop, gate)
         # Only a final outcome clears the count; a cancelled delivery (shutdown) keeps it.
         if failed_before or plan.retry.retry:
             await self._attempts.clear(plan.group, source.partition, source.offset)
@@ -107,6 +115,7 @@ class Dispatcher:
         source: Source,
         failed_before: int,
         stop: asyncio.Event | None,
+        gate: Gate | None,
     ) -> Result:
         headers = {"Prefer": "reply", **_request_headers(plan, source)}
         if failed_before > plan.retry.retry:
@@ -115,7 +124,15 @@ class Dispatcher:
             dest = plan.subscriber
         else:
             last, dest = await self._with_retries(
-                plan, plan.subscriber, event, headers, source, stop, reply=True, failed_before=failed_before
+                plan,
+                plan.subscriber,
+                event,
+                headers,
+                source,
+                stop,
+                reply=True,
+                failed_before=failed_before,
+                gate=gate,
             )
         if last is None:
             return self._finish(plan, event, source, Result.DELIVERED)
@@ -220,25 +237,39 @@ class Dispatcher:
         reply: bool,
         failed_before: int = 0,
         structured: bool | None = None,
+        gate: Gate | None = None,
     ) -> tuple[Attempt | None, str]:
         """None when delivered; else the last failed attempt and the destination that failed.
         `failed_before` attempts were made by an earlier owner of the partition; `structured`:
-        the JSON format whatever the plan says."""
+        the JSON format whatever the plan says; `gate`: what each attempt to `url` waits for."""
         policy = plan.retry
         destination = "subscriber" if reply else "dead_letter"
         n = failed_before
         if n:
             await _rest(policy.next_delay(n, random.random(), None), stop)
         while True:
+            admitted = 0.0
+            if gate is not None:
+                try:
+                    admitted = await gate.acquire()
+                except GateClosed:
+                    raise Interrupted from None
             started = time.perf_counter()
-            attempt = await self._poster.post(
-                url,
-                event,
-                timeout=policy.timeout,
-                headers=headers,
-                structured=plan.structured if structured is None else structured,
-                ca_certs=plan.ca_certs_for(url),
-            )
+            try:
+                attempt = await self._poster.post(
+                    url,
+                    event,
+                    timeout=policy.timeout,
+                    headers=headers,
+                    structured=plan.structured if structured is None else structured,
+                    ca_certs=plan.ca_certs_for(url),
+                )
+            except BaseException:
+                if gate is not None:
+                    gate.release(admitted, None)
+                raise
+            if gate is not None:
+                self._release(gate, admitted, attempt, policy)
             if reply:
                 metrics.DELIVERY_LATENCY.labels(*plan.series).observe(time.perf_counter() - started)
             metrics.ATTEMPTS.labels(*plan.series, destination, metrics.code_label(attempt.status)).inc()
@@ -272,6 +303,17 @@ class Dispatcher:
             delay = policy.next_delay(n, random.random(), retry_after)
             log.debug("retry %d of event id=%s to %s in %.3fs", n, event.id, url, delay)
             await _rest(delay, stop)
+
+    @staticmethod
+    def _release(gate: Gate, admitted: float, attempt: Attempt, policy: RetryPolicy) -> None:
+        """Tell the subscriber's gate how the attempt went. A Retry-After pauses the subscriber for
+        every delivery of this Trigger, capped as the retry's wait is (retryAfterMax: PT0S, none)."""
+        pause = None
+        if attempt.status in (429, 503):
+            retry_after = parse_retry_after(attempt.header("Retry-After"), time.time())
+            if retry_after is not None:
+                pause = min(retry_after, policy.retry_after_cap())
+        gate.release(admitted, signal_of(attempt.status, attempt.timed_out), pause)
 
     async def _reply(self, plan: TriggerPlan, attempt: Attempt, source: Source) -> tuple[Attempt, str] | None:
         """Handle a 200 response's CloudEvent; on failure, what failed and where, else None."""

@@ -6,7 +6,8 @@ reader from `start` on) or catching up (fed by the lane's own reader, `catching`
 offset it will read). The module-level functions are the decisions taken on that state, as plain
 values in and out, so they are tested by tables: whether a record is offered to the lane, how
 long the shared reader may wait for it before detaching it, when it rejoins the shared reader,
-and which offset it may commit. Nothing here awaits; the readers (`dispatcher.consumer`,
+which offset it may commit, and the limits that protect its subscriber (`limits_for`: the
+Trigger's annotations over the global settings). Nothing here awaits; the readers (`dispatcher.consumer`,
 `dispatcher.catchup`), the workers (`dispatcher.workers`) and the commits (`dispatcher.commits`)
 do the I/O.
 """
@@ -14,17 +15,30 @@ do the I/O.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 
 from aiokafka import TopicPartition
 
 from channel.events import CloudEvent
+from channel.resources.protection import Protection
 from channel.settings import Settings
 from dispatcher.dispatch import Source
+from dispatcher.gate import Gate
+from dispatcher.limiter import Limits
 from dispatcher.offsets import CreationFloor, PartitionOffsets
 from dispatcher.plan import Plan
 
-__all__ = ["DETACH_AFTER", "Item", "Lane", "committable", "detach_wait", "may_rejoin", "offered"]
+__all__ = [
+    "DETACH_AFTER",
+    "Item",
+    "Lane",
+    "committable",
+    "detach_wait",
+    "limits_for",
+    "may_rejoin",
+    "offered",
+]
 
 # How long per second the shared reader waits for one full lane before reading it separately.
 DETACH_AFTER = 0.2
@@ -38,8 +52,13 @@ class Lane:
 
     def __init__(self, plan: Plan, settings: Settings) -> None:
         self.plan = plan
+        self.settings = settings
         self.buffer = settings.dispatcher_lane_buffer
-        self.limit = settings.dispatcher_max_in_flight
+        limits = limits_for(plan.protection, settings)
+        # What every attempt to the subscriber waits for: its in-flight limit (adaptive or fixed),
+        # its rate limit, a Retry-After pause.
+        self.gate = Gate(limits)
+        self.limit = limits.max_in_flight
         # Deliveries waiting for a worker: unordered lanes share one queue served by up to
         # `limit` workers; ordered lanes have one queue and one worker per partition.
         self.queue: deque[Item] = deque()
@@ -69,6 +88,13 @@ class Lane:
     def key(self) -> str:
         return self.plan.key
 
+    def set_plan(self, plan: Plan) -> None:
+        """The Trigger changed (filter, subscriber, delivery, annotations): deliver by `plan` now."""
+        self.plan = plan
+        limits = limits_for(plan.protection, self.settings)
+        self.gate.configure(limits)
+        self.limit = limits.max_in_flight
+
     def full(self) -> bool:
         return self.pending >= self.buffer
 
@@ -87,6 +113,25 @@ class Lane:
             position=position,
             catching=self.catching.get(tp),
         )
+
+
+def limits_for(protection: Protection, settings: Settings) -> Limits:
+    """A subscriber's limits: what its Trigger's annotations declare, else the global settings.
+    A rate limit without a burst may start a tenth of a second's worth at once (at least one)."""
+    rate = protection.rate_limit
+    if rate is None and settings.dispatcher_rate_limit > 0:
+        rate = settings.dispatcher_rate_limit
+    burst = protection.rate_limit_burst or settings.dispatcher_rate_limit_burst
+    if not burst:
+        burst = max(1, math.ceil(rate / 10)) if rate is not None else 1
+    return Limits(
+        max_in_flight=protection.max_in_flight or settings.dispatcher_max_in_flight,
+        rate=rate,
+        burst=burst,
+        adaptive=settings.dispatcher_adaptive_concurrency
+        if protection.adaptive is None
+        else protection.adaptive,
+    )
 
 
 def offered(start: int | None, offset: int) -> bool:

@@ -29,6 +29,7 @@ from channel.kafka import (
 from channel.resources.delivery import DeliverySpec, effective_delivery
 from channel.resources.destination import Destination
 from channel.resources.model import Broker, Channel, Subscription, Trigger
+from channel.resources.protection import Protection
 from channel.resources.start import StartPoint
 from dispatcher.retry import RetryPolicy
 
@@ -80,6 +81,8 @@ class Plan:
     # Where it begins on partitions it has committed nothing for (None: at `created_ms`, for one
     # created before the controller recorded start points).
     start: StartPoint | None = None
+    # Subscriber protection its annotations declare (kanal.dev/max-in-flight and the rest).
+    protection: Protection = field(default_factory=Protection)
     # Its metrics' first label values, in dispatcher.metrics.PLAN_LABELS's order.
     series: tuple[str, str, str, str] = field(init=False, compare=False, repr=False)
 
@@ -138,6 +141,16 @@ def _ca_certs(*destinations: tuple[str | None, Destination | None]) -> tuple[tup
     return tuple(
         (url, spec.ca_certs) for url, spec in destinations if url and spec is not None and spec.ca_certs
     )
+
+
+def _protection(key: str, annotations: Mapping[str, str]) -> Protection:
+    """What the annotations declare; apply refuses invalid values, so only a resource stored before
+    they were checked can have one, and it gets the global settings rather than not running."""
+    try:
+        return Protection.from_annotations(annotations)
+    except ValidationError as exc:
+        log.warning("%s: %s; the global settings apply", key, exc)
+        return Protection()
 
 
 def plans_from_documents(
@@ -216,6 +229,7 @@ def _trigger_plan(
         generation=trigger.metadata.generation,
         ordered=trigger.metadata.annotations.get(ORDER_ANNOTATION) == "ordered",
         dead_letter_topic=trigger.metadata.annotations.get(DEAD_LETTER_TOPIC_ANNOTATION) or None,
+        protection=_protection(key, trigger.metadata.annotations),
         filter=compile_trigger_filter(spec_filter, trigger.spec.filters),
         parent=trigger.spec.broker,
         structured=delivery is not None and delivery.format == "json",
@@ -254,6 +268,7 @@ def _subscription_plan(
         generation=sub.metadata.generation,
         ordered=sub.metadata.annotations.get(ORDER_ANNOTATION) == "ordered",
         dead_letter_topic=sub.metadata.annotations.get(DEAD_LETTER_TOPIC_ANNOTATION) or None,
+        protection=_protection(key, sub.metadata.annotations),
         parent=sub.spec.channel.name,
         structured=delivery is not None and delivery.format == "json",
         ca_certs=_ca_certs(

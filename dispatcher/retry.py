@@ -102,9 +102,12 @@ class RetryPolicy:
         base = min(base, self.max_backoff)
         return base + base * self.jitter * rand
 
+    def retry_after_cap(self) -> float:
+        """The longest Retry-After honoured (0: none is)."""
+        return self.max_backoff if self.retry_after_max is None else self.retry_after_max
+
     def next_delay(self, n: int, rand: float, retry_after: float | None) -> float:
         delay = self.backoff(n, rand)
         if retry_after is None:
             return delay
-        cap = self.max_backoff if self.retry_after_max is None else self.retry_after_max
-        return max(delay, min(retry_after, cap))
+        return max(delay, min(retry_after, self.retry_after_cap()))

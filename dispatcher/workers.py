@@ -95,11 +95,11 @@ class Workers:
     async def _deliver(self, lane: Lane, parts: PartitionOffsets, event: CloudEvent, source: Source) -> None:
         try:
             if lane.offsets.get(TopicPartition(self._topic, source.partition)) is parts:
-                await self._dispatcher.deliver(lane.plan, event, source, stop=self._stopping)
+                await self._dispatcher.deliver(lane.plan, event, source, stop=self._stopping, gate=lane.gate)
             # else: the partition was revoked since; its next owner delivers the event.
         except Interrupted:
-            # Stopping while it waited to try again: not done, so not committed; the next owner
-            # delivers it, continuing its attempt count.
+            # Stopping while it waited to try again (or for its subscriber's gate): not done, so
+            # not committed; the next owner delivers it, continuing its attempt count.
             log.debug("stopped before the next attempt of event id=%s for %s", event.id, lane.key)
             return
         except Exception:

@@ -27,6 +27,8 @@ from channel.resources.model import (
     Subscription,
     Trigger,
 )
+from channel.resources.protection import ANNOTATIONS as PROTECTION_ANNOTATIONS
+from channel.resources.protection import Protection
 
 __all__ = [
     "KINDS",
@@ -157,6 +159,7 @@ def parse_resource(doc: Mapping[str, Any], where: str = "document") -> Resource 
             f"{label}: metadata.annotations.{DEAD_LETTER_TOPIC_ANNOTATION}",
             "a Kafka topic name (letters, digits, '.', '_', '-'; at most 249) on a Trigger or Subscription",
         )
+    _check_protection(resource, label)
     if isinstance(resource, Subscription):
         ref = resource.spec.channel
         problems = []
@@ -176,6 +179,20 @@ def parse_resource(doc: Mapping[str, Any], where: str = "document") -> Resource 
         if problems:
             raise ValidationError(problems)
     return resource
+
+
+def _check_protection(resource: Resource, label: str) -> None:
+    """Subscriber protection annotations: valid values, and only where they apply."""
+    annotations = resource.metadata.annotations
+    declared = [name for name in PROTECTION_ANNOTATIONS if name in annotations]
+    if not declared:
+        return
+    if not isinstance(resource, Trigger | Subscription):
+        raise ValidationError(
+            Problem(f"{label}: metadata.annotations.{name}", "only a Trigger or Subscription takes it")
+            for name in declared
+        )
+    Protection.from_annotations(annotations, f"{label}: metadata.annotations")
 
 
 def parse_documents(
