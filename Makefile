@@ -48,8 +48,9 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-## Every benchmark with its same-run baseline (~7 min, not part of `make test`); writes
-## bench/results/results.md and results.png. `make bench BENCH_FLAGS=--quick` for a short run.
+## Every benchmark with its same-run baseline (~9 min, not part of `make test`); writes
+## bench/results/results.md and results.png, and adaptive.png (adaptive concurrency over time).
+## `make bench BENCH_FLAGS=--quick` for a short run.
 BENCH_FLAGS ?=
 bench: $(STAMP) tools
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
@@ -58,6 +59,7 @@ bench: $(STAMP) tools
 	$(BIN)/python bench/filters_bench.py
 	$(BIN)/python bench/instructions.py
 	$(BIN)/python bench/dispatch_instructions.py
+	$(BIN)/python bench/adaptive.py
 
 ## Apache Kafka (KRaft, one node) on 127.0.0.1:9092 without Docker, until Ctrl-C; then, in another
 ## terminal: KANAL_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 .venv/bin/kanal dev --apply examples/getting-started
