@@ -158,15 +158,16 @@ async def measure(bench: Bench, seconds: float) -> Run:
         )
         metrics_url = f"http://127.0.0.1:{bench.ports['dispatcher']}/metrics"
         ingress = f"http://127.0.0.1:{bench.ports['ingress']}/{NAMESPACE}/default"
-        # Ready when the dispatcher has a lane for both Triggers and the ingress takes events.
+        # Ready when an event posted reaches both subscribers (the dispatcher reads its topic and
+        # the ingress routes to it), so the clock starts with deliveries flowing.
         deadline = time.monotonic() + 60
-        while True:
-            text = await asyncio.to_thread(_get, metrics_url)
-            if all(metric(text, "kanal_dispatcher_concurrency_limit", name) > 0 for name in TRIGGERS):
-                break
+        while not all(s.accepted for s in subscribers.values()):
+            await asyncio.to_thread(post_events, ingress, BATCH / POST_RATE, threading.Event())
             if time.monotonic() > deadline:
-                raise RuntimeError("the dispatcher has no lanes for the Triggers after 60 s")
-            await asyncio.sleep(0.25)
+                raise RuntimeError("no event reached both subscribers within 60 s")
+            await asyncio.sleep(1.0)
+        for subscriber in subscribers.values():
+            subscriber.accepted = subscriber.refused = 0
         stop = threading.Event()
         poster = asyncio.create_task(asyncio.to_thread(post_events, ingress, seconds, stop))
         run = Run()
@@ -230,7 +231,7 @@ def plot(run: Run, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (rate_ax, limit_ax) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    fig, (rate_ax, limit_ax) = plt.subplots(2, 1, figsize=(12, 7), sharex=True)
     times = [s.at for s in run.samples[1:]]
     for name, colour in zip(TRIGGERS, ("tab:blue", "tab:red"), strict=True):
         rates = [
@@ -241,7 +242,7 @@ def plot(run: Run, path: Path, title: str) -> None:
             (b.refused[name] - a.refused[name]) / (b.at - a.at)
             for a, b in zip(run.samples, run.samples[1:], strict=False)
         ]
-        label = "adaptive limit" if name == "adaptive" else "fixed limit 64"
+        label = "adaptive limit" if name == "adaptive" else "fixed limit 64 (off the lower scale)"
         rate_ax.plot(times, _smooth(rates), color=colour, label=f"{label}: accepted/s")
         rate_ax.plot(times, _smooth(refused), color=colour, linestyle=":", label=f"{label}: 429s/s")
         limit_ax.plot(
@@ -257,13 +258,14 @@ def plot(run: Run, path: Path, title: str) -> None:
             rate * SERVICE, start, end, colors="grey", linestyles="--", label="slots" if i == 0 else None
         )
     rate_ax.set_ylabel("events/s (1 s average)")
-    rate_ax.set_yscale("symlog", linthresh=100)
-    rate_ax.legend(loc="upper right", fontsize="small")
+    rate_ax.set_ylim(bottom=0)
+    rate_ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     rate_ax.set_title(title, fontsize="medium")
     limit_ax.set_ylabel("in-flight limit")
-    limit_ax.set_yscale("symlog", linthresh=10)
+    # The fixed limit (64) is far above the slots: show the adaptive one's scale.
+    limit_ax.set_ylim(0, 2 * SLOTS)
     limit_ax.set_xlabel("seconds")
-    limit_ax.legend(loc="upper right", fontsize="small")
+    limit_ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
