@@ -242,11 +242,14 @@ def plot(run: Run, path: Path, title: str) -> None:
             (b.refused[name] - a.refused[name]) / (b.at - a.at)
             for a, b in zip(run.samples, run.samples[1:], strict=False)
         ]
-        label = "adaptive limit" if name == "adaptive" else "fixed limit 64 (off the lower scale)"
+        label = "adaptive limit" if name == "adaptive" else "fixed limit 64"
         rate_ax.plot(times, _smooth(rates), color=colour, label=f"{label}: accepted/s")
         rate_ax.plot(times, _smooth(refused), color=colour, linestyle=":", label=f"{label}: 429s/s")
         limit_ax.plot(
-            [s.at for s in run.samples], [s.limit[name] for s in run.samples], color=colour, label=label
+            [s.at for s in run.samples],
+            [s.limit[name] for s in run.samples],
+            color=colour,
+            label=label if name == "adaptive" else f"{label} (off this scale)",
         )
     capacity = [
         (start, end, (DEGRADED if i == 1 else SLOTS) / SERVICE)
