@@ -39,7 +39,6 @@ from channel.resources.eventtype import (
     eventtypes_topic,
     observed_from,
     record_key,
-    reference_prefix,
 )
 from channel.settings import Settings
 from ingress.eventtypes import EventTypeRecorder, Uids, reference_of, stale_keys, uids_of
@@ -80,21 +79,20 @@ class EventTypePublisher:
         self._records: dict[str, Observed] = {}
         self._uids: Uids = {}
         self._loaded = False
-        self._pending: list[str] = []  # keys to tombstone, written with the next flush
+        self._pending: dict[str, None] = {}  # keys to tombstone with the next write (a set, ordered)
 
     # -- from the resource log (its listener; must not block) --------------------------------
 
     def resources_changed(
         self, routes: Iterable[Route], documents: Mapping[str, Mapping[str, Any]], changed: frozenset[str]
     ) -> None:
-        old, self._uids = self._uids, uids_of(documents)
-        self._pending.extend(self.recorder.set_routes(routes, self._uids))
-        for kind, namespace, name in (ref for ref in map(reference_of, changed) if ref is not None):
-            if (kind, namespace, name) in old and old[(kind, namespace, name)] != self._uids.get(
-                (kind, namespace, name)
-            ):
-                prefix = reference_prefix(kind, namespace, name)
-                self._pending.extend(key for key in self._records if key.startswith(prefix))
+        self._uids = uids_of(documents)
+        self._pending.update(dict.fromkeys(self.recorder.set_routes(routes, self._uids)))
+        # The records of a Broker or Channel just deleted or made again: those not of it as it is
+        # now (by uid), so another replica's first records of a new one are kept.
+        refs = {ref for ref in map(reference_of, changed) if ref is not None}
+        mine = {k: r for k, r in self._records.items() if (r.key.kind, r.key.namespace, r.key.name) in refs}
+        self._pending.update(dict.fromkeys(stale_keys(mine, self._uids)))
         self.recorder.learn(self._records.values())
 
     # -- the topic ---------------------------------------------------------------------------
@@ -130,7 +128,7 @@ class EventTypePublisher:
                     # Records of Brokers and Channels deleted while no ingress ran: decided after
                     # reading the resource log again, so no record is newer than what it shows.
                     await _until(self._resources_caught_up(), stop)
-                    self._pending.extend(stale_keys(self._records, self._uids))
+                    self._pending.update(dict.fromkeys(stale_keys(self._records, self._uids)))
                     self._loaded = True
                 while not stop.is_set() and not follower.done():
                     await _until(asyncio.sleep(self._interval), stop)
@@ -146,16 +144,16 @@ class EventTypePublisher:
         """Write the tombstones due and the counts that grew."""
         if not self._loaded:
             return
-        tombstones, self._pending = self._pending, []
+        tombstones, self._pending = self._pending, {}
         changes = self.recorder.changes()
-        records = [KafkaRecord(key.encode(), None) for key in dict.fromkeys(tombstones)]
+        records = [KafkaRecord(key.encode(), None) for key in tombstones]
         records += [KafkaRecord(record_key(o.key, o.replica).encode(), encode_record(o)) for o in changes]
         if not records:
             return
         try:
             await self._sink.send(self._topic, records)
         except KanalError as exc:
-            self._pending.extend(tombstones)
+            self._pending.update(tombstones)
             log.warning("cannot write event types to %s: %s", self._topic, exc)
         else:
             self.recorder.written(changes)

@@ -108,16 +108,19 @@ class EventTypeRecorder:
         self._by_topic: dict[str, _Kinds] = {}
 
     def set_routes(self, routes: Iterable[Route], uids: Mapping[tuple[str, str, str], str]) -> list[str]:
-        """Follow the routing table: keep the counts of Brokers and Channels still routed with the
-        same uid, start empty for new ones. Returns the keys of the records this process wrote
-        for the ones dropped (deleted, or replaced by a new one of the same name)."""
-        kept: dict[str, _Kinds] = {}
+        """Follow the routing table: start empty for a Broker or Channel newly routed, and keep
+        the counts of those that still exist with the same uid (routed or not: one that is not
+        Ready for a while keeps its EventTypes). Returns the keys of the records this process
+        wrote for those dropped: deleted, or replaced by a new one of the same name."""
+        kept: dict[str, _Kinds] = {
+            topic: kinds
+            for topic, kinds in self._by_topic.items()
+            if uids.get((kinds.ref.kind, kinds.ref.namespace, kinds.ref.name)) == kinds.ref.uid
+        }
         for route in routes:
             ref = _reference(route, uids)
-            if ref is None:
-                continue
-            old = self._by_topic.get(route.topic)
-            kept[route.topic] = old if old is not None and old.ref == ref else _Kinds(ref)
+            if ref is not None and (route.topic not in kept or kept[route.topic].ref != ref):
+                kept[route.topic] = _Kinds(ref)
         retained = {id(kinds) for kinds in kept.values()}
         dropped = [kinds for kinds in self._by_topic.values() if id(kinds) not in retained]
         self._by_topic = kept

@@ -220,3 +220,16 @@ async def test_a_cap_of_two_records_two_and_delivers_every_event(cluster: KanalC
         assert _metric(cluster, "kanal_ingress_event_types_unrecorded_events_total", ns) == 1.0
     finally:
         await sink.close()
+
+
+@pytest.mark.timeout(240)
+async def test_two_ingress_replicas_are_summed(cluster: KanalCluster) -> None:
+    ns = _namespace()
+    await cluster.apply(_broker(ns))
+    await cluster.start("ingress-2")
+    second = f"http://127.0.0.1:{cluster.ports['ingress-2']}/{ns}/default"
+    await post_batch(cluster.broker_url(ns, "default"), [("a1", ORDER), ("a2", ORDER)], "/shop")
+    await post_batch(second, [("b1", ORDER), ("b2", ORDER), ("b3", ORDER), ("b4", REFUND)], "/shop")
+    docs = await _counted(cluster, ns, {ORDER: 5, REFUND: 1})
+    replicas = {_counts([d]).popitem()[0]: d["status"]["replicas"] for d in docs}
+    assert replicas == {ORDER: 2, REFUND: 1}

@@ -212,6 +212,10 @@ def test_a_deleted_or_replaced_broker_drops_its_counts_and_names_its_records(clo
     key_a = record_key(EventTypeKey("Broker", "ns", "default", "a", "s"), "me")
     key_b = record_key(EventTypeKey("Broker", "ns", "default", "b", "s"), "me")
     assert recorder.set_routes([ROUTE], UIDS) == []  # unchanged: kept
+    assert recorder.set_routes([], UIDS) == []  # not Ready for a while, not deleted: kept
+    assert recorder.set_routes([ROUTE], UIDS) == []
+    recorder.record(ROUTE, [_event("a")])
+    assert _counts(recorder.changes())[("a", "s", None, None)] == 2  # counted on
     assert sorted(recorder.set_routes([ROUTE], {("Broker", "ns", "default"): "uid-2"})) == sorted(
         [key_a, key_b]
     )
