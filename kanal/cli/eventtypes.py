@@ -237,4 +237,3 @@ async def _example_data(settings: Settings, doc: Doc) -> str:
     if len(data) > SHOW_DATA_MAX_BYTES:
         text += f"\n... ({len(data)} bytes, the first {SHOW_DATA_MAX_BYTES} shown)"
     return text
-
