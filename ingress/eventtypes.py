@@ -15,6 +15,7 @@ and writes Kafka for it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -124,6 +125,10 @@ class EventTypeRecorder:
         retained = {id(kinds) for kinds in kept.values()}
         dropped = [kinds for kinds in self._by_topic.values() if id(kinds) not in retained]
         self._by_topic = kept
+        for kinds in dropped:  # their series go too (a new one of the name starts from nothing)
+            for family in (UNRECORDED, AT_CAP):
+                with contextlib.suppress(KeyError):
+                    family.remove(kinds.ref.kind, kinds.ref.namespace, kinds.ref.name)
         return [
             record_key(entry.key, self.replica)
             for kinds in dropped
