@@ -152,6 +152,9 @@ def test_the_cap(
         REGISTRY.get_sample_value("kanal_ingress_event_types_unrecorded_events_total", labels) or 0
     ) == unrecorded
     assert (REGISTRY.get_sample_value("kanal_ingress_event_types_at_cap", labels) or 0) == at_cap
+    recorder.set_routes([], {})  # deleted: its series go
+    assert REGISTRY.get_sample_value("kanal_ingress_event_types_at_cap", labels) is None
+    assert REGISTRY.get_sample_value("kanal_ingress_event_types_unrecorded_events_total", labels) is None
 
 
 def test_an_attribute_too_long_is_not_recorded(clock: Clock) -> None:
