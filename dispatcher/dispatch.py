@@ -58,10 +58,11 @@ class Source:
     offset: int
     hops: int = 0
     traceparent: str | None = None
+    key: bytes | None = None  # the record's key (the event's partitionkey), for ordered delivery
 
 
 def source_of(record: ConsumerRecord) -> Source:
-    """Where a record came from, for logs and replies: partition, offset, hops, traceparent."""
+    """Where a record came from, for logs and replies: partition, offset, hops, traceparent, key."""
     hops = 0
     trace = None
     for key, value in record.headers or ():
@@ -72,7 +73,7 @@ def source_of(record: ConsumerRecord) -> Source:
                 hops = 0
         elif key == "traceparent":
             trace = value.decode("latin-1")
-    return Source(record.partition, record.offset, hops, trace)
+    return Source(record.partition, record.offset, hops, trace, record.key)
 
 
 class Dispatcher:

@@ -33,11 +33,13 @@ __all__ = [
     "DETACH_AFTER",
     "Item",
     "Lane",
+    "Sequence",
     "committable",
     "detach_wait",
     "limits_for",
     "may_rejoin",
     "offered",
+    "sequence",
 ]
 
 # How long per second the shared reader waits for one full lane before reading it separately.
@@ -45,6 +47,8 @@ DETACH_AFTER = 0.2
 
 # A delivery waiting for a worker: the partition's in-flight offsets it belongs to, the event, its origin.
 Item = tuple[PartitionOffsets, CloudEvent, Source]
+# What an ordered lane delivers one at a time, in offset order: a partition's events of one key.
+Sequence = tuple[TopicPartition, bytes | None]
 
 
 class Lane:
@@ -60,10 +64,11 @@ class Lane:
         self.gate = Gate(limits)
         self.limit = limits.max_in_flight
         # Deliveries waiting for a worker: unordered lanes share one queue served by up to
-        # `limit` workers; ordered lanes have one queue and one worker per partition.
+        # `limit` workers; ordered lanes have one queue and one worker per partition and key
+        # (`sequence`), at most one per event in flight, so at most `buffer`.
         self.queue: deque[Item] = deque()
         self.workers = 0
-        self.serial: dict[TopicPartition, deque[Item]] = {}
+        self.serial: dict[Sequence, deque[Item]] = {}
         self.pending = 0  # deliveries begun and not finished, all partitions
         self.room = asyncio.Event()
         self.room.set()
@@ -132,6 +137,14 @@ def limits_for(protection: Protection, settings: Settings) -> Limits:
         if protection.adaptive is None
         else protection.adaptive,
     )
+
+
+def sequence(tp: TopicPartition, key: bytes | None) -> Sequence:
+    """The sequence an event of an ordered lane is delivered in: its partition's events with the
+    same record key (its partitionkey), one at a time in offset order. So an event being retried
+    holds back only its own key; other keys of the partition go on, each in order. Events without
+    a key are one sequence per partition, in order among themselves, as before keys were apart."""
+    return (tp, key)
 
 
 def offered(start: int | None, offset: int) -> bool:

@@ -1,12 +1,14 @@
 """The workers that deliver a lane's events, concurrently or in order, and their bounded drain.
 
 An unordered lane shares one queue between up to `Lane.limit` workers; an ordered lane has one
-queue and one worker per partition, which delivers one event (with its retries) at a time, in
-offset order. Workers are tasks of the topic consumer's task group, started when an event is
-queued and none is free, and ending when their queue is empty. Whatever a delivery's outcome,
-its offset is marked done in the partition it was begun in, unless the partition was revoked
-meanwhile (its next owner delivers the event) or a stop interrupted it (not done, so not
-committed).
+queue and one worker per partition and key (`lane.sequence`), which delivers one event (with
+its retries) at a time, in offset order, so an event being retried holds back only its key.
+Workers are tasks of the topic consumer's task group, started when an event is queued and none
+is free, and ending when their queue is empty. Whatever a delivery's outcome, its offset is
+marked done in the partition it was begun in, unless the partition was revoked meanwhile (its
+next owner delivers the event) or a stop interrupted it (not done, so not committed). Events of
+other keys finishing first never move the commit past it: the lowest offset in flight is
+committed (`offsets.PartitionOffsets`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from aiokafka import TopicPartition
 from channel.events import CloudEvent
 from dispatcher import metrics
 from dispatcher.dispatch import Dispatcher, Interrupted, Source
-from dispatcher.lane import Item, Lane
+from dispatcher.lane import Item, Lane, Sequence, sequence
 from dispatcher.offsets import PartitionOffsets
 
 __all__ = ["DRAIN_TIMEOUT", "Workers"]
@@ -59,13 +61,14 @@ class Workers:
             lane.room.clear()
         item = (parts, event, source)
         if lane.plan.ordered:
-            # One worker per partition takes its queue first in, first out: one delivery (with
-            # its retries) at a time, in offset order.
-            queue = lane.serial.get(tp)
+            # One worker per partition and key takes its queue first in, first out: one delivery
+            # (with its retries) at a time, in offset order.
+            serial = sequence(tp, source.key)
+            queue = lane.serial.get(serial)
             if queue is None:
-                queue = lane.serial[tp] = deque()
+                queue = lane.serial[serial] = deque()
                 queue.append(item)
-                self._spawn(lane, self._work(lane, queue, tp))
+                self._spawn(lane, self._work(lane, queue, serial))
             else:
                 queue.append(item)
         else:
@@ -81,7 +84,7 @@ class Workers:
         lane.tasks.add(task)
         task.add_done_callback(lane.tasks.discard)
 
-    async def _work(self, lane: Lane, queue: deque[Item], serial: TopicPartition | None) -> None:
+    async def _work(self, lane: Lane, queue: deque[Item], serial: Sequence | None) -> None:
         """Deliver from `queue` until it is empty; stop early when stopping or retired."""
         try:
             while queue and not self._stopping.is_set() and not lane.retired:

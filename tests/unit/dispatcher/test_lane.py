@@ -7,7 +7,7 @@ import pytest
 from aiokafka import TopicPartition
 
 from channel.settings import Settings
-from dispatcher.lane import DETACH_AFTER, Lane, committable, detach_wait, may_rejoin, offered
+from dispatcher.lane import DETACH_AFTER, Lane, committable, detach_wait, may_rejoin, offered, sequence
 from dispatcher.offsets import PartitionOffsets
 from dispatcher.plan import Plan
 from dispatcher.retry import RetryPolicy
@@ -135,3 +135,23 @@ def test_a_lane_is_full_at_its_buffer() -> None:
     assert not lane.full()
     lane.pending = 4
     assert lane.full()
+
+
+P1 = TopicPartition(TP.topic, 1)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        pytest.param((TP, b"order-1"), (TP, b"order-1"), True, id="same-key-same-partition"),
+        pytest.param((TP, b"order-1"), (TP, b"order-2"), False, id="other-key-goes-on"),
+        pytest.param((TP, None), (TP, None), True, id="keyless-one-sequence-per-partition"),
+        pytest.param((TP, None), (TP, b"order-1"), False, id="keyless-apart-from-keyed"),
+        pytest.param((TP, b"order-1"), (P1, b"order-1"), False, id="partitions-apart"),
+        pytest.param((TP, b""), (TP, None), False, id="empty-key-is-a-key"),
+    ],
+)
+def test_ordered_sequences(
+    a: tuple[TopicPartition, bytes | None], b: tuple[TopicPartition, bytes | None], same: bool
+) -> None:
+    assert (sequence(*a) == sequence(*b)) is same
