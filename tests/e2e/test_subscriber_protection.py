@@ -3,7 +3,8 @@ declared with annotations.
 
 - A subscriber that can take 200 events/s (10 slots of 50 ms) and answers 429 beyond them gets
   close to 200/s with few 429s from the adaptive limit, where a fixed limit of 64 floods it.
-- `kanal.dev/max-in-flight` is never exceeded (the sink counts requests in flight), and
+- `kanal.dev/max-in-flight` is never exceeded (the sink counts requests in flight), on a Trigger
+  and on a Subscription, and
   `kanal.dev/rate-limit` holds the rate (the sink's arrival times).
 - A Retry-After pauses that Trigger's subscriber, not its partition, and a throttled Trigger
   does not slow another one.
@@ -151,7 +152,8 @@ async def test_adaptive_limit_follows_a_subscriber_of_200_per_second(cluster: Ka
 
 async def test_max_in_flight_is_never_exceeded_and_the_rate_limit_holds(cluster: KanalCluster) -> None:
     capped, fixed, paced = Capacity(100, 0.02), Capacity(100, 0.02), Capacity(100, 0.0)
-    sinks = [await RecordingSink(c).start() for c in (capped, fixed, paced)]
+    subscribed = Capacity(100, 0.02)
+    sinks = [await RecordingSink(c).start() for c in (capped, fixed, paced, subscribed)]
     try:
         await cluster.apply(
             BROKER
@@ -165,12 +167,35 @@ async def test_max_in_flight_is_never_exceeded_and_the_rate_limit_holds(cluster:
             + _trigger(
                 "paced", "r", sinks[2].url, {"kanal.dev/rate-limit": "50", "kanal.dev/rate-limit-burst": "5"}
             )
+            + f"""
+---
+apiVersion: messaging.knative.dev/v1
+kind: Channel
+metadata: {{name: orders, namespace: p}}
+---
+apiVersion: messaging.knative.dev/v1
+kind: Subscription
+metadata:
+  name: sub
+  namespace: p
+  annotations: {{kanal.dev/max-in-flight: "2", kanal.dev/adaptive-concurrency: "false"}}
+spec:
+  channel: {{apiVersion: messaging.knative.dev/v1, kind: Channel, name: orders}}
+  subscriber: {{uri: "{sinks[3].url}"}}
+"""
+        )
+        channel = f"{cluster.ingress_url}/channels/p/orders"
+        await asyncio.gather(
+            _send(cluster, "c", 300, "c"),
+            _send(cluster, "x", 300, "x"),
+            _send(cluster, "r", 200, "r"),
+            post_batch(channel, [(f"s-{i}", "s") for i in range(100)], "test"),
         )
         await asyncio.gather(
-            _send(cluster, "c", 300, "c"), _send(cluster, "x", 300, "x"), _send(cluster, "r", 200, "r")
-        )
-        await asyncio.gather(
-            sinks[0].wait_for(300, 60), sinks[1].wait_for(300, 60), sinks[2].wait_for(200, 60)
+            sinks[0].wait_for(300, 60),
+            sinks[1].wait_for(300, 60),
+            sinks[2].wait_for(200, 60),
+            sinks[3].wait_for(100, 60),
         )
         text = await _metrics(cluster)
         assert _series(text, "kanal_dispatcher_in_flight", "capped") == 0
@@ -184,9 +209,13 @@ async def test_max_in_flight_is_never_exceeded_and_the_rate_limit_holds(cluster:
     finally:
         for sink in sinks:
             await sink.close()
-    print(f"\npeaks: capped {capped.peak}, fixed {fixed.peak}; paced {paced.rate():.1f} events/s")
+    print(
+        f"\npeaks: capped {capped.peak}, fixed {fixed.peak}, subscription {subscribed.peak};"
+        f" paced {paced.rate():.1f} events/s"
+    )
     assert capped.peak <= 3
     assert fixed.peak == 5  # the limit is reached, so a bigger one would have shown
+    assert subscribed.peak == 2  # a Subscription takes the same annotations
     # At most the burst plus 50 a second over any span, here the whole run.
     arrivals = paced.accepted
     span = arrivals[-1] - arrivals[0]
