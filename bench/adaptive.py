@@ -100,6 +100,28 @@ def metric(text: str, name: str, trigger_name: str) -> float:
     return float(match.group(1)) if match else float("nan")
 
 
+def post_batch(url: str, first: int) -> None:
+    """POST one batch of BATCH events, ids from `first` on."""
+    batch = [
+        {
+            "specversion": "1.0",
+            "id": f"e{first + i}",
+            "type": "bench.adaptive",
+            "source": "bench",
+            "data": {},
+        }
+        for i in range(BATCH)
+    ]
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(batch).encode(),
+        headers={"Content-Type": "application/cloudevents-batch+json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 202
+
+
 def post_events(url: str, seconds: float, stop: threading.Event) -> None:
     """POST events at POST_RATE a second in batches, from a thread, until `seconds` or `stop`."""
     began = time.monotonic()
@@ -109,24 +131,7 @@ def post_events(url: str, seconds: float, stop: threading.Event) -> None:
         if sent + BATCH > due:
             time.sleep(BATCH / POST_RATE / 4)
             continue
-        batch = [
-            {
-                "specversion": "1.0",
-                "id": f"e{sent + i}",
-                "type": "bench.adaptive",
-                "source": "bench",
-                "data": {},
-            }
-            for i in range(BATCH)
-        ]
-        request = urllib.request.Request(
-            url,
-            data=json.dumps(batch).encode(),
-            headers={"Content-Type": "application/cloudevents-batch+json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 202
+        post_batch(url, sent)
         sent += BATCH
 
 
@@ -162,7 +167,7 @@ async def measure(bench: Bench, seconds: float) -> Run:
         # the ingress routes to it), so the clock starts with deliveries flowing.
         deadline = time.monotonic() + 60
         while not all(s.accepted for s in subscribers.values()):
-            await asyncio.to_thread(post_events, ingress, BATCH / POST_RATE, threading.Event())
+            await asyncio.to_thread(post_batch, ingress, -BATCH)  # ids before the run's
             if time.monotonic() > deadline:
                 raise RuntimeError("no event reached both subscribers within 60 s")
             await asyncio.sleep(1.0)
