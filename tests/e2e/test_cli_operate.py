@@ -257,19 +257,24 @@ async def test_get_watch_prints_a_line_per_change_and_stops_on_ctrl_c(cluster: K
             stderr=asyncio.subprocess.PIPE,
         )
         assert process.stdout is not None
-        header = await asyncio.wait_for(process.stdout.readline(), 60)
-        first = await asyncio.wait_for(process.stdout.readline(), 30)
+        stdout = process.stdout
+        header = await asyncio.wait_for(stdout.readline(), 60)
         assert header.split() == [b"NAME", b"READY", b"REASON", b"BROKER", b"SUBSCRIBER_URI", b"LAG", b"AGE"]
-        assert first.split()[:2] == [b"first", b"True"]
 
+        async def until_row(name: bytes, *, ready: bool = False) -> None:
+            """Read lines until one is `name`'s row (and says Ready, if asked)."""
+            while True:
+                row = (await asyncio.wait_for(stdout.readline(), 30)).split()
+                if row[:1] == [name] and (not ready or row[1:2] == [b"True"]):
+                    return
+
+        # The table, then a line when the Trigger became Ready if it was not yet when printed.
+        await until_row(b"first", ready=True)
         await cluster.apply(_trigger(ns, "second", "y", sink.url))
-        lines = []
-        while not any(line.startswith(b"second ") for line in lines):
-            lines.append(await asyncio.wait_for(process.stdout.readline(), 30))
+        await until_row(b"second")
         deleted = await asyncio.to_thread(cluster.kanal, "delete", "trigger", "first", "-n", ns)
         assert deleted.returncode == 0, deleted.stderr
-        while not any(line.startswith(b"first ") for line in lines):  # gone: its last row once more
-            lines.append(await asyncio.wait_for(process.stdout.readline(), 30))
+        await until_row(b"first")  # gone: its last row once more
 
         process.send_signal(signal.SIGINT)
         _, err = await asyncio.wait_for(process.communicate(), 30)
