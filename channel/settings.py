@@ -100,7 +100,7 @@ class Settings(BaseSettings):
         description="How a subscriber ref of kind Service resolves to a URL",
     )
 
-    # The controller's admin API (README, The control API token)
+    # The controller's admin API (docs/security.md, The control API token)
     controller_host: str | None = Field(
         default=None,
         description="Address the controller's admin API binds to; default KANAL_HOST (kanal dev: 127.0.0.1)",

@@ -1,4 +1,5 @@
-"""The dispatcher's Prometheus metrics. Names and labels are stable and documented in the README."""
+"""The dispatcher's Prometheus metrics. Names and labels are stable and documented in
+docs/reference/metrics.md."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ request ASGI costs a task, a scope dict, receive/send coroutines and message dic
 about half of the ingress's CPU under load. Here a parser's callbacks collect the request,
 `IngressApp.handle` answers it, and the answer is written from a callback when Kafka has
 acknowledged: no task and no coroutine per request. Written here rather than taken from a
-library because it is measured faster than the best of them (bench/servers.py, README).
+library because it is measured faster than the best of them (bench/servers.py, docs/benchmarks.md).
 
 What it does, as an HTTP/1.1 origin server:
 - a connection that opens with the HTTP/2 preface (prior knowledge), or for which TLS's ALPN

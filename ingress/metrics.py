@@ -1,4 +1,4 @@
-"""The ingress's Prometheus metrics. Names and labels are stable and documented in the README.
+"""The ingress's Prometheus metrics. Names and labels are stable and documented in docs/reference/metrics.md.
 
 Every label value comes from Kanal's resources (a Broker's or Channel's kind, namespace and name)
 or from a fixed set (status codes), except `event_type`, which the sender chooses: that one goes

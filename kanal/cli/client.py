@@ -26,7 +26,7 @@ class ClientError(Exception):
 
 _NO_TOKEN = (
     "set KANAL_CONTROLLER_TOKEN or KANAL_CONTROLLER_TOKEN_FILE to the controller's token, or write "
-    "it to {path} (the README's control API token)"
+    "it to {path} (docs/security.md, The control API token)"
 )
 
 

@@ -62,7 +62,7 @@ def test_a_refusal_says_where_the_token_is_looked_for(controller: str, token: st
     assert caught.value.status == 401
     assert str(caught.value) == (
         "the bearer token is not valid; set KANAL_CONTROLLER_TOKEN or KANAL_CONTROLLER_TOKEN_FILE to the"
-        " controller's token, or write it to /home/u/.config/kanal/tokens/localhost-8081 (the README's"
-        " control API token)"
+        " controller's token, or write it to /home/u/.config/kanal/tokens/localhost-8081"
+        " (docs/security.md, The control API token)"
     )
     assert _Controller.seen == [None if token is None else f"Bearer {token}"]
