@@ -2,9 +2,10 @@
 
 The controller's admin API has no watch call, so the list is asked for every `INTERVAL` seconds
 and compared with the last one (`changed_rows`, pure): a resource that appears or whose row
-differs (status, reason, lag, ...) is printed again, one that goes away is printed once more with
-its last row. Only the current rows are kept (one per resource), and a poll that fails is said
-once on stderr and tried again at the next. It runs until Ctrl-C (or `--watch-limit` lines).
+differs (status, reason, lag, ...; not its age, which ticks by itself) is printed again, one
+that goes away is printed once more with its last row. Only the current rows are kept (one per
+resource), and a poll that fails is said once on stderr and tried again at the next. It runs
+until Ctrl-C (or `--watch-limit` lines).
 """
 
 from __future__ import annotations
@@ -25,10 +26,17 @@ Rows = Mapping[str, list[str]]
 Poll = Callable[[], tuple[list[str], Rows]]
 
 
-def changed_rows(before: Rows, after: Rows) -> list[list[str]]:
+def changed_rows(before: Rows, after: Rows, ignore: int | None = None) -> list[list[str]]:
     """The rows to print going from `before` to `after`: new or changed ones in `after`'s order,
-    then the last row of each one that is gone."""
-    changed = [row for key, row in after.items() if before.get(key) != row]
+    then the last row of each one that is gone. The cell at `ignore` (AGE, which ticks by itself)
+    is not a change."""
+
+    def differs(old: list[str] | None, new: list[str]) -> bool:
+        if old is None or ignore is None or len(old) != len(new):
+            return old != new
+        return old[:ignore] != new[:ignore] or old[ignore + 1 :] != new[ignore + 1 :]
+
+    changed = [row for key, row in after.items() if differs(before.get(key), row)]
     return changed + [row for key, row in before.items() if key not in after]
 
 
@@ -44,6 +52,7 @@ def watch(
     """Print the table from the first `poll()`, then a line per change until interrupted or
     `limit` change lines were printed."""
     headers, rows = poll()
+    age = headers.index("AGE") if "AGE" in headers else None
     widths = widths_of(headers, rows.values())
     print(line(headers, widths), file=out)
     for row in rows.values():
@@ -62,7 +71,7 @@ def watch(
                 failing = True
                 continue
             failing = False
-            for row in changed_rows(rows, current)[: None if limit is None else limit - printed]:
+            for row in changed_rows(rows, current, age)[: None if limit is None else limit - printed]:
                 print(line(row, widths), file=out, flush=True)
                 printed += 1
             rows = current

@@ -29,6 +29,21 @@ def test_changed_rows(
     assert changed_rows(before, after) == printed
 
 
+@pytest.mark.parametrize(
+    ("before", "after", "printed"),
+    [
+        ({"a": ["a", "True", "9s"]}, {"a": ["a", "True", "10s"]}, []),
+        ({"a": ["a", "Unknown", "9s"]}, {"a": ["a", "True", "10s"]}, [["a", "True", "10s"]]),
+        ({"a": ["a", "True", "9s"]}, {}, [["a", "True", "9s"]]),
+    ],
+    ids=["only-older", "ready-and-older", "removed"],
+)
+def test_the_age_alone_is_not_a_change(
+    before: dict[str, list[str]], after: dict[str, list[str]], printed: list[list[str]]
+) -> None:
+    assert changed_rows(before, after, ignore=2) == printed
+
+
 def test_table_once_then_a_line_per_change_until_the_limit() -> None:
     polls = iter(
         [
