@@ -14,16 +14,11 @@ import logging
 import os
 from collections.abc import Callable
 from functools import partial
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from channel.control.service import ControllerService
-from channel.control.token_files import controller_tokens
-from channel.kafka import access_denied, check_connection
-from channel.proxy import Proxies
-from channel.runner import Service, configure_logging, run_service
-from channel.settings import Settings
-from dispatcher.service import DispatcherService
-from ingress.service import IngressService
+if TYPE_CHECKING:
+    from channel.runner import Service
+    from channel.settings import Settings
 
 __all__ = ["COMPONENTS", "run_component"]
 
@@ -36,6 +31,13 @@ COMPONENTS: Final = {
 
 def run_component(name: str, settings: Settings) -> int:
     """Run the component `name` in the foreground until it is told to stop; its exit status."""
+    # Imported here, not with the CLI: every `kanal` command would pay for all three (and a
+    # component's process would carry the other two's metric families).
+    from channel.control.token_files import controller_tokens
+    from channel.kafka import access_denied, check_connection
+    from channel.proxy import Proxies
+    from channel.runner import configure_logging, run_service
+
     configure_logging(settings.log_level, settings.log_format)
     try:
         settings.bootstrap()
@@ -49,10 +51,16 @@ def run_component(name: str, settings: Settings) -> int:
             tokens = scope.enter_context(controller_tokens(settings, os.environ))
         except ValueError as exc:
             raise SystemExit(f"kanal controller: {exc}") from None
+        from channel.control.service import ControllerService
+
         factory = partial(ControllerService, settings, tokens)
     elif name == "ingress":
+        from ingress.service import IngressService
+
         factory = partial(IngressService, settings)
     elif name == "dispatcher":
+        from dispatcher.service import DispatcherService
+
         factory = partial(DispatcherService, settings)
     else:
         raise ValueError(f"no component {name!r} (one of {', '.join(COMPONENTS)})")

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TextIO
-
-from aiohttp import web
+from typing import TYPE_CHECKING, TextIO
 
 from channel.errors import InvalidEvent, UnsupportedMediaType
 from channel.events import CloudEvent, parse_http_request
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 __all__ = ["create_display_app", "format_event"]
 
@@ -50,6 +51,8 @@ def _data_text(event: CloudEvent) -> str:
 
 
 def create_display_app(out: TextIO = sys.stdout) -> web.Application:
+    from aiohttp import web  # here: `kanal tail` formats events with this module, and needs no server
+
     async def receive(request: web.Request) -> web.Response:
         body = await request.read()
         headers = [(k.lower(), v) for k, v in request.raw_headers]

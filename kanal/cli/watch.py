@@ -10,6 +10,7 @@ until Ctrl-C (or `--watch-limit` lines).
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -51,6 +52,10 @@ def watch(
 ) -> int:
     """Print the table from the first `poll()`, then a line per change until interrupted or
     `limit` change lines were printed."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # A shell starts a background job with SIGINT ignored, and Python then leaves it so:
+        # without this, `kill -INT` (what Ctrl-C sends) would never stop the watch.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     headers, rows = poll()
     age = headers.index("AGE") if "AGE" in headers else None
     widths = widths_of(headers, rows.values())
