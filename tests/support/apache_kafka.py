@@ -345,11 +345,19 @@ class ApacheKafka:
         need credentials asks with them)."""
         return await _describe_cluster(node.address)
 
-    def kill(self, node_id: int, sig: int = signal.SIGKILL) -> None:
-        """Signal one node; after SIGKILL or SIGTERM, wait for it to exit."""
+    def kill(self, node_id: int, sig: int = signal.SIGKILL, *, grace: float = 30.0) -> None:
+        """Signal one node; after SIGKILL or SIGTERM, wait for it to exit. A node told to stop
+        gets `grace` seconds, then SIGKILL, as an orchestrator does: a broker that is also a
+        controller waits for a quorum before it exits, which never comes when every node stops."""
         node = self.node(node_id)
         assert node.process is not None and node.process.poll() is None, f"node {node_id} is not running"
         node.process.send_signal(sig)
+        if sig == signal.SIGTERM:
+            try:
+                node.process.wait(grace)
+                return
+            except subprocess.TimeoutExpired:
+                node.process.kill()
         if sig in (signal.SIGKILL, signal.SIGTERM):
             node.process.wait(60)
 
