@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.kanal-installed
 
-.PHONY: demo test lint typecheck unit bench clean tools kafka docs docs-serve
+.PHONY: demo test test-serial lint typecheck unit bench clean tools kafka docs docs-serve
 
 # Debian tools some tests and the benchmarks run for real, as command:package: Prometheus (a test
 # scrapes Kanal with it), wrk (load for the ingress benchmark), and Java and Maven, which fetch
@@ -34,8 +34,19 @@ tools:
 	  $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-## Lint, types and the whole test suite (what CI runs).
+## Lint, types and the whole test suite (what CI runs). The tests that need no broker run
+## first; then the Kafka tests run on the embedded broker and on Apache Kafka side by side, two
+## pytest processes that mostly wait on brokers and subprocesses (the embedded one's report is
+## printed after the Apache one's). `make test-serial` runs everything in one process.
 test: $(STAMP) tools lint typecheck
+	$(BIN)/pytest -m "not soak and not kafka"
+	@$(BIN)/pytest -m "kafka and not soak" --kafka-backends embedded >$(VENV)/embedded-tests.log 2>&1 & embedded=$$!; \
+	$(BIN)/pytest -m "kafka and not soak" --kafka-backends apache; apache=$$?; \
+	wait $$embedded; status=$$?; \
+	echo "== the Kafka tests on the embedded broker"; cat $(VENV)/embedded-tests.log; \
+	exit $$(( apache || status ))
+
+test-serial: $(STAMP) tools lint typecheck
 	$(BIN)/pytest
 
 lint: $(STAMP)

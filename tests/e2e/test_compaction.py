@@ -36,7 +36,10 @@ COMPACT_NOW = {
 
 
 @pytest.fixture
-def compacting_kafka(tmp_path: Path) -> Iterator[KafkaUnderTest]:
+def compacting_kafka(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KafkaUnderTest]:
+    chosen = {name.strip() for name in request.config.getoption("--kafka-backends").split(",")}
+    if "apache" not in chosen:
+        pytest.skip("starts an Apache Kafka of its own: runs with --kafka-backends apache")
     if missing := missing_tools():
         pytest.skip(f"Apache Kafka needs {' and '.join(missing)}")  # conftest says so loudly too
     with ApacheKafka(workdir=tmp_path / "kafka", properties={"log.cleaner.backoff.ms": "100"}) as broker:
