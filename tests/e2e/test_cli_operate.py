@@ -19,7 +19,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -28,6 +27,7 @@ from aiohttp import web
 
 from support.cluster import KanalCluster
 from support.events import post_batch
+from support.polling import until
 from support.sinks import Received, RecordingSink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
@@ -57,19 +57,6 @@ def _broker(ns: str) -> str:
 
 async def _post(cluster: KanalCluster, ns: str, events: list[tuple[str, str]]) -> None:
     await post_batch(cluster.broker_url(ns, "default"), events, "cli-test", partitionkey=KEY)
-
-
-async def _until(check: Callable[[], tuple[bool, str]], what: str, timeout: float = 40.0) -> str:
-    """Run `check` (in a thread) until it says done; the text it gave then. The statistics come
-    every few seconds, so this waits for a condition; it proves nothing by waiting."""
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
-        done, text = await asyncio.to_thread(check)
-        if done:
-            return text
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"{what} not seen within {timeout}s; last output:\n{text}")
 
 
 def _lags(cluster: KanalCluster, ns: str) -> dict[str, str]:
@@ -122,7 +109,7 @@ async def test_describe_and_get_show_the_true_counts_and_lag(
         await failing.wait_for(15)
         await _post(cluster, ns, [("warm", "slow")])  # offset 6, delivered and committed
         await slow.wait_for(1)
-        await _until(lambda: (_lags(cluster, ns)["slow"] == "0", str(_lags(cluster, ns))), "slow's lag 0")
+        await until(lambda: (_lags(cluster, ns)["slow"] == "0", str(_lags(cluster, ns))), "slow's lag 0")
         await _post(cluster, ns, [(f"s{i}", "slow") for i in range(5)])  # offsets 7-11, held
         await slow.wait_for(2)
 
@@ -131,7 +118,7 @@ async def test_describe_and_get_show_the_true_counts_and_lag(
             cells = _lags(cluster, ns)
             return cells["slow"] == "5", json.dumps(cells)
 
-        lags = json.loads(await _until(lag_of_slow, "slow's lag 5"))
+        lags = json.loads(await until(lag_of_slow, "slow's lag 5"))
         assert lags == {"good": "0", "failing": "0", "slow": "5"}
 
         def described(name: str, *expect: str) -> Callable[[], tuple[bool, str]]:
@@ -144,7 +131,7 @@ async def test_describe_and_get_show_the_true_counts_and_lag(
 
         # The statistics are published every few seconds: the dead letters may be in one record
         # before the held events the Trigger filtered out are in the next.
-        text = await _until(
+        text = await until(
             described("failing", "Dead-lettered:  5", "Filtered out:   7"), "failing's statistics"
         )
         lines = text.splitlines()
@@ -155,7 +142,7 @@ async def test_describe_and_get_show_the_true_counts_and_lag(
         assert re.search(r"^  Ready +True$", text, re.M), text
         assert "  Filtered out:   7" in lines, text  # "other", "warm" and the five held
 
-        text = await _until(described("good", "Delivered:      5"), "good's statistics")
+        text = await until(described("good", "Delivered:      5"), "good's statistics")
         lines = text.splitlines()
         assert "  Retried:        0" in lines and "  Dead-lettered:  0" in lines, text
         assert "  Last error:     <none>" in lines, text
@@ -164,7 +151,7 @@ async def test_describe_and_get_show_the_true_counts_and_lag(
         assert used == [["12", "12", "0"]], text  # committed, end, lag
         assert all(row[3] in ("0", "-") for row in rows), text
 
-        text = await _until(described("slow", "Lag ("), "slow's lag")
+        text = await until(described("slow", "Lag ("), "slow's lag")
         rows = [line.split() for line in text.splitlines() if re.match(r"^  \d+ ", line)]
         assert [row[1:] for row in rows if row[2] != "0"] == [["7", "12", "5"]], text
         assert "  Total: 5" in text.splitlines()
@@ -334,7 +321,7 @@ async def test_replay_and_redrive_draw_their_progress_on_a_terminal(cluster: Kan
             shown = cluster.kanal("deadletters", "list", "--trigger", "refused", "-n", ns)
             return len(shown.stdout.splitlines()) == 21, shown.stdout + shown.stderr
 
-        await _until(listed, "20 dead letters")
+        await until(listed, "20 dead letters")
         result, drawn = await asyncio.to_thread(
             _on_a_terminal, cluster, "deadletters", "redrive", "--trigger", "refused", "-n", ns
         )
@@ -374,7 +361,7 @@ spec:
             assert shown.returncode == 0, shown.stderr
             return "  Delivered:      3" in shown.stdout.splitlines(), shown.stdout
 
-        text = await _until(described, "audit's statistics")
+        text = await until(described, "audit's statistics")
         assert "Channel:      orders" in text and f"Subscriber:   {sink.url}" in text
         assert "Group:        kanal.subscription." in text and "  Total: 0" in text
 
