@@ -60,7 +60,8 @@ unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
 ## Every benchmark with its same-run baseline (~9 min, not part of `make test`); writes
-## bench/results/results.md and results.png, and adaptive.png (adaptive concurrency over time).
+## bench/results/results.md and results.png, and adaptive.png (adaptive concurrency over time);
+## bench/poison_key.py prints what one failing key costs the other keys of an ordered Trigger.
 ## `make bench BENCH_FLAGS=--quick` for a short run.
 BENCH_FLAGS ?=
 bench: $(STAMP) tools
@@ -71,6 +72,7 @@ bench: $(STAMP) tools
 	$(BIN)/python bench/instructions.py
 	$(BIN)/python bench/dispatch_instructions.py
 	$(BIN)/python bench/adaptive.py
+	$(BIN)/python bench/poison_key.py
 
 ## Apache Kafka (KRaft, one node) on 127.0.0.1:9092 without Docker, until Ctrl-C; then, in another
 ## terminal: KANAL_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 .venv/bin/kanal dev --apply examples/getting-started

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
 import sys
 import threading
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
-from harness import BACKENDS, Bench, broker, free_port, machine
+from harness import BACKENDS, Bench, broker, free_port, machine, post_at_rate, post_batch
 
 NAMESPACE = "bench"
 SERVICE = 0.05  # seconds per request
@@ -100,39 +99,12 @@ def metric(text: str, name: str, trigger_name: str) -> float:
     return float(match.group(1)) if match else float("nan")
 
 
-def post_batch(url: str, first: int) -> None:
-    """POST one batch of BATCH events, ids from `first` on."""
-    batch = [
-        {
-            "specversion": "1.0",
-            "id": f"e{first + i}",
-            "type": "bench.adaptive",
-            "source": "bench",
-            "data": {},
-        }
+def batch(first: int) -> list[dict[str, object]]:
+    """BATCH events, ids from `first` on."""
+    return [
+        {"specversion": "1.0", "id": f"e{first + i}", "type": "bench.adaptive", "source": "bench", "data": {}}
         for i in range(BATCH)
     ]
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(batch).encode(),
-        headers={"Content-Type": "application/cloudevents-batch+json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 202
-
-
-def post_events(url: str, seconds: float, stop: threading.Event) -> None:
-    """POST events at POST_RATE a second in batches, from a thread, until `seconds` or `stop`."""
-    began = time.monotonic()
-    sent = 0
-    while not stop.is_set() and time.monotonic() - began < seconds:
-        due = (time.monotonic() - began) * POST_RATE
-        if sent + BATCH > due:
-            time.sleep(BATCH / POST_RATE / 4)
-            continue
-        post_batch(url, sent)
-        sent += BATCH
 
 
 async def measure(bench: Bench, seconds: float) -> Run:
@@ -167,14 +139,16 @@ async def measure(bench: Bench, seconds: float) -> Run:
         # the ingress routes to it), so the clock starts with deliveries flowing.
         deadline = time.monotonic() + 60
         while not all(s.accepted for s in subscribers.values()):
-            await asyncio.to_thread(post_batch, ingress, -BATCH)  # ids before the run's
+            await asyncio.to_thread(post_batch, ingress, batch(-BATCH))  # ids before the run's
             if time.monotonic() > deadline:
                 raise RuntimeError("no event reached both subscribers within 60 s")
             await asyncio.sleep(1.0)
         for subscriber in subscribers.values():
             subscriber.accepted = subscriber.refused = 0
         stop = threading.Event()
-        poster = asyncio.create_task(asyncio.to_thread(post_events, ingress, seconds, stop))
+        poster = asyncio.create_task(
+            asyncio.to_thread(post_at_rate, ingress, POST_RATE, BATCH, seconds, stop, batch)
+        )
         run = Run()
         began = time.monotonic()
         third = seconds / 3

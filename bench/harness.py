@@ -18,11 +18,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -379,6 +380,38 @@ def trigger(
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec,
     }
+
+
+def post_batch(url: str, events: list[dict[str, object]]) -> None:
+    """POST `events` in batched mode; anything but 202 raises."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(events).encode(),
+        headers={"Content-Type": "application/cloudevents-batch+json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 202
+
+
+def post_at_rate(
+    url: str,
+    rate: float,
+    size: int,
+    seconds: float,
+    stop: threading.Event,
+    batch: Callable[[int], list[dict[str, object]]],
+) -> None:
+    """POST `rate` events a second, `size` at a time (`batch(first id number)` makes each), until
+    `seconds` have passed or `stop` is set. Blocking: run it in a thread."""
+    began = time.monotonic()
+    sent = 0
+    while not stop.is_set() and time.monotonic() - began < seconds:
+        if sent + size > (time.monotonic() - began) * rate:
+            time.sleep(size / rate / 4)
+            continue
+        post_batch(url, batch(sent))
+        sent += size
 
 
 def machine() -> str:
