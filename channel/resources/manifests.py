@@ -18,6 +18,7 @@ import yaml
 from channel.errors import Problem, ValidationError
 from channel.filters import compile_trigger_filter
 from channel.kafka import DEAD_LETTER_TOPIC_ANNOTATION, valid_topic_name
+from channel.resources.deduplication import DEDUPLICATION_WINDOW, deduplication_window
 from channel.resources.model import (
     Broker,
     Channel,
@@ -160,6 +161,7 @@ def parse_resource(doc: Mapping[str, Any], where: str = "document") -> Resource 
             "a Kafka topic name (letters, digits, '.', '_', '-'; at most 249) on a Trigger or Subscription",
         )
     _check_protection(resource, label)
+    _check_deduplication(resource, label)
     if isinstance(resource, Subscription):
         ref = resource.spec.channel
         problems = []
@@ -193,6 +195,18 @@ def _check_protection(resource: Resource, label: str) -> None:
             for name in declared
         )
     Protection.from_annotations(annotations, f"{label}: metadata.annotations")
+
+
+def _check_deduplication(resource: Resource, label: str) -> None:
+    """The deduplication window: a valid duration, and only on a Broker or Channel."""
+    annotations = resource.metadata.annotations
+    if DEDUPLICATION_WINDOW not in annotations:
+        return
+    if not isinstance(resource, Broker | Channel | KafkaChannel):
+        raise ValidationError.single(
+            f"{label}: metadata.annotations.{DEDUPLICATION_WINDOW}", "only a Broker or Channel takes it"
+        )
+    deduplication_window(annotations, f"{label}: metadata.annotations")
 
 
 def parse_documents(
