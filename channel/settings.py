@@ -183,6 +183,14 @@ class Settings(BaseSettings):
         "datacontenttype, over all ingress replicas); events of further kinds are delivered but not "
         "recorded (0: record none)",
     )
+    ingress_deduplication_max_ids: int = Field(
+        default=1_000_000,
+        ge=1,
+        le=100_000_000,
+        description="Event ids each ingress process holds for the Brokers and Channels with "
+        "kanal.dev/deduplication-window, over all of them (about 100 bytes each); when full the "
+        "oldest go first and their window is effectively shorter",
+    )
 
     # Dispatcher
     dispatcher_max_in_flight: int = Field(

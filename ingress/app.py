@@ -33,6 +33,7 @@ from channel.producer import EventSink
 from channel.settings import Settings
 from ingress import metrics
 from ingress.auth import Authenticator
+from ingress.dedup import Deduplicator
 from ingress.eventtypes import EventTypeRecorder
 from ingress.routing import Route, channel_from_host
 
@@ -161,6 +162,7 @@ class IngressApp:
         )
         metrics.IN_FLIGHT.set_function(lambda: self._in_flight)
         self.event_types: EventTypeRecorder | None = None  # event discovery, when on
+        self.dedup: Deduplicator | None = None  # duplicate-free ingestion (ingress.dedup), when on
 
     @property
     def routes(self) -> Routes:
@@ -380,8 +382,19 @@ class IngressApp:
         metrics.BATCH_SIZE.observe(len(records))
         self._in_flight += 1
         done = partial(self._stored, reply, route, events, request.started, time.perf_counter())
+        if route.deduplication_window is not None and self.dedup is not None:
+            self.dedup.submit(route.topic, events, records, partial(self._deduplicated, done, events))
+            return None
         self.sink.submit(route.topic, records, done)
         return None
+
+    @staticmethod
+    def _deduplicated(
+        done: Callable[..., None], events: list[CloudEvent], error: KanalError | None, stored: Sequence[int]
+    ) -> None:
+        """A deduplicated request's outcome: answered as any other (202 for the duplicates too);
+        only the events stored are recorded as event types."""
+        done(error, recorded=events if len(stored) == len(events) else [events[i] for i in stored])
 
     def _stored(
         self,
@@ -391,6 +404,7 @@ class IngressApp:
         started: float,
         produce_started: float,
         error: KanalError | None,
+        recorded: Sequence[CloudEvent] | None = None,
     ) -> None:
         self._in_flight -= 1
         now = time.perf_counter()
@@ -398,7 +412,7 @@ class IngressApp:
             metrics.PRODUCE_LATENCY.observe(now - produce_started)
             response, code = ACCEPTED, "202"
             if self.event_types is not None:
-                self.event_types.record(route, events)
+                self.event_types.record(route, events if recorded is None else recorded)
             if self._debug:
                 for event in events:
                     log.debug(

@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from channel.errors import ValidationError
 from channel.kafka import broker_topic, channel_topic
+from channel.resources.deduplication import deduplication_window
 
 __all__ = ["Route", "channel_from_host", "routes_from_documents"]
 
@@ -25,6 +27,8 @@ class Route:
     namespace: str
     name: str
     topic: str
+    # Seconds of kanal.dev/deduplication-window (ingress.dedup); None: every event is stored.
+    deduplication_window: float | None = None
 
 
 def _ready(doc: Mapping[str, Any]) -> bool:
@@ -43,12 +47,23 @@ def routes_from_documents(
         kind, ns, name = key.split("/", 2)
         if not _ready(doc):
             continue
+        window = _window(doc)
         if kind == "Broker":
-            routes[("broker", ns, name)] = Route("broker", ns, name, broker_topic(ns, name, topic_prefix))
+            topic = broker_topic(ns, name, topic_prefix)
+            routes[("broker", ns, name)] = Route("broker", ns, name, topic, window)
         elif kind in ("Channel", "KafkaChannel"):
             topic = channel_topic(ns, name, channel_topic_prefix)
-            routes[("channel", ns, name)] = Route("channel", ns, name, topic)
+            routes[("channel", ns, name)] = Route("channel", ns, name, topic, window)
     return routes
+
+
+def _window(doc: Mapping[str, Any]) -> float | None:
+    """The deduplication window a stored resource declares (validated when it was applied)."""
+    annotations = (doc.get("metadata") or {}).get("annotations") or {}
+    try:
+        return deduplication_window(annotations)
+    except ValidationError:
+        return None
 
 
 def channel_from_host(host: str) -> tuple[str, str] | None:

@@ -21,6 +21,9 @@ from channel.producer import EventSink, KafkaEventSink
 from channel.settings import Settings
 from ingress.app import IngressApp
 from ingress.auth import authenticator_from_settings
+from ingress.dedup import Deduplicator
+from ingress.dedup_follower import TopicFollower
+from ingress.dedup_index import IdIndex, Owner
 from ingress.eventtype_log import EventTypePublisher, default_replica
 from ingress.eventtypes import EventTypeRecorder
 from ingress.http import HttpServer
@@ -73,6 +76,10 @@ class IngressService:
             self._event_types = EventTypePublisher(
                 settings, sink, recorder, resources_caught_up=self._log.caught_up
             )
+        # Duplicate-free ingestion (ingress.dedup), for the Brokers and Channels that declare it.
+        index = IdIndex(settings.ingress_deduplication_max_ids)
+        self._dedup = TopicFollower(settings, index, timeout=settings.kafka_produce_timeout)
+        self.app.dedup = Deduplicator(index, self._dedup, sink, timeout=settings.kafka_produce_timeout)
         # Prometheus scrapes a port of its own, never the one event senders reach.
         self._metrics = MetricsServer(settings.host, settings.ingress_metrics_port)
         self._stopping = asyncio.Event()
@@ -83,6 +90,13 @@ class IngressService:
         )
         if self._event_types is not None:
             self._event_types.resources_changed(self.app.routes.values(), documents, changed)
+        self._dedup.set_windows(
+            {
+                route.topic: (Owner(route.kind, route.namespace, route.name), route.deduplication_window)
+                for route in self.app.routes.values()
+                if route.deduplication_window is not None
+            }
+        )
 
     async def run(self) -> None:
         try:
@@ -105,6 +119,7 @@ class IngressService:
                     self.settings.ingress_port,
                 )
                 recover = tg.create_task(self._recover())
+                dedup = tg.create_task(self._dedup.run())
                 served = asyncio.Event()  # the event types' last write follows the last answer
                 if self._event_types is not None:
                     tg.create_task(self._event_types.run(served))
@@ -112,6 +127,7 @@ class IngressService:
                 served.set()
                 follower.cancel()
                 recover.cancel()
+                dedup.cancel()
         finally:
             with contextlib.suppress(Exception):
                 await self._sink.producer.flush()

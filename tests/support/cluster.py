@@ -68,6 +68,16 @@ class KanalCluster:
         """The port where process `name` serves /metrics."""
         return self.metrics_ports.get(name, self.ports[name])
 
+    def metric(self, sample: str, name: str = "ingress") -> float:
+        """One sample's value on process `name`'s /metrics: `sample` as exposed, with its labels
+        (`kanal_x_total{kind="broker",name="b",namespace="ns"}`); 0 when it is not there."""
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port(name)}/metrics", timeout=5
+        ) as response:
+            lines = response.read().decode().splitlines()
+        found = [line for line in lines if line.startswith(sample + " ")]
+        return float(found[0].split()[-1]) if found else 0.0
+
     def broker_url(self, namespace: str, name: str) -> str:
         return f"{self.ingress_url}/{namespace}/{name}"
 

@@ -1,0 +1,184 @@
+"""Duplicate-free ingestion: deciding, per event, whether a deduplicating Broker or Channel stores it.
+
+For a Broker or Channel with `kanal.dev/deduplication-window`, the ingress hands each request's
+events here instead of to the sink. Each event is decided on its own (a batch's too):
+
+- its identity (`source`, `id`) is in the index within the window: a duplicate, not stored;
+- another request of this process is storing the same identity now: this one waits for that
+  one's outcome and decides again (a duplicate once that one is stored; its own try if it failed);
+- else it is claimed, so the requests that come meanwhile wait on it, and the follower is asked
+  to read every record acknowledged anywhere before now (`Follower.synced`: one round shared by
+  every request that arrived before it began). Found then, it is a duplicate after all; else it
+  is stored, and once Kafka acknowledges it the index has it.
+
+So an event another replica stored (and acknowledged) before this request arrived is found,
+whichever replica stored it; what neither replica had stored when the other's request arrived
+(two first copies at the same instant) can be stored twice, the limit docs/deduplication.md
+states. The request is answered 202 when every one of its events is stored or a duplicate; if
+the follower cannot catch up within `timeout`, or Kafka refuses the write, it gets the error
+(503, to send again). No task per request: futures shared by rounds, and callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Protocol
+
+from channel.errors import KanalError, Unavailable
+from channel.events import CloudEvent, KafkaRecord
+from channel.producer import EventSink
+from ingress.dedup_index import DUPLICATES, IdIndex, identity
+
+__all__ = ["Deduplicator", "Follower", "Stored", "event_key"]
+
+# Called once per request: with None and the indices of the events stored (the others were
+# duplicates), or with the error and nothing stored by this request.
+Stored = Callable[[KanalError | None, Sequence[int]], None]
+
+
+class Follower(Protocol):
+    def synced(self) -> asyncio.Future[None]:
+        """Done once the index holds every record acknowledged before this call, of every topic
+        it indexes; failed with Unavailable if that takes too long. Shared: never cancel it."""
+        ...
+
+
+def event_key(event: CloudEvent) -> int:
+    """The identity of `event` as the index keys it (its Kafka headers' bytes)."""
+    attributes = event.attributes
+    return identity(
+        attributes["source"].encode("utf-8", "surrogatepass"),
+        attributes["id"].encode("utf-8", "surrogatepass"),
+    )
+
+
+class _Request:
+    __slots__ = ("claimed", "deadline", "done", "keys", "records", "topic")
+
+    def __init__(
+        self, topic: str, keys: list[int], records: Sequence[KafkaRecord], done: Stored, deadline: float
+    ) -> None:
+        self.topic = topic
+        self.keys = keys
+        self.records = records
+        self.done = done
+        self.deadline = deadline
+        self.claimed: list[int] = []  # indices of the events this request is storing
+
+
+class Deduplicator:
+    """Decides and stores the events of deduplicating topics (see the module docstring)."""
+
+    def __init__(
+        self,
+        index: IdIndex,
+        follower: Follower,
+        sink: EventSink,
+        *,
+        timeout: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.index = index
+        self._follower = follower
+        self._sink = sink
+        self._timeout = timeout
+        self._clock = clock
+        # Identities being stored by a request of this process, with the callbacks of the
+        # requests waiting for its outcome. At most one entry per event in flight, and every
+        # request in flight is bounded by ingress_max_in_flight.
+        self._storing: dict[tuple[str, int], list[Callable[[], None]]] = {}
+
+    def deduplicates(self, topic: str) -> bool:
+        return self.index.window_of(topic) is not None
+
+    def submit(
+        self, topic: str, events: Sequence[CloudEvent], records: Sequence[KafkaRecord], done: Stored
+    ) -> None:
+        """Store the events of `records` that are not duplicates; `done` is called later."""
+        keys = [event_key(event) for event in events]
+        request = _Request(topic, keys, records, done, time.monotonic() + self._timeout)
+        self._decide(request)
+
+    def _decide(self, request: _Request) -> None:
+        if time.monotonic() > request.deadline:
+            request.done(Unavailable("duplicates could not be ruled out in time"), ())
+            return
+        topic, index = request.topic, self.index
+        if not self.deduplicates(topic):  # turned off meanwhile: stored as without it
+            request.claimed = list(range(len(request.keys)))
+            self._store(request)
+            return
+        now_ms = int(self._clock() * 1000)
+        new: list[int] = []
+        seen: set[int] = set()
+        for i, key in enumerate(request.keys):
+            if key in seen or index.seen(topic, key, now_ms):
+                continue  # a duplicate (of an earlier event of the same batch, too)
+            seen.add(key)
+            waiting = self._storing.get((topic, key))
+            if waiting is not None:
+                waiting.append(partial(self._decide, request))  # decide again once it is settled
+                return
+            new.append(i)
+        if not new:
+            self._finish(request, None)
+            return
+        for i in new:
+            self._storing[(topic, request.keys[i])] = []
+        request.claimed = new
+        self._follower.synced().add_done_callback(partial(self._synced, request))
+
+    def _synced(self, request: _Request, synced: asyncio.Future[None]) -> None:
+        error = synced.exception() if not synced.cancelled() else Unavailable("the ingress is stopping")
+        if error is not None:
+            self._release(request)
+            failure = error if isinstance(error, KanalError) else Unavailable(str(error))
+            request.done(failure, ())
+            return
+        topic, now_ms = request.topic, int(self._clock() * 1000)
+        found = [i for i in request.claimed if self.index.seen(topic, request.keys[i], now_ms)]
+        if found:  # stored by another replica: let the requests waiting on them see it
+            request.claimed = [i for i in request.claimed if i not in found]
+            self._release_keys(topic, [request.keys[i] for i in found])
+        if not request.claimed:
+            self._finish(request, None)
+            return
+        self._store(request)
+
+    def _store(self, request: _Request) -> None:
+        records = request.records
+        if len(request.claimed) < len(records):
+            records = [records[i] for i in request.claimed]
+        self._sink.submit(request.topic, records, partial(self._stored, request))
+
+    def _stored(self, request: _Request, error: KanalError | None) -> None:
+        if error is None:
+            now_ms = int(self._clock() * 1000)
+            for i in request.claimed:
+                self.index.add(request.topic, request.keys[i], now_ms)
+        self._release(request)
+        if error is None:
+            self._finish(request, None)
+        else:
+            request.done(error, ())
+
+    def _finish(self, request: _Request, error: KanalError | None) -> None:
+        duplicates = len(request.keys) - len(request.claimed)
+        if duplicates:
+            owner = self.index.owner_of(request.topic)
+            if owner is not None:
+                DUPLICATES.labels(owner.kind, owner.namespace, owner.name).inc(duplicates)
+        request.done(error, request.claimed)
+
+    def _release(self, request: _Request) -> None:
+        claimed, request.claimed = request.claimed, []
+        self._release_keys(request.topic, [request.keys[i] for i in claimed])
+        request.claimed = claimed
+
+    def _release_keys(self, topic: str, keys: Sequence[int]) -> None:
+        for key in keys:
+            for wake in self._storing.pop((topic, key), ()):
+                wake()

@@ -1,0 +1,262 @@
+"""Reading the deduplicating Brokers' and Channels' own topics back into the ingress's id index.
+
+Kafka is the only state: each ingress replica follows the topics of the Brokers and Channels
+that declare `kanal.dev/deduplication-window`, all of their partitions, assigned by hand (no
+consumer group, nothing committed), and puts the `ce_source` and `ce_id` of every record into
+`ingress.dedup_index.IdIndex` with the record's timestamp. A topic newly followed (at start,
+or when a Broker turns deduplication on) is read from `offsets_for_times(now - window)`, so a
+restarted replica knows what its predecessors and the other replicas stored.
+
+`synced()` is the barrier `ingress.dedup` waits on before it stores an event it has not seen:
+one round at a time, shared by every request that came before the round began, takes the end
+offsets of every followed partition (one ListOffsets per broker) and waits until the follower
+has read up to them. Every write any replica had acknowledged before the round began lies
+below those ends (acks=all: Kafka acknowledges only below its high watermark), so it is in the
+index when the round is done. Some brokers (the embedded one) answer ListOffsets with one past
+the first record of a partition's last batch: reading that record means having read its whole
+batch, since a fetch returns whole batches and every record fetched is indexed at once. A round
+that takes longer than `timeout` (a topic still being read after a start, Kafka slow) fails
+its requests with Unavailable (503, Retry-After).
+
+The follower's fetch wait is the dispatcher's event fetch wait (`kafka_event_fetch_max_wait_ms`):
+the embedded broker answers a fetch only when its wait expires, so a round lasts at least that
+long there; Apache Kafka answers as soon as records arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from channel.errors import Unavailable
+from channel.kafka import client_options, create_admin
+from channel.settings import Settings
+from ingress.dedup_index import IdIndex, Owner, identity
+
+__all__ = ["TopicFollower"]
+
+log = logging.getLogger(__name__)
+
+_EXPIRE_EVERY: Final = 1.0  # seconds between expiries of the index
+_RETRY: Final = 0.5  # seconds before trying again after Kafka failed a call
+
+
+class TopicFollower:
+    """Follows the deduplicating topics into `index` (see the module docstring)."""
+
+    def __init__(self, settings: Settings, index: IdIndex, *, timeout: float) -> None:
+        self.index = index
+        self._settings = settings
+        self._timeout = timeout
+        self._consumer: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._wanted: dict[str, float] = {}  # topic -> window in seconds
+        self._partitions: dict[str, list[TopicPartition]] = {}  # the topics followed now
+        self._positions: dict[TopicPartition, int] = {}  # next offset to index, per partition
+        self._changed = asyncio.Event()  # `_wanted` differs from what is followed
+        self._tick: asyncio.Future[None] | None = None  # done after the next fetch is indexed
+        self._demand = asyncio.Event()  # a round is wanted
+        self._next: asyncio.Future[None] | None = None  # the next round, once asked for
+
+    # -- from the resource log (its listener; must not block) ---------------------------------
+
+    def set_windows(self, windows: Mapping[str, tuple[Owner, float]]) -> None:
+        """The topics to deduplicate now, each with its Broker or Channel and window."""
+        self.index.set_windows(windows)
+        wanted = {topic: seconds for topic, (_, seconds) in windows.items()}
+        if wanted != self._wanted:
+            self._wanted = wanted
+            self._changed.set()
+
+    # -- the barrier ---------------------------------------------------------------------------
+
+    def synced(self) -> asyncio.Future[None]:
+        """See the module docstring (and `ingress.dedup.Follower`)."""
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+            self._demand.set()
+        return self._next
+
+    # -- running ---------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Follow and answer rounds until cancelled. No Kafka client is made before a Broker or
+        Channel deduplicates (an ingress without any makes no more connections than before)."""
+        while not self._wanted:
+            self._changed.clear()
+            await self._changed.wait()
+        self._changed.set()
+        while True:
+            consumer = self._consumer = AIOKafkaConsumer(
+                **client_options(self._settings),
+                group_id=None,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                fetch_max_wait_ms=self._settings.event_fetch_max_wait_ms(),
+            )
+            admin = self._admin = create_admin(self._settings)
+            try:
+                await consumer.start()
+                await admin.start()
+            except (KafkaError, OSError) as exc:
+                log.warning("deduplication cannot reach Kafka yet: %s", exc)
+                await _close(consumer, admin)
+                await asyncio.sleep(_RETRY * 4)
+                continue
+            break
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._follow(consumer))
+                tg.create_task(self._rounds(consumer))
+                tg.create_task(self._expire())
+        finally:
+            if self._next is not None and not self._next.done():
+                self._next.set_exception(Unavailable("the ingress is stopping"))
+            await _close(consumer, admin)
+
+    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            if self._changed.is_set():
+                self._changed.clear()
+                try:
+                    await self._reassign(consumer)
+                except (KafkaError, OSError) as exc:
+                    log.warning("cannot follow the deduplicating topics yet: %s", exc)
+                    self._changed.set()
+                    await asyncio.sleep(_RETRY)
+                    continue
+            if not self._positions:
+                await self._changed.wait()
+                continue
+            try:
+                batches = await consumer.getmany(timeout_ms=200)
+            except KafkaError as exc:
+                log.warning("reading the deduplicating topics failed: %s", exc)
+                await asyncio.sleep(_RETRY)
+                continue
+            for tp, records in batches.items():
+                if tp in self._positions and records:
+                    self._index(tp.topic, records)
+                    self._positions[tp] = records[-1].offset + 1
+            tick, self._tick = self._tick, None
+            if tick is not None:
+                tick.set_result(None)
+
+    def _index(self, topic: str, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        add = self.index.add
+        for record in records:
+            source = event_id = None
+            for name, value in record.headers:
+                if name == "ce_id":
+                    event_id = value
+                elif name == "ce_source":
+                    source = value
+            if source is not None and event_id is not None:
+                add(topic, identity(source, event_id), record.timestamp)
+
+    async def _reassign(self, consumer: AIOKafkaConsumer) -> None:
+        """Follow the topics wanted now: the ones followed already from where they are, new
+        ones from the start of their window."""
+        assert self._admin is not None
+        wanted = dict(self._wanted)
+        for tp in list(self._positions):  # where each is, past any gap in its offsets
+            with contextlib.suppress(KafkaError, AssertionError, ValueError):
+                self._positions[tp] = max(self._positions[tp], await consumer.position(tp))
+        new = [topic for topic in wanted if topic not in self._partitions]
+        partitions = {topic: tps for topic, tps in self._partitions.items() if topic in wanted}
+        if new:
+            existing = set(await self._admin.list_topics())
+            described = await self._admin.describe_topics([t for t in new if t in existing])
+            for topic in described:
+                numbers = sorted(int(p["partition"]) for p in topic.get("partitions") or ())
+                if not topic.get("error_code") and numbers:
+                    partitions[topic["topic"]] = [TopicPartition(topic["topic"], n) for n in numbers]
+            if any(topic not in partitions for topic in new):
+                self._changed.set()  # not there yet (created just now): again after a pause
+                await asyncio.sleep(_RETRY)
+        every = [tp for tps in partitions.values() for tp in tps]
+        consumer.assign(every)
+        positions = {tp: self._positions[tp] for tp in every if tp in self._positions}
+        fresh = [tp for tp in every if tp not in positions]
+        if fresh:
+            now_ms = int(time.time() * 1000)
+            starts = {tp: now_ms - int(wanted[tp.topic] * 1000) for tp in fresh}
+            found = await consumer.offsets_for_times(starts)
+            missing = [tp for tp in fresh if found.get(tp) is None]
+            ends = await consumer.end_offsets(missing) if missing else {}
+            for tp in fresh:
+                hit = found.get(tp)
+                positions[tp] = hit.offset if hit is not None else ends[tp]
+        for tp, offset in positions.items():
+            consumer.seek(tp, offset)
+        self._partitions = partitions
+        self._positions = positions
+        log.info(
+            "deduplication follows %d topics (%d partitions)%s",
+            len(partitions),
+            len(every),
+            f", reading {len(fresh)} partitions from the start of their window" if fresh else "",
+        )
+
+    async def _rounds(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            await self._demand.wait()
+            self._demand.clear()
+            round_, self._next = self._next, None
+            if round_ is None:
+                continue
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._read_to_ends(consumer)
+            except (TimeoutError, KafkaError) as exc:
+                reason = "Kafka did not answer" if isinstance(exc, TimeoutError) else str(exc)
+                round_.set_exception(
+                    Unavailable(
+                        f"the deduplication index did not catch up within {self._timeout:g} s ({reason})"
+                    )
+                )
+            else:
+                round_.set_result(None)
+
+    async def _read_to_ends(self, consumer: AIOKafkaConsumer) -> None:
+        while self._changed.is_set() or set(self._partitions) != set(self._wanted):
+            await self._next_tick()  # a topic just turned on: follow it first
+        partitions = list(self._positions)
+        if not partitions:
+            return
+        ends = await consumer.end_offsets(partitions)
+        while True:
+            behind = [tp for tp in partitions if tp in self._positions and self._positions[tp] < ends[tp]]
+            if not behind:
+                return
+            for tp in behind:  # past a gap in the offsets (none in an event topic, but cheap)
+                with contextlib.suppress(KafkaError, AssertionError, ValueError):
+                    self._positions[tp] = max(self._positions[tp], await consumer.position(tp))
+            if all(self._positions.get(tp, ends[tp]) >= ends[tp] for tp in behind):
+                return
+            await self._next_tick()
+
+    async def _next_tick(self) -> None:
+        if self._tick is None:
+            self._tick = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._tick)
+
+    async def _expire(self) -> None:
+        while True:
+            await asyncio.sleep(_EXPIRE_EVERY)
+            self.index.expire()
+
+
+async def _close(consumer: AIOKafkaConsumer, admin: AIOKafkaAdminClient) -> None:
+    with contextlib.suppress(KafkaError):
+        await consumer.stop()
+    with contextlib.suppress(KafkaError):
+        await admin.close()
