@@ -9,7 +9,11 @@ batch building. Sockets and the broker are left out: the requests go straight in
 protocol objects (64, as `wrk -c64`), and the producer's sends complete at once. Baseline: the
 same server answering 202 with no other work (the app of bench/hello_http.py).
 
-    python bench/instructions.py [--requests 3200]
+    python bench/instructions.py [--requests 3200] [--tracing]
+
+`--tracing` counts the ingress with tracing off and with it on at 1% sampling (the requests carry
+no traceparent: the ingress starts every trace, records one in a hundred, and exports them over
+OTLP/HTTP to bench/sink.py on loopback at the end of the run), and prints both and the ratio.
 
 Each figure is (instructions for N requests - instructions for none) / N, so start-up and
 imports cancel out. Needs valgrind; takes about a minute per figure. Prints, asserts nothing.
@@ -19,9 +23,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -33,6 +42,7 @@ from ingress.http import App, HttpServer  # noqa: E402
 
 CONNECTIONS = 64
 BODY = b'{"data":"' + b"x" * 1012 + b'"}'
+TRACING: Any = None  # the traced ingress's Tracing, flushed at the end of the run
 
 
 def request(index: int) -> bytes:
@@ -100,8 +110,21 @@ def app(kind: str) -> App:
     from ingress.routing import Route
 
     sink = KafkaEventSink(AckingProducer(), 5.0)  # aiokafka is untyped: any stand-in passes
-    ingress = IngressApp(Settings(), sink, ready=lambda: True)
+    settings = Settings()
+    ingress = IngressApp(settings, sink, ready=lambda: True)
+    if settings.ingress_event_types_max > 0:
+        # Event discovery counts every stored event, as the ingress service has it by default.
+        from ingress.eventtypes import EventTypeRecorder
+
+        ingress.event_types = EventTypeRecorder(settings.ingress_event_types_max, "bench")
     ingress.routes = {("broker", "bench", "default"): Route("broker", "bench", "default", "bench.topic")}
+    if kind == "traced":  # tracing on at 1%, to KANAL_TRACING_ENDPOINT (set by --tracing)
+        global TRACING
+        from channel.tracing import Tracing
+        from ingress.tracing import IngressTracer
+
+        TRACING = Tracing(Settings(tracing_sampling_ratio=0.01), "ingress")
+        ingress.tracer = IngressTracer(TRACING)
     return ingress
 
 
@@ -120,6 +143,8 @@ async def drive(kind: str, count: int) -> None:
                 await asyncio.sleep(0)
     for _ in range(4):
         await asyncio.sleep(0)
+    if TRACING is not None:
+        TRACING.shutdown()  # the spans' export is part of the cost
     answered = sum(transport.writes for _, transport in connections)
     if answered != count:
         raise SystemExit(f"{answered} of {count} requests answered")
@@ -137,6 +162,7 @@ def per_request(kind: str, count: int) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3200)
+    parser.add_argument("--tracing", action="store_true", help="tracing off against on at 1%%")
     parser.add_argument("--inner", nargs=2, metavar=("KIND", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.inner:
@@ -144,11 +170,41 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         uvloop.run(drive(args.inner[0], int(args.inner[1])))
         return 0
+    if args.tracing:
+        return tracing_cost(args.requests)
     ingress = per_request("ingress", args.requests)
     hello = per_request("hello", args.requests)
     print(f"ingress, 1 KiB binary event -> 202: {ingress:,.0f} instructions per request")
     print(f"baseline, the same server answering 202 alone: {hello:,.0f} instructions per request")
     print(f"ratio {ingress / hello:.2f}; the ingress's own work: {ingress - hello:,.0f} per request")
+    return 0
+
+
+def tracing_cost(count: int) -> int:
+    """The ingress with tracing off and on at 1%, in one run, exporting to bench/sink.py."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    sink = subprocess.Popen([sys.executable, str(ROOT / "bench" / "sink.py"), str(port)], cwd=ROOT / "bench")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the sink did not start") from None
+                time.sleep(0.1)
+        os.environ["KANAL_TRACING_ENDPOINT"] = f"http://127.0.0.1:{port}"
+        off = per_request("ingress", count)
+        on = per_request("traced", count)
+    finally:
+        sink.terminate()
+        sink.wait(10)
+    print(f"ingress, tracing off: {off:,.0f} instructions per request")
+    print(f"ingress, tracing on at 1%: {on:,.0f} instructions per request")
+    print(f"ratio on/off {on / off:.3f}")
     return 0
 
 
