@@ -1,5 +1,5 @@
-"""`kanal describe trigger|subscription|broker|channel NAME`: one resource in detail, as
-`kubectl describe` shows it.
+"""`kanal describe trigger|subscription|broker|channel|eventtype NAME`: one resource in detail,
+as `kubectl describe` shows it (an EventType's is made by `kanal.cli.eventtypes`).
 
 The resource and its status come from the controller's admin API; how its deliveries are going
 comes from Kafka (`kanal.cli.observe`): the statistics the dispatchers publish and the consumer
@@ -52,7 +52,10 @@ def add_describe_parser(sub: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "kind", choices=sorted(KINDS), metavar="KIND", help="trigger, broker, subscription, channel"
+        "kind",
+        choices=sorted(KINDS),
+        metavar="KIND",
+        help="trigger, broker, subscription, channel, eventtype",
     )
     parser.add_argument("name")
     parser.add_argument("-n", "--namespace", default="default")

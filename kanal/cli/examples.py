@@ -9,6 +9,8 @@ import argparse
 from collections.abc import Iterator
 from typing import Final
 
+from kanal.cli.options import HelpFormatter
+
 __all__ = ["EXAMPLES", "add_examples", "commands"]
 
 EXAMPLES: Final[dict[str, tuple[str, ...]]] = {
@@ -108,4 +110,4 @@ def add_examples(parser: argparse.ArgumentParser) -> None:
         examples = "\n".join(f"  {line}" for line in lines)
         command.epilog = f"{command.epilog}\n\n" if command.epilog else ""
         command.epilog += f"examples:\n{examples}"
-        command.formatter_class = argparse.RawDescriptionHelpFormatter
+        command.formatter_class = HelpFormatter

@@ -21,7 +21,9 @@ from kanal.cli.watch import watch
 
 __all__ = ["KINDS_HELP", "run_get"]
 
-KINDS_HELP: Final = "brokers, triggers, channels, kafkachannels, subscriptions, pingsources, sources"
+KINDS_HELP: Final = (
+    "brokers, triggers, channels, kafkachannels, subscriptions, pingsources, sources, eventtypes"
+)
 _SOURCE_KINDS: Final = ("PingSource",)
 _LAGGING: Final = ("Trigger", "Subscription")
 

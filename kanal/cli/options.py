@@ -13,7 +13,32 @@ from pydantic import ValidationError as PydanticValidationError
 
 from channel.settings import Settings
 
-__all__ = ["add_settings_flags", "settings_from_args"]
+__all__ = ["HelpFormatter", "add_settings_flags", "settings_from_args"]
+
+_SETTING = "setting_"  # the dest prefix of every settings flag
+
+# Stands for all of them in a usage line.
+_ANY_SETTING = argparse.Action(option_strings=["--<setting>"], dest="any_setting", metavar="VALUE")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help as written (descriptions and examples keep their lines), with a usage line that
+    shows `[--<setting> VALUE]` once instead of every one of the dozens of settings flags, which
+    `--help` lists in a section of their own."""
+
+    def add_usage(
+        self,
+        usage: str | None,
+        actions: Any,
+        groups: Any,
+        prefix: str | None = None,
+    ) -> None:
+        actions = list(actions)
+        kept = [action for action in actions if not action.dest.startswith(_SETTING)]
+        if len(kept) != len(actions):
+            last_optional = max((i for i, action in enumerate(kept) if action.option_strings), default=-1)
+            kept.insert(last_optional + 1, _ANY_SETTING)
+        super().add_usage(usage, kept, groups, prefix)
 
 
 def add_settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +46,7 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     for name, field in Settings.model_fields.items():
         group.add_argument(
             "--" + name.replace("_", "-"),
-            dest="setting_" + name,
+            dest=_SETTING + name,
             default=None,
             metavar="VALUE",
             help=field.description or f"KANAL_{name.upper()}",
@@ -30,9 +55,9 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
     given = {
-        key.removeprefix("setting_"): value
+        key.removeprefix(_SETTING): value
         for key, value in vars(args).items()
-        if key.startswith("setting_") and value is not None
+        if key.startswith(_SETTING) and value is not None
     }
     given.update(extra)
     try:

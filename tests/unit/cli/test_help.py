@@ -97,3 +97,20 @@ printf '%s\\n' "${{COMPREPLY[@]}}"
     result = subprocess.run([bash, "-c", script], capture_output=True, text=True, timeout=60, env=env)
     offered = {word.strip() for word in result.stdout.split()}
     assert expected <= offered, (result.stdout, result.stderr)
+
+
+@pytest.mark.parametrize("words", sorted(COMMANDS), ids=lambda w: w or "kanal")
+def test_usage_stands_for_the_settings_flags_once(words: str) -> None:
+    command = COMMANDS[words]
+    usage = command.format_usage()
+    takes_settings = any(action.dest.startswith("setting_") for action in command._actions)
+    assert "--kafka-bootstrap-servers" not in usage and "--ingress-port" not in usage
+    assert ("[--<setting> VALUE]" in usage) == takes_settings
+    if takes_settings:
+        # still listed, and still taken, in full
+        assert "--kafka-bootstrap-servers VALUE" in command.format_help()
+
+
+def test_a_settings_flag_is_still_parsed_after_the_usage_change() -> None:
+    args = PARSER.parse_args(["get", "brokers", "--kafka-bootstrap-servers", "127.0.0.1:1"])
+    assert args.setting_kafka_bootstrap_servers == "127.0.0.1:1"
