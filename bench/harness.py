@@ -165,9 +165,12 @@ def wait_ok(url: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"{url} not ready within {timeout}s")
 
 
-def wrk(url: str, *, seconds: int = 10, connections: int = 64, body_bytes: int = 1024) -> dict[str, float]:
-    """Run wrk -t1 with the binary-mode CloudEvent script; requests/s and non-2xx count."""
-    env = dict(os.environ, BODY_BYTES=str(body_bytes))
+def wrk(
+    url: str, *, seconds: int = 10, connections: int = 64, body_bytes: int = 1024, id_prefix: str = ""
+) -> dict[str, float]:
+    """Run wrk -t1 with the binary-mode CloudEvent script; requests/s and non-2xx count. Event ids
+    are a counter from 1, after `id_prefix` (give each run its own where ids must not recur)."""
+    env = dict(os.environ, BODY_BYTES=str(body_bytes), ID_PREFIX=id_prefix)
     out = subprocess.run(
         [
             "wrk",

@@ -185,6 +185,10 @@ class KafkaEventSink:
         self._resends: set[asyncio.Task[None]] = set()
         # Set when a write failed, cleared by the next that succeeds: readiness reports it.
         self.failing = False
+        # Told of every batch Kafka acknowledged, before its callers are answered: its topic,
+        # partition, first offset and record count (the ingress's deduplication follower knows
+        # its own writes by it).
+        self.written: Callable[[str, int, int, int], None] | None = None
 
     def healthy(self) -> bool:
         """False from a failed write until a write succeeds again."""
@@ -351,6 +355,9 @@ class KafkaEventSink:
             flush.failed[index] = Unavailable(f"Kafka refused the write: {exc}")
             if isinstance(exc, _SEQUENCE_LOST):
                 self._sequence_lost(exc)
+        elif self.written is not None and flush.placed is not None:
+            metadata = future.result()
+            self.written(flush.topic, partition, metadata.offset, flush.placed.count(index))  # type: ignore[attr-defined]
         if flush.sealed and flush.outstanding == 0:
             self._settled(flush)
 

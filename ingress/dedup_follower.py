@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Final
 
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 
 _EXPIRE_EVERY: Final = 1.0  # seconds between expiries of the index
 _RETRY: Final = 0.5  # seconds before trying again after Kafka failed a call
+_OWN_RANGES: Final = 10_000  # own write ranges kept per partition, at most
 
 
 class TopicFollower:
@@ -65,6 +67,9 @@ class TopicFollower:
         self._tick: asyncio.Future[None] | None = None  # done after the next fetch is indexed
         self._demand = asyncio.Event()  # a round is wanted
         self._next: asyncio.Future[None] | None = None  # the next round, once asked for
+        # Per partition, the offset ranges [first, end) of this process's own acknowledged
+        # writes at or past the follower's position, oldest first (see `written`).
+        self._own: dict[TopicPartition, deque[tuple[int, int]]] = {}
 
     # -- from the resource log (its listener; must not block) ---------------------------------
 
@@ -75,6 +80,32 @@ class TopicFollower:
         if wanted != self._wanted:
             self._wanted = wanted
             self._changed.set()
+
+    def written(self, topic: str, partition: int, first: int, count: int) -> None:
+        """This process's sink had a batch acknowledged (`KafkaEventSink.written`). Its events are
+        in the index or claimed by the requests storing them (`ingress.dedup`), so a round need
+        not wait to read them back: with a single replica, a round waits for no fetch at all."""
+        tp = TopicPartition(topic, partition)
+        if tp not in self._positions:
+            return
+        ranges = self._own.setdefault(tp, deque())
+        if len(ranges) >= _OWN_RANGES:
+            ranges.popleft()  # the follower is far behind: those are read back instead
+        ranges.append((first, first + count))
+
+    def _covered(self, tp: TopicPartition, end: int) -> bool:
+        """Whether the follower has read `tp` up to `end`, or what it has not read below `end` is
+        this process's own writes."""
+        position = self._positions.get(tp, end)
+        ranges = self._own.get(tp)
+        if ranges:
+            while ranges and ranges[0][1] <= position:
+                ranges.popleft()
+            for first, last in ranges:
+                if first > position or position >= end:
+                    break
+                position = last
+        return position >= end
 
     # -- the barrier ---------------------------------------------------------------------------
 
@@ -136,6 +167,7 @@ class TopicFollower:
             if not self._positions:
                 await self._changed.wait()
                 continue
+            self._skip_own(consumer)
             try:
                 batches = await consumer.getmany(timeout_ms=200)
             except KafkaError as exc:
@@ -149,6 +181,20 @@ class TopicFollower:
             tick, self._tick = self._tick, None
             if tick is not None:
                 tick.set_result(None)
+
+    def _skip_own(self, consumer: AIOKafkaConsumer) -> None:
+        """Move past this process's own writes where they come next: they are in the index or
+        claimed already, and reading them back would cost as much CPU as taking them in."""
+        for tp, ranges in self._own.items():
+            position = self._positions.get(tp)
+            if position is None:
+                continue
+            skipped = position
+            while ranges and ranges[0][0] <= skipped:
+                skipped = max(skipped, ranges.popleft()[1])
+            if skipped > position:
+                consumer.seek(tp, skipped)
+                self._positions[tp] = skipped
 
     def _index(self, topic: str, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         add = self.index.add
@@ -199,6 +245,7 @@ class TopicFollower:
             consumer.seek(tp, offset)
         self._partitions = partitions
         self._positions = positions
+        self._own = {tp: ranges for tp, ranges in self._own.items() if tp in positions}
         log.info(
             "deduplication follows %d topics (%d partitions)%s",
             len(partitions),
@@ -234,7 +281,7 @@ class TopicFollower:
             return
         ends = await consumer.end_offsets(partitions)
         while True:
-            behind = [tp for tp in partitions if tp in self._positions and self._positions[tp] < ends[tp]]
+            behind = [tp for tp in partitions if tp in self._positions and not self._covered(tp, ends[tp])]
             if not behind:
                 return
             for tp in behind:  # past a gap in the offsets (none in an event topic, but cheap)

@@ -80,6 +80,7 @@ class IngressService:
         index = IdIndex(settings.ingress_deduplication_max_ids)
         self._dedup = TopicFollower(settings, index, timeout=settings.kafka_produce_timeout)
         self.app.dedup = Deduplicator(index, self._dedup, sink, timeout=settings.kafka_produce_timeout)
+        sink.written = self._dedup.written
         # Prometheus scrapes a port of its own, never the one event senders reach.
         self._metrics = MetricsServer(settings.host, settings.ingress_metrics_port)
         self._stopping = asyncio.Event()

@@ -1,0 +1,42 @@
+"""The follower's view of its own writes: a round need not read back what this process wrote
+(`TopicFollower._covered`), and every partition is within its window."""
+
+from __future__ import annotations
+
+import pytest
+from aiokafka import TopicPartition
+
+from channel.settings import Settings
+from ingress.dedup_follower import TopicFollower
+from ingress.dedup_index import IdIndex
+
+TP = TopicPartition("t", 0)
+
+
+@pytest.mark.parametrize(
+    ("position", "own", "end", "covered"),
+    [
+        pytest.param(10, [], 10, True, id="read-to-the-end"),
+        pytest.param(10, [], 12, False, id="behind-nothing-own"),
+        pytest.param(10, [(10, 12)], 12, True, id="own-write-next"),
+        pytest.param(10, [(10, 12), (12, 20)], 15, True, id="own-writes-contiguous"),
+        pytest.param(10, [(11, 12)], 12, False, id="another-writer-first"),
+        pytest.param(10, [(10, 12), (13, 20)], 15, False, id="another-writer-between"),
+        pytest.param(10, [(5, 8), (10, 11)], 11, True, id="old-ranges-pruned"),
+        pytest.param(10, [(8, 14)], 12, True, id="range-read-in-part"),
+    ],
+)
+def test_a_round_waits_only_for_other_writers(
+    position: int, own: list[tuple[int, int]], end: int, covered: bool
+) -> None:
+    follower = TopicFollower(Settings(), IdIndex(10), timeout=1.0)
+    follower._positions[TP] = position
+    for first, last in own:
+        follower.written(TP.topic, TP.partition, first, last - first)
+    assert follower._covered(TP, end) is covered
+
+
+def test_writes_to_topics_not_followed_are_not_kept() -> None:
+    follower = TopicFollower(Settings(), IdIndex(10), timeout=1.0)
+    follower.written("other", 0, 0, 5)
+    assert follower._own == {}
