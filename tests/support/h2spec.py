@@ -2,23 +2,20 @@
 
 The build is pinned by deploy/h2spec/go.mod and go.sum (h2spec's release and every module it
 imports) and made with the machine's `go` through the Go module proxy, into
-``$KANAL_CACHE_DIR`` (default ``~/.cache/kanal``), outside the work tree, as the Apache Kafka
-jars are: ``h2spec-<version>/h2spec``, with Go's module and build caches beside it in ``go/``.
+``$KANAL_CACHE_DIR`` (``h2spec-<version>/h2spec``; support.gobuild).
 The first run fetches and builds it (about half a minute); later runs find it there.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
-import sys
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
 
 from support.apache_kafka import cache_dir
+from support.gobuild import build, go_unavailable
 
 __all__ = ["MODULE", "Case", "GoMissing", "H2specUnavailable", "binary", "run", "version"]
 
@@ -59,33 +56,12 @@ def binary() -> Path:
     path = cache_dir() / f"h2spec-{release}" / "h2spec"
     if path.exists():
         return path
-    go = shutil.which("go")
-    if go is None:
-        raise GoMissing("h2spec is built with Go, which is missing (make tools installs it)")
-    gocache = cache_dir() / "go"
-    env = {
-        **os.environ,
-        "GOPATH": str(gocache),
-        "GOMODCACHE": str(gocache / "mod"),
-        "GOCACHE": str(gocache / "build"),
-        "GOFLAGS": "-mod=readonly",  # exactly what go.mod and go.sum say
-    }
-    print(f"building h2spec {release} with Go into {path} (once)", file=sys.stderr)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"h2spec.{os.getpid()}")
-    result = subprocess.run(
-        [
-            go, "build", "-o", str(partial),
-            "-ldflags", f"-X main.VERSION={release}",
-            f"{_PACKAGE}/cmd/h2spec",
-        ],
-        cwd=MODULE, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    if result.returncode != 0:
-        output = result.stdout[-3000:] + result.stderr[-3000:]
-        raise H2specUnavailable(f"go could not build h2spec {release}:\n{output}")
-    partial.replace(path)  # whole or not at all, if two runs build at once
-    return path
+    if (why := go_unavailable(f"h2spec {release}")) is not None:
+        raise GoMissing(why)
+    ldflags = f"-X main.VERSION={release}"
+    return build(
+        path, f"{_PACKAGE}/cmd/h2spec", module=MODULE, ldflags=ldflags, timeout=900, failed=H2specUnavailable
+    )
 
 
 def run(port: int, report: Path, *, tls: bool = False, timeout: int = 2) -> list[Case]:

@@ -1,21 +1,16 @@
 """helm (v3), built once from the Go module proxy, and Kanal's chart rendered and linted with it.
 
-The release is pinned here (VERSION) and built with the machine's `go` by `go install
-helm.sh/helm/v3/cmd/helm@vVERSION` into ``$KANAL_CACHE_DIR`` (default ``~/.cache/kanal``),
-outside the work tree, as h2spec and the Apache Kafka jars are: ``helm-<version>/helm``, with
-Go's module and build caches shared in ``go/``. The first run fetches and builds it (several
-minutes on two cores); later runs find it there. `go install` checks every module it fetches
-against the checksum database, so the build is the published release's source.
+The release is pinned here (VERSION) and built by `go install
+helm.sh/helm/v3/cmd/helm@vVERSION` into ``$KANAL_CACHE_DIR`` (``helm-<version>/helm``;
+support.gobuild). The first run fetches and builds it (several minutes on two cores); later runs
+find it there.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +18,7 @@ from typing import Any
 import yaml
 
 from support.apache_kafka import cache_dir
+from support.gobuild import build, go_unavailable
 
 __all__ = [
     "CHART",
@@ -66,14 +62,7 @@ def unavailable() -> str | None:
     """Why helm can be neither found nor built here (no Go, or one too old); None if it can."""
     if _path().exists():
         return None
-    go = shutil.which("go")
-    if go is None:
-        return f"helm {VERSION} is built with Go, which is missing (make tools installs it)"
-    found = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, timeout=60).stdout
-    if tuple(int(n) for n in re.findall(r"\d+", found)[:2]) < _GO:
-        wanted = ".".join(map(str, _GO))
-        return f"helm {VERSION} is built with Go {wanted} or newer; {go} is {found.strip() or 'unknown'}"
-    return None
+    return go_unavailable(f"helm {VERSION}", _GO)
 
 
 def binary() -> Path:
@@ -84,24 +73,6 @@ def binary() -> Path:
     why = unavailable()
     if why is not None:
         raise GoMissing(why)
-    go = shutil.which("go")
-    assert go is not None
-    gocache = cache_dir() / "go"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # go install writes into GOBIN; a directory of this run's own, so that two runs building at
-    # once each move a whole binary into place.
-    gobin = Path(tempfile.mkdtemp(prefix="build-", dir=path.parent))
-    env = {
-        **os.environ,
-        "GOPATH": str(gocache),
-        "GOMODCACHE": str(gocache / "mod"),
-        "GOCACHE": str(gocache / "build"),
-        "GOBIN": str(gobin),
-        "GOFLAGS": "",
-        "GOTOOLCHAIN": "local",  # the machine's Go, never one fetched for the build
-        "CGO_ENABLED": "0",
-    }
-    print(f"building helm {VERSION} with Go into {path} (once, a few minutes)", file=sys.stderr)
     ldflags = " ".join(
         [
             "-s -w",
@@ -111,18 +82,7 @@ def binary() -> Path:
               for part, number in zip(("Major", "Minor"), _KUBERNETES, strict=True)),
         ]
     )  # fmt: skip
-    try:
-        result = subprocess.run(
-            [go, "install", "-trimpath", "-ldflags", ldflags, f"{_PACKAGE}/cmd/helm@v{VERSION}"],
-            cwd=gobin, env=env, capture_output=True, text=True, timeout=1800,
-        )  # fmt: skip
-        if result.returncode != 0:
-            output = result.stdout[-3000:] + result.stderr[-3000:]
-            raise HelmUnavailable(f"go could not build helm {VERSION}:\n{output}")
-        (gobin / "helm").replace(path)
-    finally:
-        shutil.rmtree(gobin, ignore_errors=True)
-    return path
+    return build(path, f"{_PACKAGE}/cmd/helm@v{VERSION}", ldflags=ldflags, failed=HelmUnavailable)
 
 
 def _run(args: Sequence[str], *, timeout: float = 120) -> str:
