@@ -239,6 +239,37 @@ class Settings(BaseSettings):
         "(Kanal's own admin ports on this host are denied besides)",
     )
 
+    # Tracing (docs/tracing.md): OpenTelemetry spans of the ingress and the dispatcher, off while no
+    # endpoint is set.
+    tracing_endpoint: str = Field(
+        default="",
+        description="OTLP/HTTP endpoint the ingress and the dispatcher send their spans to "
+        "(http://collector:4318; /v1/traces is added to a URL without a path); empty: no spans",
+    )
+    tracing_sampling_ratio: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Share of the traces the ingress starts (for events sent without a traceparent) "
+        "that are recorded; an event sent with one follows its sender's sampling decision",
+    )
+    tracing_service_prefix: str = Field(
+        default="kanal",
+        min_length=1,
+        description="The spans' service.name is this, a dash and the component: kanal-ingress, "
+        "kanal-dispatcher",
+    )
+    tracing_export_interval: float = Field(
+        default=5.0, gt=0, le=300, description="Seconds between the batches of spans sent to the endpoint"
+    )
+    tracing_max_queue_size: int = Field(
+        default=2048,
+        ge=1,
+        le=1_000_000,
+        description="Finished spans waiting to be sent, at most; more are dropped (a warning once a "
+        "minute says so), so a collector that is down cannot grow the memory",
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # text: one line per record; json: one JSON object per line (for log collectors).
     log_format: Literal["text", "json"] = "text"
@@ -247,6 +278,13 @@ class Settings(BaseSettings):
         """The configured event types with a series of their own, or None when none are."""
         types = frozenset(t.strip() for t in self.ingress_metrics_event_types.split(",") if t.strip())
         return types or None
+
+    @field_validator("tracing_endpoint")
+    @classmethod
+    def _tracing_endpoint(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("an http:// or https:// URL (OTLP over HTTP), or empty for no tracing")
+        return value
 
     @field_validator("delivery_deny")
     @classmethod

@@ -18,6 +18,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiokafka.structs import ConsumerRecord
 
@@ -33,6 +34,9 @@ from dispatcher.gate import Gate, GateClosed
 from dispatcher.limiter import signal_of
 from dispatcher.plan import TriggerPlan
 from dispatcher.retry import Outcome, RetryPolicy, classify_status, parse_retry_after
+
+if TYPE_CHECKING:  # imported by the service only when tracing is on (it loads OpenTelemetry)
+    from dispatcher.tracing import DeliveryTrace, DispatchTracer
 
 __all__ = ["Dispatcher", "Interrupted", "Result", "Source", "source_of"]
 
@@ -80,12 +84,19 @@ class Dispatcher:
     """Shared by every Trigger consumer of a process."""
 
     def __init__(
-        self, poster: Poster, replies: EventSink, *, max_hops: int, attempts: Attempts | None = None
+        self,
+        poster: Poster,
+        replies: EventSink,
+        *,
+        max_hops: int,
+        attempts: Attempts | None = None,
+        tracer: DispatchTracer | None = None,
     ) -> None:
         self._poster = poster
         self._replies = replies
         self._max_hops = max_hops
         self._attempts: Attempts = attempts or MemoryAttempts()
+        self._tracer = tracer  # None: tracing off (dispatcher.tracing)
 
     async def deliver(
         self,
@@ -99,7 +110,8 @@ class Dispatcher:
         """Deliver `event` to its final outcome; raises Interrupted if `stop` is set while it waits
         to try again, or `gate` (which every attempt to the subscriber passes) is closed."""
         failed_before = self._attempts.get(plan.group, source.partition, source.offset)
-        result = await self._deliver(plan, event, source, failed_before, stop, gate)
+        trace = self._tracer.delivery(plan, event, source) if self._tracer is not None else None
+        result = await self._deliver(plan, event, source, failed_before, stop, gate, trace)
         # Only a final outcome clears the count; a cancelled delivery (shutdown) keeps it.
         if failed_before or plan.retry.retry:
             await self._attempts.clear(plan.group, source.partition, source.offset)
@@ -117,6 +129,7 @@ class Dispatcher:
         failed_before: int,
         stop: asyncio.Event | None,
         gate: Gate | None,
+        trace: DeliveryTrace | None,
     ) -> Result:
         headers = {"Prefer": "reply", **_request_headers(plan, source)}
         if failed_before > plan.retry.retry:
@@ -134,13 +147,14 @@ class Dispatcher:
                 reply=True,
                 failed_before=failed_before,
                 gate=gate,
+                trace=trace,
             )
         if last is None:
             return self._finish(plan, event, source, Result.DELIVERED)
         extensions = error_extensions(dest, last.status, last.body)
         stored = False
         if plan.dead_letter_topic is not None:
-            stored = await self._dead_letter_to_topic(plan, event, extensions, source)
+            stored = await self._dead_letter_to_topic(plan, event, extensions, source, trace)
             if plan.dead_letter is None:
                 return self._finish(plan, event, source, Result.DEAD_LETTERED if stored else Result.DROPPED)
         if plan.dead_letter is None:
@@ -167,6 +181,7 @@ class Dispatcher:
             stop,
             reply=False,
             structured=plan.structured or binary_problem(dead) is not None,
+            trace=trace,
         )
         if dead_last is None:
             log.info(
@@ -191,13 +206,19 @@ class Dispatcher:
         return self._finish(plan, event, source, Result.DEAD_LETTERED if stored else Result.DROPPED)
 
     async def _dead_letter_to_topic(
-        self, plan: TriggerPlan, event: CloudEvent, extensions: dict[str, str], source: Source
+        self,
+        plan: TriggerPlan,
+        event: CloudEvent,
+        extensions: dict[str, str],
+        source: Source,
+        trace: DeliveryTrace | None = None,
     ) -> bool:
         """Write the dead letter to the plan's dead-letter topic, retrying while Kafka is away."""
         topic = plan.dead_letter_topic
         assert topic is not None
         dead = CloudEvent(with_extensions(event.attributes, {**extensions, ORIGIN: plan.key}), event.data)
         record = _traced(to_kafka_record(dead), source)  # so a redrive continues the trace
+        span = trace.stored("dead letter", topic, dead) if trace is not None else None
         delay = 0.2
         for attempt in range(1, 6):
             try:
@@ -207,10 +228,14 @@ class Dispatcher:
                     log.warning(
                         "cannot write dead letter id=%s of %s to topic %s: %s", event.id, plan.key, topic, exc
                     )
+                    if span is not None and trace is not None:
+                        trace.written(span, str(exc))
                     return False
                 await asyncio.sleep(delay)
                 delay *= 2
                 continue
+            if span is not None and trace is not None:
+                trace.written(span, None)
             log.info(
                 "dead-lettered event id=%s %s partition=%d offset=%d to topic %s",
                 event.id,
@@ -239,10 +264,12 @@ class Dispatcher:
         failed_before: int = 0,
         structured: bool | None = None,
         gate: Gate | None = None,
+        trace: DeliveryTrace | None = None,
     ) -> tuple[Attempt | None, str]:
         """None when delivered; else the last failed attempt and the destination that failed.
         `failed_before` attempts were made by an earlier owner of the partition; `structured`:
-        the JSON format whatever the plan says; `gate`: what each attempt to `url` waits for."""
+        the JSON format whatever the plan says; `gate`: what each attempt to `url` waits for;
+        `trace`: the delivery's spans, when it is traced."""
         policy = plan.retry
         destination = "subscriber" if reply else "dead_letter"
         n = failed_before
@@ -255,19 +282,26 @@ class Dispatcher:
                     admitted = await gate.acquire()
                 except GateClosed:
                     raise Interrupted from None
+            span = None
+            sent = headers
+            if trace is not None:  # this attempt's span, and its traceparent on the request
+                span = trace.request("subscriber" if reply else "dead_letter", url, n, event)
+                sent = trace.headers(span, headers)
             started = time.perf_counter()
             try:
                 attempt = await self._poster.post(
                     url,
                     event,
                     timeout=policy.timeout,
-                    headers=headers,
+                    headers=sent,
                     structured=plan.structured if structured is None else structured,
                     ca_certs=plan.ca_certs_for(url),
                 )
             except BaseException:
                 if gate is not None:
                     gate.release(admitted, None)
+                if span is not None:
+                    span.end()
                 raise
             if gate is not None:
                 self._release(gate, admitted, attempt, policy)
@@ -275,9 +309,11 @@ class Dispatcher:
                 metrics.DELIVERY_LATENCY.labels(*plan.series).observe(time.perf_counter() - started)
             metrics.ATTEMPTS.labels(*plan.series, destination, metrics.code_label(attempt.status)).inc()
             outcome = classify_status(attempt.status)
+            if span is not None and trace is not None:
+                trace.finish(span, attempt, outcome is not Outcome.SUCCESS)
             failed_dest = url
             if outcome is Outcome.SUCCESS and reply:
-                failure = await self._reply(plan, attempt, source)
+                failure = await self._reply(plan, attempt, source, trace)
                 if failure is None:
                     return None, url
                 attempt, failed_dest = failure
@@ -316,7 +352,9 @@ class Dispatcher:
                 pause = min(retry_after, policy.retry_after_cap())
         gate.release(admitted, signal_of(attempt.status, attempt.timed_out), pause)
 
-    async def _reply(self, plan: TriggerPlan, attempt: Attempt, source: Source) -> tuple[Attempt, str] | None:
+    async def _reply(
+        self, plan: TriggerPlan, attempt: Attempt, source: Source, trace: DeliveryTrace | None = None
+    ) -> tuple[Attempt, str] | None:
         """Handle a 200 response's CloudEvent; on failure, what failed and where, else None."""
         if attempt.status != 200:
             return None  # only a 200 carries a reply; a 202 never does (RPL-02)
@@ -328,7 +366,7 @@ class Dispatcher:
         if reply is None:
             return None  # a plain 2xx body is a success, not a reply (D-07)
         if plan.reply_topic is None:
-            return await self._reply_over_http(plan, reply, source)
+            return await self._reply_over_http(plan, reply, source, trace)
         hops = source.hops + 1
         if hops > self._max_hops:
             log.warning(
@@ -343,25 +381,34 @@ class Dispatcher:
         record = to_kafka_record(reply)
         record.headers.append((HOP_HEADER, str(hops).encode()))
         _traced(record, source)
+        span = trace.stored("reply", plan.reply_topic, reply) if trace is not None else None
         try:
             await self._replies.send(plan.reply_topic, [record])
         except KanalError as exc:
             log.warning("cannot store reply id=%s of %s: %s", reply.id, plan.key, exc)
+            if span is not None and trace is not None:
+                trace.written(span, str(exc))
             # A reply too large for the topic is what the ingress would answer 413 for: a dead
             # letter says so (knativeerrorcode).
             status = None if exc.retryable else 413
             return Attempt(status, error=f"cannot store reply: {exc}"), plan.reply_to or plan.reply_topic
+        if span is not None and trace is not None:
+            trace.written(span, None)
         metrics.REPLIES.labels(*plan.series, "stored").inc()
         return None
 
     async def _reply_over_http(
-        self, plan: TriggerPlan, reply: CloudEvent, source: Source
+        self, plan: TriggerPlan, reply: CloudEvent, source: Source, trace: DeliveryTrace | None = None
     ) -> tuple[Attempt, str] | None:
         """A Subscription's reply goes to its reply destination, or nowhere (RPL-09, RPL-10)."""
         if not plan.reply_to:
             metrics.REPLIES.labels(*plan.series, "discarded").inc()
             return None
         headers = _request_headers(plan, source)
+        span = None
+        if trace is not None:
+            span = trace.request("reply", plan.reply_to, 0, reply)
+            headers = trace.headers(span, headers)
         attempt = await self._poster.post(
             plan.reply_to,
             reply,
@@ -371,6 +418,8 @@ class Dispatcher:
             ca_certs=plan.ca_certs_for(plan.reply_to),
         )
         metrics.ATTEMPTS.labels(*plan.series, "reply", metrics.code_label(attempt.status)).inc()
+        if span is not None and trace is not None:
+            trace.finish(span, attempt, classify_status(attempt.status) is not Outcome.SUCCESS)
         if classify_status(attempt.status) is Outcome.SUCCESS:
             metrics.REPLIES.labels(*plan.series, "stored").inc()
             return None

@@ -6,7 +6,9 @@ applies the Trigger's filter and delivers with the same `Dispatcher` as live del
 replies and dead letters as the Trigger's delivery spec says. The Trigger's consumer group and
 the running dispatchers are not touched, so live delivery goes on meanwhile, without a gap or a
 reset; the replayed range is delivered once more, in addition. The range is fixed when the
-replay starts (`--to`, or the end of the log then), so the replay ends by itself.
+replay starts (`--to`, or the end of the log then), so the replay ends by itself. With
+KANAL_TRACING_ENDPOINT set, the replay's deliveries are traced as the dispatcher's are (service
+kanal-replay), in the traces of the events' stored traceparents.
 """
 
 from __future__ import annotations
@@ -96,12 +98,19 @@ async def run_replay(
         policy=DestinationPolicy.from_settings(settings),
     )
     last_report = 0.0
+    tracing = None
+    if settings.tracing_endpoint and not dry_run:
+        from channel.tracing import Tracing
+        from dispatcher.tracing import DispatchTracer
+
+        tracing = Tracing(settings, "replay")
     try:
         async with asyncio.TaskGroup() as tasks:
             dispatcher = Dispatcher(
                 HttpPoster(client),
                 KafkaEventSink(producer, settings.kafka_produce_timeout),
                 max_hops=settings.dispatcher_max_hops,
+                tracer=DispatchTracer(tracing) if tracing is not None else None,
             )
 
             async def deliver(record: Any) -> None:
@@ -132,6 +141,8 @@ async def run_replay(
     finally:
         await client.close()
         await producer.stop()
+        if tracing is not None:
+            await asyncio.to_thread(tracing.shutdown)  # the replay's spans, sent before it returns
     summary.total, summary.scanned = reader.total, reader.scanned
     summary.seconds = time.monotonic() - began
     if progress is not None:

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiokafka.client import AIOKafkaClient
@@ -36,14 +36,18 @@ from dispatcher.http import HttpClient
 from dispatcher.plan import Plan, plans_from_documents
 from dispatcher.stats import StatsPublisher
 
+if TYPE_CHECKING:
+    from channel.tracing import Tracing
+
 __all__ = ["DispatcherService"]
 
 log = logging.getLogger(__name__)
 
 
 class DispatcherService:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tracing: Tracing | None = None) -> None:
         self.settings = settings
+        self._tracing = tracing  # None: tracing off
         # HTTP_PROXY, HTTPS_PROXY and NO_PROXY, as other HTTP clients read them (a bad one raises).
         self._proxies = Proxies.from_environment(os.environ)
         # KANAL_DELIVERY_DENY and Kanal's own ports: checked on every connection a delivery opens.
@@ -106,11 +110,17 @@ class DispatcherService:
             stack.push_async_callback(kafka.close)
             await kafka.bootstrap()
             groups = GroupOffsets(kafka)
+            tracer = None
+            if self._tracing is not None:
+                from dispatcher.tracing import DispatchTracer
+
+                tracer = DispatchTracer(self._tracing)
             dispatcher = Dispatcher(
                 HttpPoster(client),
                 sink,
                 max_hops=self.settings.dispatcher_max_hops,
                 attempts=attempts,
+                tracer=tracer,
             )
             async with asyncio.TaskGroup() as tg:
                 follower = tg.create_task(self._log.run())

@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from channel.errors import InvalidEvent, KanalError, UnsupportedMediaType
 from channel.events import CloudEvent, parse_http_request, to_kafka_record
@@ -36,6 +36,9 @@ from ingress.auth import Authenticator
 from ingress.dedup import Deduplicator
 from ingress.eventtypes import EventTypeRecorder
 from ingress.routing import Route, channel_from_host
+
+if TYPE_CHECKING:  # imported by the service only when tracing is on (it loads OpenTelemetry)
+    from ingress.tracing import IngressTracer
 
 __all__ = ["IngressApp", "Request", "Response", "Routes", "declared_over", "header_value", "json_response"]
 
@@ -162,6 +165,7 @@ class IngressApp:
         )
         metrics.IN_FLIGHT.set_function(lambda: self._in_flight)
         self.event_types: EventTypeRecorder | None = None  # event discovery, when on
+        self.tracer: IngressTracer | None = None  # spans (ingress.tracing), when tracing is on
         self.dedup: Deduplicator | None = None  # duplicate-free ingestion (ingress.dedup), when on
 
     @property
@@ -376,6 +380,8 @@ class IngressApp:
             return json_response(415, {"error": str(exc)})
         records = [to_kafka_record(event) for event in events]
         trace = header_value(headers, b"traceparent")
+        if self.tracer is not None:  # tracing on: this request's spans, and the trace to store
+            trace, reply = self.tracer.received(route, request.path, trace, events, request.started, reply)
         if trace is not None:
             for record in records:
                 record.headers.append(("traceparent", trace))

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka.errors import KafkaError
 
@@ -30,6 +30,9 @@ from ingress.http import HttpServer
 from ingress.metrics_server import MetricsServer
 from ingress.routing import routes_from_documents
 
+if TYPE_CHECKING:
+    from channel.tracing import Tracing
+
 __all__ = ["IngressService", "create_app"]
 
 log = logging.getLogger(__name__)
@@ -41,7 +44,7 @@ def create_app(settings: Settings, *, sink: EventSink, ready: Any = None) -> Ing
 
 
 class IngressService:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tracing: Tracing | None = None) -> None:
         self.settings = settings
         self._log = ResourceLog(settings, self._on_resources)
         sink = self._sink = KafkaEventSink(
@@ -76,6 +79,10 @@ class IngressService:
             self._event_types = EventTypePublisher(
                 settings, sink, recorder, resources_caught_up=self._log.caught_up
             )
+        if tracing is not None:
+            from ingress.tracing import IngressTracer
+
+            self.app.tracer = IngressTracer(tracing)
         # Duplicate-free ingestion (ingress.dedup), for the Brokers and Channels that declare it.
         index = IdIndex(settings.ingress_deduplication_max_ids)
         self._dedup = TopicFollower(settings, index, timeout=settings.kafka_produce_timeout)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from channel.runner import Service
     from channel.settings import Settings
+    from channel.tracing import Tracing
 
 __all__ = ["COMPONENTS", "run_component"]
 
@@ -57,11 +58,11 @@ def run_component(name: str, settings: Settings) -> int:
     elif name == "ingress":
         from ingress.service import IngressService
 
-        factory = partial(IngressService, settings)
+        factory = partial(IngressService, settings, _tracing(scope, settings, name))
     elif name == "dispatcher":
         from dispatcher.service import DispatcherService
 
-        factory = partial(DispatcherService, settings)
+        factory = partial(DispatcherService, settings, _tracing(scope, settings, name))
     else:
         raise ValueError(f"no component {name!r} (one of {', '.join(COMPONENTS)})")
     with scope:
@@ -73,3 +74,18 @@ def run_component(name: str, settings: Settings) -> int:
                 raise
             logging.getLogger(__name__).error("kanal %s stopped: %s", name, denied)
             return 1
+
+
+def _tracing(scope: contextlib.ExitStack, settings: Settings, name: str) -> Tracing | None:
+    """The component's tracer when KANAL_TRACING_ENDPOINT is set, its queued spans sent when the
+    component has stopped (after SIGTERM's drain); None, and OpenTelemetry never imported, if not."""
+    if not settings.tracing_endpoint:
+        return None
+    from channel.tracing import Tracing
+
+    tracing = Tracing(settings, name)
+    scope.callback(tracing.shutdown)
+    logging.getLogger(__name__).info(
+        "tracing to %s, sampling %g of new traces", settings.tracing_endpoint, settings.tracing_sampling_ratio
+    )
+    return tracing

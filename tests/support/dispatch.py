@@ -20,6 +20,7 @@ class ScriptedPoster:
     def __init__(self, answer: Callable[[str, CloudEvent], Attempt]) -> None:
         self.answer = answer
         self.posts: list[tuple[str, CloudEvent]] = []
+        self.headers: list[Mapping[str, str]] = []  # each POST's headers, in order
         self.posted = asyncio.Event()
 
     async def post(
@@ -33,6 +34,7 @@ class ScriptedPoster:
         ca_certs: str | None = None,
     ) -> Attempt:
         self.posts.append((url, event))
+        self.headers.append(dict(headers))
         self.posted.set()
         return self.answer(url, event)
 

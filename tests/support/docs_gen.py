@@ -116,6 +116,7 @@ _GROUPS: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("Controller and its admin API", lambda name: name.startswith("controller_")),
     ("Ingress", lambda name: name.startswith("ingress_")),
     ("Dispatcher and delivery", lambda name: name.startswith(("dispatcher_", "delivery_"))),
+    ("Tracing", lambda name: name.startswith("tracing_")),
     ("Network and logs", lambda name: True),
 )
 
