@@ -11,8 +11,9 @@ STAMP   = $(VENV)/.kanal-installed
 # scrapes Kanal with it), wrk (load for the ingress benchmark), and Java and Maven, which fetch
 # and run Apache Kafka (every Kafka test runs on it as well as on the embedded broker; the
 # broker's jars come from Maven Central into ~/.cache/kanal once), and Go, which builds h2spec
-# (the HTTP/2 conformance suite) and helm (which renders the chart in its tests; it needs Go 1.26,
-# as this machine's is, not Debian's), each into ~/.cache/kanal once. Installed when missing.
+# (the HTTP/2 conformance suite), helm (which renders the chart in its tests; it needs Go 1.26,
+# as this machine's is, not Debian's) and Jaeger (the collector the tracing test sends spans to;
+# about 13 minutes on two cores), each into ~/.cache/kanal once. Installed when missing.
 TOOLS = prometheus:prometheus wrk:wrk java:openjdk-17-jre-headless mvn:maven go:golang-go
 APT   = $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
