@@ -151,6 +151,10 @@ class Tracing:
             record_exception=False,
         )
 
+    def flush(self) -> None:
+        """Send the spans queued now, waiting for the collector (at most the export timeout)."""
+        self._provider.force_flush(int(_EXPORT_TIMEOUT * 1000))
+
     def shutdown(self) -> None:
         """Send the spans still queued (bounded by the export timeout) and stop the export thread."""
         self._provider.shutdown()

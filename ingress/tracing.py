@@ -12,9 +12,9 @@ child of the sender's span.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Sequence
+from random import random
 from typing import TYPE_CHECKING
 
 from channel.events import CloudEvent
@@ -68,10 +68,13 @@ class IngressTracer:
     ) -> tuple[bytes | None, Callable[[Response], None]]:
         """The traceparent to store with the request's records, and `reply`, which (when the
         request is traced) also ends its spans with the answer."""
+        # The common case first, and cheap: no traceparent, and no trace started for it.
+        if sender is None and not keeps_root(self._ratio, random()):
+            return None, reply
         parent = parse(sender)
         if parent is None:
-            if not keeps_root(self._ratio, random.random()):
-                return sender, reply  # as with tracing off
+            if sender is not None and not keeps_root(self._ratio, random()):
+                return sender, reply  # an invalid one, passed on as with tracing off
         elif not parent.sampled:
             return sender, reply
         tracing = self._tracing

@@ -32,7 +32,7 @@ REPLY = Attempt(
 
 
 async def _deliver(
-    answer: Attempt, traceparent: str, *, reply_topic: str | None = None
+    answer: Attempt, traceparent: str, *, reply_topic: str | None = None, reply_to: str | None = None
 ) -> tuple[Result, ScriptedPoster, list[ReadableSpan], MemoryEventSink]:
     exporter = InMemorySpanExporter()
     tracing = Tracing(Settings(), "dispatcher", exporter=exporter)
@@ -43,6 +43,7 @@ async def _deliver(
         subscriber=SUBSCRIBER,
         dead_letter=DEAD_LETTER,
         reply_topic=reply_topic,
+        reply_to=reply_to,
         retry=RetryPolicy(retry=2, backoff_delay=0.001, jitter=0),
     )
     result = await dispatcher.deliver(plan, EVENT, Source(partition=1, offset=7, traceparent=traceparent))
@@ -80,6 +81,21 @@ async def test_a_reply_written_to_the_broker_is_a_span_linked_to_its_attempt() -
     # The stored reply keeps the sender's context: its own deliveries join the trace.
     [record] = replies.topics["topic-b"]
     assert dict(record.headers)["traceparent"] == f"{SENDER}-01".encode()
+
+
+async def test_a_subscriptions_reply_posted_to_its_reply_url_is_a_client_span_linked_to_its_attempt() -> None:
+    reply_url = "http://127.0.0.1:9/reply"
+    result, poster, spans, _ = await _deliver(REPLY, f"{SENDER}-01", reply_to=reply_url)
+    assert result is Result.DELIVERED
+    attempt, reply = spans
+    assert (reply.name, reply.kind, (reply.attributes or {})["url.full"]) == (
+        "reply",
+        SpanKind.CLIENT,
+        reply_url,
+    )
+    assert [link.context.span_id for link in reply.links] == [attempt.context.span_id]
+    sent = parse(poster.headers[1]["traceparent"])
+    assert poster.posts[1][0] == reply_url and sent is not None and sent.span_id == reply.context.span_id
 
 
 async def test_an_unsampled_event_makes_no_span_and_is_sent_its_traceparent_as_stored() -> None:
