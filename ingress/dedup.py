@@ -47,16 +47,13 @@ class Follower(Protocol):
 
 
 def event_key(event: CloudEvent) -> int:
-    """The identity of `event` as the index keys it (its Kafka headers' bytes)."""
+    """The identity of `event` as the index keys it."""
     attributes = event.attributes
-    return identity(
-        attributes["source"].encode("utf-8", "surrogatepass"),
-        attributes["id"].encode("utf-8", "surrogatepass"),
-    )
+    return identity(attributes["source"], attributes["id"])
 
 
 class _Request:
-    __slots__ = ("claimed", "deadline", "done", "keys", "records", "topic")
+    __slots__ = ("claimed", "deadline", "done", "keys", "records", "seen", "topic")
 
     def __init__(
         self, topic: str, keys: list[int], records: Sequence[KafkaRecord], done: Stored, deadline: float
@@ -67,6 +64,7 @@ class _Request:
         self.done = done
         self.deadline = deadline
         self.claimed: list[int] = []  # indices of the events this request is storing
+        self.seen = 0  # the index's `reads` when it was last looked at for this request
 
 
 class Deduplicator:
@@ -86,49 +84,55 @@ class Deduplicator:
         self._sink = sink
         self._timeout = timeout
         self._clock = clock
-        # Identities being stored by a request of this process, with the callbacks of the
-        # requests waiting for its outcome. At most one entry per event in flight, and every
-        # request in flight is bounded by ingress_max_in_flight.
-        self._storing: dict[tuple[str, int], list[Callable[[], None]]] = {}
-
-    def deduplicates(self, topic: str) -> bool:
-        return self.index.window_of(topic) is not None
+        # Per topic, the identities being stored by a request of this process, with the callbacks
+        # of the requests waiting for its outcome. At most one entry per event in flight, and
+        # every request in flight is bounded by ingress_max_in_flight.
+        self._storing: dict[str, dict[int, list[Callable[[], None]]]] = {}
 
     def submit(
         self, topic: str, events: Sequence[CloudEvent], records: Sequence[KafkaRecord], done: Stored
     ) -> None:
         """Store the events of `records` that are not duplicates; `done` is called later."""
-        keys = [event_key(event) for event in events]
+        keys = [identity(event.attributes["source"], event.attributes["id"]) for event in events]
         request = _Request(topic, keys, records, done, time.monotonic() + self._timeout)
         self._decide(request)
 
     def _decide(self, request: _Request) -> None:
-        if time.monotonic() > request.deadline:
-            request.done(Unavailable("duplicates could not be ruled out in time"), ())
-            return
-        topic, index = request.topic, self.index
-        if not self.deduplicates(topic):  # turned off meanwhile: stored as without it
+        """The hot path: a few dict lookups per event (see the module docstring)."""
+        topic = request.topic
+        window = self.index.window(topic)
+        if window is None:  # turned off meanwhile: stored as without it
             request.claimed = list(range(len(request.keys)))
             self._store(request)
             return
-        now_ms = int(self._clock() * 1000)
+        ids = window.ids
+        cutoff = int(self._clock() * 1000) - window.window_ms
+        storing = self._storing.get(topic)
+        if storing is None:
+            storing = self._storing[topic] = {}
+        keys = request.keys
         new: list[int] = []
-        seen: set[int] = set()
-        for i, key in enumerate(request.keys):
-            if key in seen or index.seen(topic, key, now_ms):
-                continue  # a duplicate (of an earlier event of the same batch, too)
-            seen.add(key)
-            waiting = self._storing.get((topic, key))
+        for i, key in enumerate(keys):
+            stored = ids.get(key)
+            if stored is not None and stored >= cutoff:
+                continue  # a duplicate
+            waiting = storing.get(key)
             if waiting is not None:
+                if time.monotonic() > request.deadline:
+                    request.done(Unavailable("duplicates could not be ruled out in time"), ())
+                    return
                 waiting.append(partial(self._decide, request))  # decide again once it is settled
                 return
+            if len(keys) > 1 and key in keys[:i]:
+                continue  # a duplicate of an earlier event of the same batch
             new.append(i)
         if not new:
-            self._finish(request, None)
+            self._finish(request)
             return
         for i in new:
-            self._storing[(topic, request.keys[i])] = []
+            storing[keys[i]] = []
         request.claimed = new
+        request.seen = self.index.reads
         self._follower.synced().add_done_callback(partial(self._synced, request))
 
     def _synced(self, request: _Request, synced: asyncio.Future[None]) -> None:
@@ -138,14 +142,15 @@ class Deduplicator:
             failure = error if isinstance(error, KanalError) else Unavailable(str(error))
             request.done(failure, ())
             return
-        topic, now_ms = request.topic, int(self._clock() * 1000)
-        found = [i for i in request.claimed if self.index.seen(topic, request.keys[i], now_ms)]
-        if found:  # stored by another replica: let the requests waiting on them see it
-            request.claimed = [i for i in request.claimed if i not in found]
-            self._release_keys(topic, [request.keys[i] for i in found])
-        if not request.claimed:
-            self._finish(request, None)
-            return
+        if self.index.reads != request.seen:  # the follower read other replicas' records meanwhile
+            topic, now_ms = request.topic, int(self._clock() * 1000)
+            found = [i for i in request.claimed if self.index.seen(topic, request.keys[i], now_ms)]
+            if found:  # stored by another replica: let the requests waiting on them see it
+                request.claimed = [i for i in request.claimed if i not in found]
+                self._release_keys(topic, [request.keys[i] for i in found])
+            if not request.claimed:
+                self._finish(request)
+                return
         self._store(request)
 
     def _store(self, request: _Request) -> None:
@@ -157,28 +162,32 @@ class Deduplicator:
     def _stored(self, request: _Request, error: KanalError | None) -> None:
         if error is None:
             now_ms = int(self._clock() * 1000)
+            add, topic, keys = self.index.add, request.topic, request.keys
             for i in request.claimed:
-                self.index.add(request.topic, request.keys[i], now_ms)
+                add(topic, keys[i], now_ms)
         self._release(request)
         if error is None:
-            self._finish(request, None)
+            self._finish(request)
         else:
             request.done(error, ())
 
-    def _finish(self, request: _Request, error: KanalError | None) -> None:
+    def _finish(self, request: _Request) -> None:
         duplicates = len(request.keys) - len(request.claimed)
         if duplicates:
             owner = self.index.owner_of(request.topic)
             if owner is not None:
                 DUPLICATES.labels(owner.kind, owner.namespace, owner.name).inc(duplicates)
-        request.done(error, request.claimed)
+        request.done(None, request.claimed)
 
     def _release(self, request: _Request) -> None:
-        claimed, request.claimed = request.claimed, []
-        self._release_keys(request.topic, [request.keys[i] for i in claimed])
-        request.claimed = claimed
+        self._release_keys(request.topic, [request.keys[i] for i in request.claimed])
 
     def _release_keys(self, topic: str, keys: Sequence[int]) -> None:
+        storing = self._storing.get(topic)
+        if storing is None:
+            return
         for key in keys:
-            for wake in self._storing.pop((topic, key), ()):
+            for wake in storing.pop(key, ()):
                 wake()
+        if not storing:
+            del self._storing[topic]

@@ -4,23 +4,28 @@ Kafka is the only state: each ingress replica follows the topics of the Brokers 
 that declare `kanal.dev/deduplication-window`, all of their partitions, assigned by hand (no
 consumer group, nothing committed), and puts the `ce_source` and `ce_id` of every record into
 `ingress.dedup_index.IdIndex` with the record's timestamp. A topic newly followed (at start,
-or when a Broker turns deduplication on) is read from `offsets_for_times(now - window)`, so a
-restarted replica knows what its predecessors and the other replicas stored.
+or when a Broker turns deduplication on) is read from `offsets_for_times(now - window)` to its
+end at once, so a restarted replica knows what its predecessors and the other replicas stored.
+After that it reads on demand: a partition is fetched only while a round needs it read further
+(the others are paused), and this process's own writes are skipped (`written`), so a replica
+that is the only writer fetches nothing and costs its broker no reads.
 
 `synced()` is the barrier `ingress.dedup` waits on before it stores an event it has not seen:
 one round at a time, shared by every request that came before the round began, takes the end
-offsets of every followed partition (one ListOffsets per broker) and waits until the follower
-has read up to them. Every write any replica had acknowledged before the round began lies
-below those ends (acks=all: Kafka acknowledges only below its high watermark), so it is in the
-index when the round is done. Some brokers (the embedded one) answer ListOffsets with one past
-the first record of a partition's last batch: reading that record means having read its whole
-batch, since a fetch returns whole batches and every record fetched is indexed at once. A round
-that takes longer than `timeout` (a topic still being read after a start, Kafka slow) fails
-its requests with Unavailable (503, Retry-After).
+offsets of every followed partition (one ListOffsets per broker, on a connection of its own)
+and waits until the follower has read up to them, or what lies between is this process's own.
+Every write any replica had acknowledged before the round began lies below those ends
+(acks=all: Kafka acknowledges only below its high watermark), so it is in the index when the
+round is done. Some brokers (the embedded one) answer ListOffsets with one past the first record
+of a partition's last batch: reading that record means having read its whole batch, since a
+fetch returns whole batches and every record fetched is indexed at once. A round that takes
+longer than `timeout` (a topic still being read after a start, Kafka slow) fails its requests
+with Unavailable (503, Retry-After).
 
 The follower's fetch wait is the dispatcher's event fetch wait (`kafka_event_fetch_max_wait_ms`):
-the embedded broker answers a fetch only when its wait expires, so a round lasts at least that
-long there; Apache Kafka answers as soon as records arrive.
+the embedded broker answers a fetch only when its wait expires, so a round that must read
+another replica's writes lasts at least that long there; Apache Kafka answers as soon as
+records arrive.
 """
 
 from __future__ import annotations
@@ -70,6 +75,11 @@ class TopicFollower:
         # Per partition, the offset ranges [first, end) of this process's own acknowledged
         # writes at or past the follower's position, oldest first (see `written`).
         self._own: dict[TopicPartition, deque[tuple[int, int]]] = {}
+        # Per partition, the offset the follower must read up to (set by rounds and at the
+        # start of a window), and the partitions being fetched: the others are paused.
+        self._targets: dict[TopicPartition, int] = {}
+        self._fetching: set[TopicPartition] = set()
+        self._wake = asyncio.Event()  # a target was set, or the topics changed
 
     # -- from the resource log (its listener; must not block) ---------------------------------
 
@@ -80,6 +90,7 @@ class TopicFollower:
         if wanted != self._wanted:
             self._wanted = wanted
             self._changed.set()
+            self._wake.set()
 
     def written(self, topic: str, partition: int, first: int, count: int) -> None:
         """This process's sink had a batch acknowledged (`KafkaEventSink.written`). Its events are
@@ -126,32 +137,41 @@ class TopicFollower:
             await self._changed.wait()
         self._changed.set()
         while True:
-            consumer = self._consumer = AIOKafkaConsumer(
-                **client_options(self._settings),
-                group_id=None,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                fetch_max_wait_ms=self._settings.event_fetch_max_wait_ms(),
-            )
+            consumer = self._consumer = self._reader()
+            # The rounds' ListOffsets go on a connection of their own: a broker answers the
+            # requests of one connection in order, so behind the follower's fetch they would
+            # wait out its fetch wait (all of it on the embedded broker, which answers a fetch
+            # only when it expires).
+            ends = self._reader()
             admin = self._admin = create_admin(self._settings)
             try:
                 await consumer.start()
+                await ends.start()
                 await admin.start()
             except (KafkaError, OSError) as exc:
                 log.warning("deduplication cannot reach Kafka yet: %s", exc)
-                await _close(consumer, admin)
+                await _close(consumer, ends, admin)
                 await asyncio.sleep(_RETRY * 4)
                 continue
             break
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._follow(consumer))
-                tg.create_task(self._rounds(consumer))
+                tg.create_task(self._rounds(ends))
                 tg.create_task(self._expire())
         finally:
             if self._next is not None and not self._next.done():
                 self._next.set_exception(Unavailable("the ingress is stopping"))
-            await _close(consumer, admin)
+            await _close(consumer, ends, admin)
+
+    def _reader(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            **client_options(self._settings),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=self._settings.event_fetch_max_wait_ms(),
+        )
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
         while True:
@@ -168,8 +188,14 @@ class TopicFollower:
                 await self._changed.wait()
                 continue
             self._skip_own(consumer)
+            active = self._active(consumer)
+            if not active:  # nothing to read for now: every round so far is answered
+                self._ticked()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
             try:
-                batches = await consumer.getmany(timeout_ms=200)
+                batches = await consumer.getmany(*active, timeout_ms=200)
             except KafkaError as exc:
                 log.warning("reading the deduplicating topics failed: %s", exc)
                 await asyncio.sleep(_RETRY)
@@ -178,9 +204,27 @@ class TopicFollower:
                 if tp in self._positions and records:
                     self._index(tp.topic, records)
                     self._positions[tp] = records[-1].offset + 1
-            tick, self._tick = self._tick, None
-            if tick is not None:
-                tick.set_result(None)
+            self._ticked()
+
+    def _ticked(self) -> None:
+        tick, self._tick = self._tick, None
+        if tick is not None:
+            tick.set_result(None)
+
+    def _active(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        """The partitions to fetch now, the others paused: those a round (or the start of a
+        window) needs read further than the follower is. So a replica that is the only writer
+        fetches nothing but its window at start, and costs its broker no reads."""
+        positions = self._positions
+        self._targets = {
+            tp: target for tp, target in self._targets.items() if positions.get(tp, target) < target
+        }
+        active = list(self._targets)
+        if set(active) != self._fetching:
+            consumer.pause(*[tp for tp in positions if tp not in self._targets])
+            consumer.resume(*active)
+            self._fetching = set(active)
+        return active
 
     def _skip_own(self, consumer: AIOKafkaConsumer) -> None:
         """Move past this process's own writes where they come next: they are in the index or
@@ -198,6 +242,7 @@ class TopicFollower:
 
     def _index(self, topic: str, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         add = self.index.add
+        self.index.reads += 1
         for record in records:
             source = event_id = None
             for name, value in record.headers:
@@ -206,7 +251,11 @@ class TopicFollower:
                 elif name == "ce_source":
                     source = value
             if source is not None and event_id is not None:
-                add(topic, identity(source, event_id), record.timestamp)
+                with contextlib.suppress(UnicodeDecodeError):  # not an event Kanal wrote
+                    key = identity(
+                        source.decode("utf-8", "surrogatepass"), event_id.decode("utf-8", "surrogatepass")
+                    )
+                    add(topic, key, record.timestamp)
 
     async def _reassign(self, consumer: AIOKafkaConsumer) -> None:
         """Follow the topics wanted now: the ones followed already from where they are, new
@@ -241,10 +290,15 @@ class TopicFollower:
             for tp in fresh:
                 hit = found.get(tp)
                 positions[tp] = hit.offset if hit is not None else ends[tp]
+            # The window is read at once, before any request asks for it.
+            windows_end = await consumer.end_offsets(fresh)
+            self._targets.update((tp, windows_end[tp]) for tp in fresh if windows_end[tp] > positions[tp])
         for tp, offset in positions.items():
             consumer.seek(tp, offset)
         self._partitions = partitions
         self._positions = positions
+        self._fetching = set(every)  # assign() resumed every partition
+        self._targets = {tp: target for tp, target in self._targets.items() if tp in positions}
         self._own = {tp: ranges for tp, ranges in self._own.items() if tp in positions}
         log.info(
             "deduplication follows %d topics (%d partitions)%s",
@@ -253,7 +307,7 @@ class TopicFollower:
             f", reading {len(fresh)} partitions from the start of their window" if fresh else "",
         )
 
-    async def _rounds(self, consumer: AIOKafkaConsumer) -> None:
+    async def _rounds(self, ends: AIOKafkaConsumer) -> None:
         while True:
             await self._demand.wait()
             self._demand.clear()
@@ -262,7 +316,7 @@ class TopicFollower:
                 continue
             try:
                 async with asyncio.timeout(self._timeout):
-                    await self._read_to_ends(consumer)
+                    await self._read_to_ends(ends)
             except (TimeoutError, KafkaError) as exc:
                 reason = "Kafka did not answer" if isinstance(exc, TimeoutError) else str(exc)
                 round_.set_exception(
@@ -273,22 +327,28 @@ class TopicFollower:
             else:
                 round_.set_result(None)
 
-    async def _read_to_ends(self, consumer: AIOKafkaConsumer) -> None:
+    async def _read_to_ends(self, reader: AIOKafkaConsumer) -> None:
         while self._changed.is_set() or set(self._partitions) != set(self._wanted):
             await self._next_tick()  # a topic just turned on: follow it first
         partitions = list(self._positions)
         if not partitions:
             return
-        ends = await consumer.end_offsets(partitions)
+        ends = await reader.end_offsets(partitions)
         while True:
             behind = [tp for tp in partitions if tp in self._positions and not self._covered(tp, ends[tp])]
             if not behind:
                 return
+            consumer = self._consumer
             for tp in behind:  # past a gap in the offsets (none in an event topic, but cheap)
                 with contextlib.suppress(KafkaError, AssertionError, ValueError):
-                    self._positions[tp] = max(self._positions[tp], await consumer.position(tp))
-            if all(self._positions.get(tp, ends[tp]) >= ends[tp] for tp in behind):
+                    if consumer is not None:
+                        self._positions[tp] = max(self._positions[tp], await consumer.position(tp))
+            behind = [tp for tp in behind if tp in self._positions and not self._covered(tp, ends[tp])]
+            if not behind:
                 return
+            for tp in behind:
+                self._targets[tp] = max(self._targets.get(tp, 0), ends[tp])
+            self._wake.set()
             await self._next_tick()
 
     async def _next_tick(self) -> None:
@@ -302,8 +362,9 @@ class TopicFollower:
             self.index.expire()
 
 
-async def _close(consumer: AIOKafkaConsumer, admin: AIOKafkaAdminClient) -> None:
-    with contextlib.suppress(KafkaError):
-        await consumer.stop()
+async def _close(consumer: AIOKafkaConsumer, ends: AIOKafkaConsumer, admin: AIOKafkaAdminClient) -> None:
+    for reader in (consumer, ends):
+        with contextlib.suppress(KafkaError):
+            await reader.stop()
     with contextlib.suppress(KafkaError):
         await admin.close()

@@ -5,8 +5,9 @@ was stored, per topic, for the topics whose Broker or Channel declares
 `kanal.dev/deduplication-window`. `ingress.dedup_follower` fills it from the topics themselves
 (Kafka is the only state) and `ingress.dedup` asks it whether an event is a duplicate.
 
-An identity is kept as `identity(source, id)`: Python's hash of the two values' UTF-8 bytes, a
-64-bit SipHash keyed afresh in every process, so nobody outside the process can make two events
+An identity is kept as `identity(source, id)`: Python's hash of the two strings, a 64-bit
+SipHash keyed afresh in every process (a string caches its hash, so this costs a request one
+tuple), so nobody outside the process can make two events
 collide on purpose, and two different events collide by chance with a probability of about one
 in 2^64 per id held. The value is the record's timestamp in milliseconds; entries that share a
 millisecond share one int object. Each topic's ids are a dict in insertion order, so the oldest
@@ -32,7 +33,7 @@ from typing import Final
 
 from prometheus_client import Counter, Gauge
 
-__all__ = ["DUPLICATES", "EVICTED", "HELD", "IdIndex", "Owner", "identity"]
+__all__ = ["DUPLICATES", "EVICTED", "HELD", "IdIndex", "Owner", "Window", "identity"]
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,9 @@ EVICTED = Counter(
 _WARN_EVERY: Final = 60.0  # seconds between warnings that ids are evicted early
 
 
-def identity(source: bytes, event_id: bytes) -> int:
-    """The key of an event's identity: its `source` and `id` as UTF-8 bytes (see the module
-    docstring). The same in one process whether taken from a request or a Kafka record."""
+def identity(source: str, event_id: str) -> int:
+    """The key of an event's identity, its `source` and `id` (see the module docstring). The same
+    in one process whether taken from a request or a Kafka record."""
     return hash((source, event_id))
 
 
@@ -72,7 +73,10 @@ class Owner:
     name: str
 
 
-class _Window:
+class Window:
+    """One topic's ids (identity -> timestamp in ms, oldest first) and its window in ms; read by
+    `ingress.dedup` on the hot path, changed only through `IdIndex`."""
+
     __slots__ = ("ids", "owner", "window_ms")
 
     def __init__(self, owner: Owner, window_ms: int) -> None:
@@ -87,7 +91,8 @@ class IdIndex:
     def __init__(self, max_ids: int, clock: Callable[[], float] = time.time) -> None:
         self.max_ids = max_ids
         self._clock = clock
-        self._windows: dict[str, _Window] = {}
+        self._windows: dict[str, Window] = {}
+        self.reads = 0  # batches of records the follower added: a change worth checking again for
         self._size = 0
         self._last_ts = 0  # the int object of the last timestamp stored, shared by its equals
         self._warned = float("-inf")
@@ -109,12 +114,16 @@ class IdIndex:
             if window is None or window.owner != owner:
                 if window is not None:
                     self._size -= len(window.ids)
-                self._windows[topic] = _Window(owner, int(seconds * 1000))
+                self._windows[topic] = Window(owner, int(seconds * 1000))
             else:
                 window.window_ms = int(seconds * 1000)
 
     def topics(self) -> list[str]:
         return list(self._windows)
+
+    def window(self, topic: str) -> Window | None:
+        """The topic's ids and window; None if it is not indexed."""
+        return self._windows.get(topic)
 
     def window_of(self, topic: str) -> float | None:
         """The topic's window in seconds; None if it is not indexed."""
@@ -207,7 +216,7 @@ class IdIndex:
                     self._held_for(oldest),
                 )
 
-    def _held_for(self, window: _Window) -> float:
+    def _held_for(self, window: Window) -> float:
         """Seconds the oldest id of `window` has been held."""
         if not window.ids:
             return 0.0

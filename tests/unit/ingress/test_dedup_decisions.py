@@ -38,6 +38,8 @@ class _Follower:
         assert self.round is not None
         for event in self.elsewhere:
             self.index.add(TOPIC, event_key(event), 0)
+        if self.elsewhere:
+            self.index.reads += 1  # as the follower marks what it read
         round_, self.round = self.round, None
         if error is None:
             round_.set_result(None)

@@ -40,3 +40,48 @@ def test_writes_to_topics_not_followed_are_not_kept() -> None:
     follower = TopicFollower(Settings(), IdIndex(10), timeout=1.0)
     follower.written("other", 0, 0, 5)
     assert follower._own == {}
+
+
+class _Consumer:
+    def __init__(self) -> None:
+        self.paused: set[TopicPartition] = set()
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self.paused |= set(tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self.paused -= set(tps)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        pass
+
+
+TP1 = TopicPartition("t", 1)
+
+
+@pytest.mark.parametrize(
+    ("positions", "targets", "own", "fetched"),
+    [
+        pytest.param({TP: 10, TP1: 5}, {}, [], [], id="nothing-asked"),
+        pytest.param({TP: 10, TP1: 5}, {TP: 12}, [], [TP], id="one-behind"),
+        pytest.param({TP: 10, TP1: 5}, {TP: 10, TP1: 9}, [], [TP1], id="one-reached"),
+        pytest.param({TP: 10, TP1: 5}, {TP: 12}, [(10, 12)], [], id="own-writes-skipped"),
+        pytest.param({TP: 10, TP1: 5}, {TP: 14}, [(10, 12)], [TP], id="another-writer-after-own"),
+    ],
+)
+def test_only_partitions_a_round_needs_are_fetched(
+    positions: dict[TopicPartition, int],
+    targets: dict[TopicPartition, int],
+    own: list[tuple[int, int]],
+    fetched: list[TopicPartition],
+) -> None:
+    follower = TopicFollower(Settings(), IdIndex(10), timeout=1.0)
+    consumer = _Consumer()
+    follower._positions.update(positions)
+    follower._targets.update(targets)
+    follower._fetching = set(positions)  # as assign() leaves them
+    for first, last in own:
+        follower.written(TP.topic, TP.partition, first, last - first)
+    follower._skip_own(consumer)
+    assert follower._active(consumer) == fetched
+    assert consumer.paused == set(positions) - set(fetched)
