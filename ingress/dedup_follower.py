@@ -317,6 +317,9 @@ class TopicFollower:
             try:
                 async with asyncio.timeout(self._timeout):
                     await self._read_to_ends(ends)
+            except asyncio.CancelledError:  # stopping: its requests get their 503 now
+                round_.set_exception(Unavailable("the ingress is stopping"))
+                raise
             except (TimeoutError, KafkaError) as exc:
                 reason = "Kafka did not answer" if isinstance(exc, TimeoutError) else str(exc)
                 round_.set_exception(
