@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 
+from test_app import BINARY, call
+
 from channel.settings import Settings
 from ingress.app import IngressApp
 from ingress.dedup import Deduplicator
 from ingress.dedup_index import DUPLICATES, IdIndex, Owner
 from ingress.routing import Route
 from support.memory_sink import MemoryEventSink
-from test_app import BINARY, call
 
 
 class _Follower:
