@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from channel.events import CloudEvent
-from channel.tracecontext import TraceParent, parse
+from channel.tracecontext import TraceParent, flagged_sampled, parse
 from channel.tracing import AttributeValue, Span, SpanKind, Status, StatusCode, Tracing, traceparent_of
 from dispatcher.delivery import Attempt
 from dispatcher.plan import TriggerPlan
@@ -66,7 +66,10 @@ class DispatchTracer:
 
     def delivery(self, plan: TriggerPlan, event: CloudEvent, source: Source) -> DeliveryTrace | None:
         """The spans of delivering `event` to `plan`; None when its trace is not recorded."""
-        parent = parse(source.traceparent)
+        traceparent = source.traceparent
+        if traceparent is None or not flagged_sampled(traceparent):
+            return None  # most events: one character read
+        parent = parse(traceparent)
         if parent is None or not parent.sampled:
             return None
         return DeliveryTrace(self._tracing, plan, event, source, parent)

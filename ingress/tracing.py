@@ -18,7 +18,7 @@ from random import random
 from typing import TYPE_CHECKING
 
 from channel.events import CloudEvent
-from channel.tracecontext import keeps_root, parse
+from channel.tracecontext import flagged_sampled, keeps_root, parse
 from channel.tracing import AttributeValue, Span, SpanKind, Status, StatusCode, Tracing, traceparent_of
 
 if TYPE_CHECKING:
@@ -68,15 +68,18 @@ class IngressTracer:
     ) -> tuple[bytes | None, Callable[[Response], None]]:
         """The traceparent to store with the request's records, and `reply`, which (when the
         request is traced) also ends its spans with the answer."""
-        # The common case first, and cheap: no traceparent, and no trace started for it.
-        if sender is None and not keeps_root(self._ratio, random()):
-            return None, reply
-        parent = parse(sender)
-        if parent is None:
-            if sender is not None and not keeps_root(self._ratio, random()):
+        if sender is None or not flagged_sampled(sender):
+            # The common cases, and cheap: no traceparent, or one that asks for no sampling, and
+            # no trace started here. The request is then stored as with tracing off.
+            if not keeps_root(self._ratio, random()):
+                return sender, reply
+            if parse(sender) is not None:
+                return sender, reply  # a valid unsampled one: its sender has decided
+            parent = None
+        else:
+            parent = parse(sender)
+            if parent is None and not keeps_root(self._ratio, random()):
                 return sender, reply  # an invalid one, passed on as with tracing off
-        elif not parent.sampled:
-            return sender, reply
         tracing = self._tracing
         # `started` is the request's first byte on the perf_counter clock; spans take wall time.
         start = time.time_ns() - int((time.perf_counter() - started) * 1e9)

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import SpanKind, get_current_span
 
 from channel.settings import Settings
-from channel.tracecontext import TraceParent, keeps_root, parse, traces_url
+from channel.tracecontext import TraceParent, flagged_sampled, keeps_root, parse, traces_url
 from channel.tracing import Tracing, context_of, sampler
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +55,24 @@ SPAN = "b7ad6b7169203331"
 )
 def test_parse(value: str | bytes | None, parsed: TraceParent | None) -> None:
     assert parse(value) == parsed
+
+
+@pytest.mark.parametrize(
+    ("value", "flagged"),
+    [
+        (f"00-{TRACE}-{SPAN}-01", True),
+        (f"00-{TRACE}-{SPAN}-00", False),
+        (f"00-{TRACE}-{SPAN}-03", True),
+        (f"00-{TRACE}-{SPAN}-02", False),
+        (f"00-{TRACE}-{SPAN}-01".encode(), True),
+        (f"00-{TRACE}-{SPAN}-00".encode(), False),
+        ("00-short-01", False),
+    ],
+)
+def test_flagged_sampled_agrees_with_parse_on_the_flag(value: str | bytes, flagged: bool) -> None:
+    assert flagged_sampled(value) is flagged
+    parsed = parse(value)
+    assert parsed is None or parsed.sampled is flagged
 
 
 def test_a_parsed_traceparent_is_written_back_as_version_00() -> None:
