@@ -3,7 +3,7 @@
 The ingress scenario of bench/run.py (which `make bench` runs) measures the same and more; this
 script is the ingress alone, with its own `--seconds`.
 
-    python bench/ingress_bench.py [--seconds 10]
+    python bench/ingress_bench.py [--seconds 10] [--tracing]
 
 1. Baselines: a bare ASGI app on uvicorn+httptools answering 202 (bench/hello_asgi.py), and
    Kanal's own HTTP server (which the ingress runs on) answering 202 (bench/hello_http.py).
@@ -12,6 +12,10 @@ Both are loaded by wrk -t1 -c64 with binary-mode CloudEvents of a 1 KiB JSON bod
 and, before those (the embedded broker slows as its in-memory log grows), the Kanal ingress at a
 fixed 5,000 events/s by bench/loadgen.py for latency percentiles.
 Prints figures and ratios; asserts nothing (the machine is shared and noisy).
+
+`--tracing` instead loads `kanal ingress` with tracing off and with it on at 1% sampling (spans
+sent over OTLP/HTTP to bench/sink.py on loopback), in the order off, on, on, off so that the
+broker's slowing as it fills weighs on both alike, and prints each one's mean and the ratio.
 """
 
 from __future__ import annotations
@@ -37,7 +41,11 @@ def _percentiles(latency: dict[str, float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--tracing", action="store_true", help="tracing off against on at 1%%")
     args = parser.parse_args()
+    if args.tracing:
+        tracing_cost(args.seconds)
+        return
     rows: list[tuple[str, str, str]] = []
     with Bench() as bench:
         port = free_port()
@@ -114,6 +122,35 @@ def main() -> None:
     print("|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+
+
+def tracing_cost(seconds: int) -> None:
+    """Events/s of the ingress with tracing off and on at 1%, in one run (1 KiB, 64 conns)."""
+    import time
+
+    rates: dict[str, list[float]] = {"off": [], "on at 1%": []}
+    with Bench() as bench:
+        otlp = free_port()
+        bench.start("otlp", "--raw", sys.executable, str(ROOT / "bench" / "sink.py"), str(otlp))
+        bench.start_component("controller")
+        bench.apply([broker("bench", "default")])
+        url = f"http://127.0.0.1:{bench.ports['ingress']}/bench/default"
+        for mode in ("off", "on at 1%", "on at 1%", "off"):
+            bench.env.pop("KANAL_TRACING_ENDPOINT", None)
+            if mode != "off":
+                bench.env["KANAL_TRACING_ENDPOINT"] = f"http://127.0.0.1:{otlp}"
+                bench.env["KANAL_TRACING_SAMPLING_RATIO"] = "0.01"
+            bench.start_component("ingress")
+            time.sleep(2.5)  # the route follows the resource log
+            wrk(url, seconds=2)  # warm-up
+            result = wrk(url, seconds=seconds)
+            rates[mode].append(result["rps"])
+            print(f"tracing {mode}: {result['rps']:,.0f} events/s (non-202: {result['non_2xx']})", flush=True)
+            bench.stop("ingress")
+    off, on = (sum(rates[mode]) / len(rates[mode]) for mode in ("off", "on at 1%"))
+    print(f"\nMachine: {machine()}\n")
+    print(f"ingress events/s, 1 KiB, 64 conns: tracing off {off:,.0f}, on at 1% {on:,.0f}")
+    print(f"ratio on/off {on / off:.3f}")
 
 
 if __name__ == "__main__":
