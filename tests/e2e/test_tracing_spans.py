@@ -37,12 +37,15 @@ RETRIES = 2
 
 @pytest.fixture(scope="module")
 def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jaeger]:
+    running = Jaeger(tmp_path_factory.mktemp("jaeger"))
     try:
-        running = Jaeger(tmp_path_factory.mktemp("jaeger")).start()
+        running.start()
     except jaeger.JaegerUnavailable as exc:
         pytest.fail(f"CI traces into Jaeger, but {exc}" if os.environ.get("CI") else str(exc))
-    with running:
+    try:
         yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture

@@ -155,6 +155,7 @@ class Jaeger:
         return f"http://127.0.0.1:{self._otlp}"
 
     def start(self, timeout: float = 30.0) -> Jaeger:
+        assert self._process is None, "this Jaeger was started already"
         config = self._workdir / "jaeger.yaml"
         config.write_text(_config(self._otlp, self._query, free_port(), free_port(), free_port()))
         command = [str(binary()), "--config", str(config)]
