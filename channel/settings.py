@@ -191,6 +191,16 @@ class Settings(BaseSettings):
         "kanal.dev/deduplication-window, over all of them (about 100 bytes each); when full the "
         "oldest go first and their window is effectively shorter",
     )
+    ingress_deduplication_max_staleness: float = Field(
+        default=0.25,
+        ge=0.0,
+        le=10.0,
+        description="Seconds by which an ingress replica's view of the other replicas' writes may "
+        "lag when it decides whether an event is a duplicate: a copy stored elsewhere at least this "
+        "long before is always found; while events come the view is refreshed twice as often, so "
+        "no request waits. 0: every new event waits for a Kafka round trip that makes the view "
+        "current, and a copy acknowledged anywhere before it arrived is found",
+    )
 
     # Dispatcher
     dispatcher_max_in_flight: int = Field(

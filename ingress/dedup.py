@@ -7,16 +7,18 @@ events here instead of to the sink. Each event is decided on its own (a batch's 
 - another request of this process is storing the same identity now: this one waits for that
   one's outcome and decides again (a duplicate once that one is stored; its own try if it failed);
 - else it is claimed, so the requests that come meanwhile wait on it, and the follower is asked
-  to read every record acknowledged anywhere before now (`Follower.synced`: one round shared by
-  every request that arrived before it began). Found then, it is a duplicate after all; else it
-  is stored, and once Kafka acknowledges it the index has it.
+  whether the index holds every record acknowledged anywhere before the request arrived, or
+  before it by at most `ingress_deduplication_max_staleness` (`Follower.synced`): at once if
+  a recent round read them, else once a round shared by the requests waiting has. Found then, it
+  is a duplicate after all; else it is stored, and once Kafka acknowledges it the index has it.
 
-So an event another replica stored (and acknowledged) before this request arrived is found,
-whichever replica stored it; what neither replica had stored when the other's request arrived
-(two first copies at the same instant) can be stored twice, the limit docs/deduplication.md
-states. The request is answered 202 when every one of its events is stored or a duplicate; if
-the follower cannot catch up within `timeout`, or Kafka refuses the write, it gets the error
-(503, to send again). No task per request: futures shared by rounds, and callbacks.
+So an event another replica stored (and acknowledged) before this request arrived (by the
+staleness bound, default 0.25 s) is found, whichever replica stored it; what neither replica had
+stored when the other's request arrived (two first copies at the same instant) can be stored
+twice, the limit docs/deduplication.md states. The request is answered 202 when every one of
+its events is stored or a duplicate; if the follower cannot catch up within `timeout`, or Kafka
+refuses the write, it gets the error (503, to send again). No task per request: futures shared
+by rounds, and callbacks.
 """
 
 from __future__ import annotations
@@ -40,9 +42,11 @@ Stored = Callable[[KanalError | None, Sequence[int]], None]
 
 
 class Follower(Protocol):
-    def synced(self) -> asyncio.Future[None]:
-        """Done once the index holds every record acknowledged before this call, of every topic
-        it indexes; failed with Unavailable if that takes too long. Shared: never cancel it."""
+    def synced(self, arrived: float) -> asyncio.Future[None] | None:
+        """None if the index already holds what a request that `arrived` (time.monotonic())
+        must see; else a future done once it does, failed with Unavailable if that takes too
+        long. Shared: never cancel it. (`ingress.dedup_follower`: every record acknowledged
+        before `arrived`, or before it by at most ingress_deduplication_max_staleness.)"""
         ...
 
 
@@ -53,15 +57,22 @@ def event_key(event: CloudEvent) -> int:
 
 
 class _Request:
-    __slots__ = ("claimed", "deadline", "done", "keys", "records", "seen", "topic")
+    __slots__ = ("arrived", "claimed", "deadline", "done", "keys", "records", "seen", "topic")
 
     def __init__(
-        self, topic: str, keys: list[int], records: Sequence[KafkaRecord], done: Stored, deadline: float
+        self,
+        topic: str,
+        keys: list[int],
+        records: Sequence[KafkaRecord],
+        done: Stored,
+        arrived: float,
+        deadline: float,
     ) -> None:
         self.topic = topic
         self.keys = keys
         self.records = records
         self.done = done
+        self.arrived = arrived  # time.monotonic()
         self.deadline = deadline
         self.claimed: list[int] = []  # indices of the events this request is storing
         self.seen = 0  # the index's `reads` when it was last looked at for this request
@@ -94,7 +105,8 @@ class Deduplicator:
     ) -> None:
         """Store the events of `records` that are not duplicates; `done` is called later."""
         keys = [identity(event.attributes["source"], event.attributes["id"]) for event in events]
-        request = _Request(topic, keys, records, done, time.monotonic() + self._timeout)
+        arrived = time.monotonic()
+        request = _Request(topic, keys, records, done, arrived, arrived + self._timeout)
         self._decide(request)
 
     def _decide(self, request: _Request) -> None:
@@ -133,7 +145,11 @@ class Deduplicator:
             storing[keys[i]] = []
         request.claimed = new
         request.seen = self.index.reads
-        self._follower.synced().add_done_callback(partial(self._synced, request))
+        synced = self._follower.synced(request.arrived)
+        if synced is None:  # the index is fresh enough already
+            self._store(request)
+        else:
+            synced.add_done_callback(partial(self._synced, request))
 
     def _synced(self, request: _Request, synced: asyncio.Future[None]) -> None:
         error = synced.exception() if not synced.cancelled() else Unavailable("the ingress is stopping")

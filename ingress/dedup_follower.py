@@ -10,14 +10,26 @@ After that it reads on demand: a partition is fetched only while a round needs i
 (the others are paused), and this process's own writes are skipped (`written`), so a replica
 that is the only writer fetches nothing and costs its broker no reads.
 
-`synced()` is the barrier `ingress.dedup` waits on before it stores an event it has not seen:
-one round at a time, shared by every request that came before the round began, takes the end
-offsets of every followed partition (one ListOffsets per broker, on a connection of its own)
-and waits until the follower has read up to them, or what lies between is this process's own.
-Every write any replica had acknowledged before the round began lies below those ends
-(acks=all: Kafka acknowledges only below its high watermark), so it is in the index when the
-round is done. Some brokers (the embedded one) answer ListOffsets with one past the first record
-of a partition's last batch: reading that record means having read its whole batch, since a
+`synced(arrived)` is the barrier `ingress.dedup` passes before it stores an event it has not
+seen. A round takes the end offsets of every followed partition (one ListOffsets per broker, on
+a connection of its own) and waits until the follower has read up to them, or what lies between
+is this process's own. Every write any replica had acknowledged before the round began lies
+below those ends (acks=all: Kafka acknowledges only below its high watermark), so it is in the
+index when the round is done. How fresh the index must be is `max_staleness`
+(`ingress_deduplication_max_staleness`):
+
+- 0: every request waits for a round that begins after it arrived (one round at a time, shared
+  by every request that came before it began): a copy another replica had acknowledged before
+  the request arrived is always found, at the cost of a ListOffsets round trip in each request's
+  latency;
+- above 0 (the default, 0.25 s): a request is decided at once if the last round that completed
+  began at most `max_staleness` before it arrived, else it waits for one that did. A copy
+  acknowledged elsewhere at least `max_staleness` before the request arrived is found. While
+  requests come, a round is started whenever the last one is half that old, so under steady
+  traffic no request waits; an idle ingress makes no rounds.
+
+Some brokers (the embedded one) answer ListOffsets with one past the first record of a
+partition's last batch: reading that record means having read its whole batch, since a
 fetch returns whole batches and every record fetched is indexed at once. A round that takes
 longer than `timeout` (a topic still being read after a start, Kafka slow) fails its requests
 with Unavailable (503, Retry-After).
@@ -32,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
 from collections import deque
@@ -47,7 +60,7 @@ from channel.kafka import client_options, create_admin
 from channel.settings import Settings
 from ingress.dedup_index import IdIndex, Owner, identity
 
-__all__ = ["TopicFollower"]
+__all__ = ["Freshness", "TopicFollower", "freshness"]
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +72,18 @@ _OWN_RANGES: Final = 10_000  # own write ranges kept per partition, at most
 class TopicFollower:
     """Follows the deduplicating topics into `index` (see the module docstring)."""
 
-    def __init__(self, settings: Settings, index: IdIndex, *, timeout: float) -> None:
+    def __init__(
+        self, settings: Settings, index: IdIndex, *, timeout: float, max_staleness: float = 0.0
+    ) -> None:
         self.index = index
         self._settings = settings
         self._timeout = timeout
+        self._max_staleness = max_staleness
+        # When (monotonic) the last round that completed began: the index holds every write
+        # acknowledged before then. Reset when the topics followed change.
+        self._fresh_as_of = float("-inf")
+        self._current: asyncio.Future[None] | None = None  # the round under way
+        self._current_began = float("-inf")
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._wanted: dict[str, float] = {}  # topic -> window in seconds
@@ -89,6 +110,7 @@ class TopicFollower:
         wanted = {topic: seconds for topic, (_, seconds) in windows.items()}
         if wanted != self._wanted:
             self._wanted = wanted
+            self._fresh_as_of = float("-inf")  # a topic new to the index: no round has read it
             self._changed.set()
             self._wake.set()
 
@@ -106,22 +128,44 @@ class TopicFollower:
 
     def _covered(self, tp: TopicPartition, end: int) -> bool:
         """Whether the follower has read `tp` up to `end`, or what it has not read below `end` is
-        this process's own writes."""
-        position = self._positions.get(tp, end)
+        this process's own writes. Moves the follower past its own writes where they come next,
+        so the ranges kept stay few when nothing else is read (a single replica)."""
+        self._past_own(tp, self._consumer)
+        return self._positions.get(tp, end) >= end
+
+    def _past_own(self, tp: TopicPartition, consumer: AIOKafkaConsumer | None) -> None:
+        """Move past this process's own writes to `tp` where they come next: they are in the
+        index or claimed already, and reading them back would cost as much CPU as taking them in."""
+        position = self._positions.get(tp)
         ranges = self._own.get(tp)
-        if ranges:
-            while ranges and ranges[0][1] <= position:
-                ranges.popleft()
-            for first, last in ranges:
-                if first > position or position >= end:
-                    break
-                position = last
-        return position >= end
+        if position is None or not ranges:
+            return
+        skipped = position
+        while ranges and ranges[0][0] <= skipped:
+            skipped = max(skipped, ranges.popleft()[1])
+        if skipped > position:
+            self._positions[tp] = skipped
+            if consumer is not None:
+                with contextlib.suppress(KafkaError, AssertionError, ValueError):  # not assigned now
+                    consumer.seek(tp, skipped)
 
     # -- the barrier ---------------------------------------------------------------------------
 
-    def synced(self) -> asyncio.Future[None]:
-        """See the module docstring (and `ingress.dedup.Follower`)."""
+    def synced(self, arrived: float) -> asyncio.Future[None] | None:
+        """None if the index is fresh enough for a request that `arrived` (time.monotonic());
+        else the round to wait for. See the module docstring (and `ingress.dedup.Follower`)."""
+        wait = freshness(arrived, self._max_staleness, self._fresh_as_of, self._current_began)
+        if wait is Freshness.FRESH:
+            return None
+        if wait is Freshness.FRESH_REFRESH:
+            if self._next is None and self._current is None:
+                self._next_round()  # ahead of need: nobody waits on it
+            return None
+        if wait is Freshness.CURRENT and self._current is not None:
+            return self._current
+        return self._next_round()
+
+    def _next_round(self) -> asyncio.Future[None]:
         if self._next is None:
             self._next = asyncio.get_running_loop().create_future()
             self._demand.set()
@@ -203,7 +247,8 @@ class TopicFollower:
             for tp, records in batches.items():
                 if tp in self._positions and records:
                     self._index(tp.topic, records)
-                    self._positions[tp] = records[-1].offset + 1
+                    # max: a round may have moved it past own writes meanwhile (`_past_own`)
+                    self._positions[tp] = max(self._positions[tp], records[-1].offset + 1)
             self._ticked()
 
     def _ticked(self) -> None:
@@ -227,18 +272,9 @@ class TopicFollower:
         return active
 
     def _skip_own(self, consumer: AIOKafkaConsumer) -> None:
-        """Move past this process's own writes where they come next: they are in the index or
-        claimed already, and reading them back would cost as much CPU as taking them in."""
-        for tp, ranges in self._own.items():
-            position = self._positions.get(tp)
-            if position is None:
-                continue
-            skipped = position
-            while ranges and ranges[0][0] <= skipped:
-                skipped = max(skipped, ranges.popleft()[1])
-            if skipped > position:
-                consumer.seek(tp, skipped)
-                self._positions[tp] = skipped
+        """`_past_own` for every partition followed."""
+        for tp in self._own:
+            self._past_own(tp, consumer)
 
     def _index(self, topic: str, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         add = self.index.add
@@ -314,6 +350,8 @@ class TopicFollower:
             round_, self._next = self._next, None
             if round_ is None:
                 continue
+            began, fresh_as_of = time.monotonic(), self._fresh_as_of
+            self._current, self._current_began = round_, began
             try:
                 async with asyncio.timeout(self._timeout):
                     await self._read_to_ends(ends)
@@ -328,7 +366,13 @@ class TopicFollower:
                     )
                 )
             else:
+                # Unless the topics changed meanwhile (which reset it): then this round may have
+                # read a topic only in part, and the next one must be waited for.
+                if self._fresh_as_of == fresh_as_of:
+                    self._fresh_as_of = began
                 round_.set_result(None)
+            finally:
+                self._current, self._current_began = None, float("-inf")
 
     async def _read_to_ends(self, reader: AIOKafkaConsumer) -> None:
         while self._changed.is_set() or set(self._partitions) != set(self._wanted):
@@ -363,6 +407,29 @@ class TopicFollower:
         while True:
             await asyncio.sleep(_EXPIRE_EVERY)
             self.index.expire()
+
+
+class Freshness(enum.Enum):
+    """What a request that arrived needs of the follower (`freshness`)."""
+
+    FRESH = "fresh"  # decide at once
+    FRESH_REFRESH = "fresh-refresh"  # decide at once, and start a round ahead of need
+    CURRENT = "current"  # wait for the round under way: it began late enough
+    NEXT = "next"  # wait for the next round
+
+
+def freshness(arrived: float, max_staleness: float, fresh_as_of: float, current_began: float) -> Freshness:
+    """Whether a request that `arrived` may use the index as it is: yes if the last round that
+    completed began at most `max_staleness` before it (0: only a round that began after it
+    arrived will do, so never), with a round started ahead of need once that one is half as old;
+    if not, whether the round under way began late enough to wait for it."""
+    if max_staleness > 0:
+        age = arrived - fresh_as_of
+        if age <= max_staleness:
+            return Freshness.FRESH if age <= max_staleness / 2 else Freshness.FRESH_REFRESH
+        if current_began >= arrived - max_staleness:
+            return Freshness.CURRENT
+    return Freshness.NEXT
 
 
 async def _close(consumer: AIOKafkaConsumer, ends: AIOKafkaConsumer, admin: AIOKafkaAdminClient) -> None:

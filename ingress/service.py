@@ -85,7 +85,12 @@ class IngressService:
             self.app.tracer = IngressTracer(tracing)
         # Duplicate-free ingestion (ingress.dedup), for the Brokers and Channels that declare it.
         index = IdIndex(settings.ingress_deduplication_max_ids)
-        self._dedup = TopicFollower(settings, index, timeout=settings.kafka_produce_timeout)
+        self._dedup = TopicFollower(
+            settings,
+            index,
+            timeout=settings.kafka_produce_timeout,
+            max_staleness=settings.ingress_deduplication_max_staleness,
+        )
         self.app.dedup = Deduplicator(index, self._dedup, sink, timeout=settings.kafka_produce_timeout)
         sink.written = self._dedup.written
         # Prometheus scrapes a port of its own, never the one event senders reach.

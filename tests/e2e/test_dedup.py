@@ -1,10 +1,12 @@
 """Duplicate-free ingestion end to end, with real processes: two ingress replicas in front of one
-Broker with `kanal.dev/deduplication-window`; an event sent to one and again to the other is
-stored once, also after each replica is killed (SIGKILL) or stopped (SIGTERM) and started
-again; the same id from another source is stored; a batch stores only its new events; a Broker
-with a 3-second window stores the event again after the window; a Broker without the annotation
-stores every copy. What the topics hold is read from Kafka itself once a sentinel, sent after
-everything else to each Broker, was answered 202: every earlier 202'd write lies before it.
+Broker with `kanal.dev/deduplication-window`, A with the default staleness bound and B strict
+(`ingress_deduplication_max_staleness` 0); an event sent to A and at once again to B is stored
+once, as is one sent to B and again to A once the bound has passed (a sender's retry), also
+after each replica is killed (SIGKILL) or stopped (SIGTERM) and started again; the same id
+from another source is stored; a batch stores only its new events; a Broker with a 3-second
+window stores the event again after the window; a Broker without the annotation stores every
+copy. What the topics hold is read from Kafka itself once a sentinel, sent after everything
+else to each Broker, was answered 202: every earlier 202'd write lies before it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import aiohttp
 import pytest
 
 from channel.kafka import broker_topic
+from channel.settings import Settings
 from channel.topics import TopicRange
 from support.cluster import KanalCluster
 from support.events import post_batch, post_event
@@ -27,6 +30,7 @@ from support.kafka import KafkaUnderTest
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
 TYPE = "com.example.order"
+STALENESS = Settings().ingress_deduplication_max_staleness  # replica A's, the default
 
 
 def _brokers(ns: str) -> str:
@@ -63,7 +67,7 @@ async def test_duplicates_are_stored_once_across_replicas_restarts_and_windows(
     cluster: KanalCluster, kafka: KafkaUnderTest
 ) -> None:
     ns = f"dd{uuid.uuid4().hex[:8]}"
-    await cluster.start("ingress-2")
+    await cluster.start("ingress-2", ingress_deduplication_max_staleness="0")
     await cluster.apply(_brokers(ns))
     a = f"http://127.0.0.1:{cluster.ports['ingress']}/{ns}"
     b = f"http://127.0.0.1:{cluster.ports['ingress-2']}/{ns}"
@@ -77,9 +81,13 @@ async def test_duplicates_are_stored_once_across_replicas_restarts_and_windows(
     await post_event(f"{a}/dedup", "e1", TYPE, "/shop")
     await post_event(f"{b}/dedup", "e1", TYPE, "/shop")
     await post_event(f"{b}/dedup", "e1", TYPE, "/other-shop")
+    # To B, then to A (default bound, 0.25 s) as a sender retrying after a timeout would: one copy.
+    await post_event(f"{b}/dedup", "e4", TYPE, "/shop")
+    await asyncio.sleep(STALENESS * 2)  # the documented bound, not a wait for something to happen
+    await post_event(f"{a}/dedup", "e4", TYPE, "/shop")
     # A batch: e1 is a duplicate, e2 new and twice in it, e3 new.
     await post_batch(f"{a}/dedup", [("e1", TYPE), ("e2", TYPE), ("e2", TYPE), ("e3", TYPE)], "/shop")
-    assert _metric(cluster, "ingress", "kanal_ingress_deduplicated_events_total", ns, "dedup") == 2
+    assert _metric(cluster, "ingress", "kanal_ingress_deduplicated_events_total", ns, "dedup") == 3
     assert _metric(cluster, "ingress-2", "kanal_ingress_deduplicated_events_total", ns, "dedup") == 1
 
     # Without the annotation, every copy is stored.
@@ -109,6 +117,7 @@ async def test_duplicates_are_stored_once_across_replicas_restarts_and_windows(
         ("/other-shop", "e1"): 1,
         ("/shop", "e2"): 1,
         ("/shop", "e3"): 1,
+        ("/shop", "e4"): 1,
         ("/sentinel", "sentinel"): 1,
     }
     assert short == {("/shop", "s1"): 2, ("/sentinel", "sentinel"): 1}

@@ -59,6 +59,7 @@ class KanalCluster:
         self.env.update({f"KANAL_{k.upper()}": v for k, v in settings.items()})
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._generation = 0
+        self._own_settings: dict[str, dict[str, str]] = {}  # per process, kept across restarts
 
     @property
     def ingress_url(self) -> str:
@@ -84,7 +85,9 @@ class KanalCluster:
     def log_path(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
 
-    async def start(self, *names: str) -> None:
+    async def start(self, *names: str, **settings: str) -> None:
+        """Start processes (`ingress-2`: another ingress replica); `settings` (snake_case) are
+        theirs alone, and stay theirs when they are started again."""
         for name in names or COMPONENTS:
             component, _, replica = name.partition("-")
             env = self.env
@@ -93,6 +96,10 @@ class KanalCluster:
                 env = dict(self.env, **{f"KANAL_{component.upper()}_PORT": str(port)})
                 if component == "ingress":
                     env["KANAL_INGRESS_METRICS_PORT"] = str(self.metrics_ports.setdefault(name, free_port()))
+            if settings:
+                self._own_settings[name] = {f"KANAL_{k.upper()}": v for k, v in settings.items()}
+            if name in self._own_settings:
+                env = dict(env, **self._own_settings[name])
             self._generation += 1
             log = open(self.log_path(name), "ab")  # noqa: SIM115  (owned by the process)
             log.write(f"\n==== start {self._generation} ====\n".encode())

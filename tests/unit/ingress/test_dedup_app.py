@@ -19,7 +19,7 @@ from support.memory_sink import MemoryEventSink
 class _Follower:
     """Rounds answered on the next loop turn, as a caught-up follower with nothing to read."""
 
-    def synced(self) -> asyncio.Future[None]:
+    def synced(self, arrived: float) -> asyncio.Future[None] | None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         asyncio.get_running_loop().call_soon(future.set_result, None)
         return future

@@ -28,7 +28,7 @@ class _Follower:
         self.rounds = 0
         self.elsewhere: list[CloudEvent] = []  # stored by another replica, found by the next round
 
-    def synced(self) -> asyncio.Future[None]:
+    def synced(self, arrived: float) -> asyncio.Future[None] | None:
         if self.round is None:
             self.round = asyncio.get_running_loop().create_future()
             self.rounds += 1

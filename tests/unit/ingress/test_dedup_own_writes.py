@@ -85,3 +85,17 @@ def test_only_partitions_a_round_needs_are_fetched(
     follower._skip_own(consumer)
     assert follower._active(consumer) == fetched
     assert consumer.paused == set(positions) - set(fetched)
+
+
+def test_a_round_moves_a_single_writer_past_its_own_writes() -> None:
+    """With no other writer the follower never fetches, so each round must move it past what this
+    process wrote: else the ranges would pile up to their cap and be read back from Kafka."""
+    follower = TopicFollower(Settings(), IdIndex(10), timeout=1.0)
+    follower._positions[TP] = 0
+    for first in range(0, 1000, 10):
+        follower.written(TP.topic, TP.partition, first, 10)
+    assert follower._covered(TP, 1000)
+    assert follower._positions[TP] == 1000 and not follower._own[TP]
+    follower.written(TP.topic, TP.partition, 1001, 5)  # another writer's record at 1000
+    assert not follower._covered(TP, 1006)
+    assert follower._positions[TP] == 1000 and len(follower._own[TP]) == 1
