@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -148,9 +149,14 @@ class IngressService:
             await self._log.close()
             await self._metrics.close()
 
-    async def _recover(self, interval: float = 1.0) -> None:
+    async def _recover(self, interval: float = 1.0, quiet: float = 60.0) -> None:
         """While writes fail, ask Kafka for metadata; when it answers, report ready again, so an
-        ingress taken out of its Service by readiness gets traffic back without a restart."""
+        ingress taken out of its Service by readiness gets traffic back without a restart.
+
+        Kafka can answer metadata while writes still fail (too few in-sync replicas, a topic's
+        leader missing): then this goes round once a second, so it says so once, and again only
+        after `quiet` seconds, not at every turn."""
+        said = float("-inf")
         while True:
             await asyncio.sleep(interval)
             if not self._sink.failing:
@@ -161,7 +167,14 @@ class IngressService:
             except (TimeoutError, KafkaError):
                 reachable = False
             if reachable:
-                log.info("Kafka is reachable again")
+                now = time.monotonic()
+                if now - said >= quiet:
+                    log.info(
+                        "Kafka is reachable again: taking events (if writes keep failing, this is said "
+                        "again at most every %g s)",
+                        quiet,
+                    )
+                    said = now
                 self._sink.failing = False
 
     def shutdown(self) -> None:
