@@ -60,9 +60,10 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-## Every benchmark with its same-run baseline (~9 min, not part of `make test`); writes
-## bench/results/results.md and results.png, and adaptive.png (adaptive concurrency over time);
-## bench/poison_key.py prints what one failing key costs the other keys of an ordered Trigger.
+## Every benchmark with its same-run baseline (~35 min on 2 cores, not part of `make test`);
+## writes bench/results/results.md and results.png, and adaptive.png (adaptive concurrency over
+## time); prints what tracing costs (off, and on at 1%), what one failing key costs the other
+## keys of an ordered Trigger, and the ingress with deduplication on against off.
 ## `make bench BENCH_FLAGS=--quick` for a short run.
 BENCH_FLAGS ?=
 bench: $(STAMP) tools
@@ -70,10 +71,14 @@ bench: $(STAMP) tools
 	$(BIN)/python bench/run.py $(BENCH_FLAGS)
 	$(BIN)/python bench/servers.py
 	$(BIN)/python bench/filters_bench.py
-	$(BIN)/python bench/instructions.py
+	$(BIN)/python bench/instructions.py --tracing
 	$(BIN)/python bench/dispatch_instructions.py
+	$(BIN)/python bench/dispatch_instructions.py --tracing
+	$(BIN)/python bench/ingress_bench.py --tracing
 	$(BIN)/python bench/adaptive.py
 	$(BIN)/python bench/poison_key.py
+	$(BIN)/python bench/dedup_bench.py --broker embedded
+	$(BIN)/python bench/dedup_bench.py --broker apache
 
 ## Apache Kafka (KRaft, one node) on 127.0.0.1:9092 without Docker, until Ctrl-C; then, in another
 ## terminal: KANAL_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 .venv/bin/kanal dev --apply examples/getting-started
