@@ -72,6 +72,7 @@ bench: $(STAMP) tools
 	$(BIN)/python bench/servers.py
 	$(BIN)/python bench/filters_bench.py
 	$(BIN)/python bench/instructions.py --tracing
+	$(BIN)/python bench/instructions.py --deduplication
 	$(BIN)/python bench/dispatch_instructions.py
 	$(BIN)/python bench/dispatch_instructions.py --tracing
 	$(BIN)/python bench/ingress_bench.py --tracing

@@ -9,13 +9,18 @@ batch building. Sockets and the broker are left out: the requests go straight in
 protocol objects (64, as `wrk -c64`), and the producer's sends complete at once. Baseline: the
 same server answering 202 with no other work (the app of bench/hello_http.py).
 
-    python bench/instructions.py [--requests 3200] [--tracing]
+    python bench/instructions.py [--requests 3200] [--tracing | --deduplication]
 
 `--tracing` counts the ingress with tracing off, and on with a request whose trace is recorded and
 one whose trace is not (the requests carry no traceparent, so the ingress decides: sampling ratio
 1, then 0; the spans are exported over OTLP/HTTP to bench/sink.py on loopback). It prints the
 three and what tracing on at 1% costs, 0.99 of the one plus 0.01 of the other: exactly 1%, where
 a random draw in a run of a few thousand requests would record 32 give or take 6.
+
+`--deduplication` counts the ingress with the Broker deduplicating (a window of 10 minutes, every
+id new, so every event is checked, claimed, stored and indexed) against the same Broker without,
+the follower standing in as always fresh: what deciding costs the ingress's Python path, with
+the follower's rounds and reads of Kafka left out.
 
 Each figure is (instructions for N requests - instructions for none) / N, so start-up and
 imports cancel out. Needs valgrind; takes about a minute per figure. Prints, asserts nothing.
@@ -101,6 +106,13 @@ class AckingProducer:
         return future
 
 
+class FreshFollower:
+    """A follower whose index is always fresh enough: no request waits for a round."""
+
+    def synced(self, arrived: float) -> None:
+        return None
+
+
 def warm_up(tracing: Any) -> None:
     """One span sent before the count, in the run of none too: what the first export alone costs
     (the exporter's lazy imports, its connection) is start-up, not a request's."""
@@ -129,6 +141,16 @@ def app(kind: str) -> App:
 
         ingress.event_types = EventTypeRecorder(settings.ingress_event_types_max, "bench")
     ingress.routes = {("broker", "bench", "default"): Route("broker", "bench", "default", "bench.topic")}
+    if kind == "dedup":  # the Broker deduplicating, the follower always fresh (--deduplication)
+        from ingress.dedup import Deduplicator
+        from ingress.dedup_index import IdIndex, Owner
+
+        index = IdIndex(settings.ingress_deduplication_max_ids)
+        index.set_windows({"bench.topic": (Owner("broker", "bench", "default"), 600.0)})
+        ingress.dedup = Deduplicator(index, FreshFollower(), sink, timeout=5.0)
+        ingress.routes = {
+            ("broker", "bench", "default"): Route("broker", "bench", "default", "bench.topic", 600.0)
+        }
     if kind.startswith("traced-"):  # tracing on, every trace (1) or none (0) recorded (--tracing)
         global TRACING
         from channel.tracing import Tracing
@@ -177,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3200)
     parser.add_argument("--tracing", action="store_true", help="tracing off against on at 1%%")
+    parser.add_argument("--deduplication", action="store_true", help="deduplication off against on")
     parser.add_argument("--inner", nargs=2, metavar=("KIND", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.inner:
@@ -186,6 +209,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.tracing:
         return tracing_cost(args.requests)
+    if args.deduplication:
+        off, on = per_request("ingress", args.requests), per_request("dedup", args.requests)
+        print(f"ingress, 1 KiB binary event -> 202, deduplication off: {off:,.0f} instructions per request")
+        print(f"the same, the Broker deduplicating (every id new): {on:,.0f} instructions per request")
+        print(f"ratio {on / off:.3f}: deciding costs {on - off:,.0f} per request")
+        return 0
     ingress = per_request("ingress", args.requests)
     hello = per_request("hello", args.requests)
     print(f"ingress, 1 KiB binary event -> 202: {ingress:,.0f} instructions per request")
