@@ -400,7 +400,10 @@ class IngressApp:
     ) -> None:
         """A deduplicated request's outcome: answered as any other (202 for the duplicates too);
         only the events stored are recorded as event types."""
-        done(error, recorded=events if len(stored) == len(events) else [events[i] for i in stored])
+        if len(stored) == len(events):
+            done(error)  # `recorded` defaults to every event
+        else:
+            done(error, [events[i] for i in stored])
 
     def _stored(
         self,

@@ -98,13 +98,18 @@ class Deduplicator:
         # Per topic, the identities being stored by a request of this process, with the callbacks
         # of the requests waiting for its outcome. At most one entry per event in flight, and
         # every request in flight is bounded by ingress_max_in_flight.
-        self._storing: dict[str, dict[int, list[Callable[[], None]]]] = {}
+        # An identity claimed with nobody waiting yet holds the empty tuple: no list per event.
+        self._storing: dict[str, dict[int, list[Callable[[], None]] | tuple[()]]] = {}
 
     def submit(
         self, topic: str, events: Sequence[CloudEvent], records: Sequence[KafkaRecord], done: Stored
     ) -> None:
         """Store the events of `records` that are not duplicates; `done` is called later."""
-        keys = [identity(event.attributes["source"], event.attributes["id"]) for event in events]
+        if len(events) == 1:  # most requests: binary or structured mode
+            attributes = events[0].attributes
+            keys = [identity(attributes["source"], attributes["id"])]
+        else:
+            keys = [identity(event.attributes["source"], event.attributes["id"]) for event in events]
         arrived = time.monotonic()
         request = _Request(topic, keys, records, done, arrived, arrived + self._timeout)
         self._decide(request)
@@ -118,7 +123,7 @@ class Deduplicator:
             self._store(request)
             return
         ids = window.ids
-        cutoff = int(self._clock() * 1000) - window.window_ms
+        cutoff: int | None = None  # read the clock only for an id the index has
         storing = self._storing.get(topic)
         if storing is None:
             storing = self._storing[topic] = {}
@@ -126,13 +131,18 @@ class Deduplicator:
         new: list[int] = []
         for i, key in enumerate(keys):
             stored = ids.get(key)
-            if stored is not None and stored >= cutoff:
-                continue  # a duplicate
+            if stored is not None:
+                if cutoff is None:
+                    cutoff = int(self._clock() * 1000) - window.window_ms
+                if stored >= cutoff:
+                    continue  # a duplicate
             waiting = storing.get(key)
             if waiting is not None:
                 if time.monotonic() > request.deadline:
                     request.done(Unavailable("duplicates could not be ruled out in time"), ())
                     return
+                if not isinstance(waiting, list):
+                    waiting = storing[key] = []
                 waiting.append(partial(self._decide, request))  # decide again once it is settled
                 return
             if len(keys) > 1 and key in keys[:i]:
@@ -142,14 +152,16 @@ class Deduplicator:
             self._finish(request)
             return
         for i in new:
-            storing[keys[i]] = []
+            storing[keys[i]] = ()
         request.claimed = new
         request.seen = self.index.reads
         synced = self._follower.synced(request.arrived)
-        if synced is None:  # the index is fresh enough already
-            self._store(request)
-        else:
+        if synced is not None:
             synced.add_done_callback(partial(self._synced, request))
+        elif len(new) == len(keys):  # the index is fresh enough already: store them all
+            self._sink.submit(topic, request.records, partial(self._stored, request))
+        else:
+            self._store(request)
 
     def _synced(self, request: _Request, synced: asyncio.Future[None]) -> None:
         error = synced.exception() if not synced.cancelled() else Unavailable("the ingress is stopping")
@@ -176,16 +188,27 @@ class Deduplicator:
         self._sink.submit(request.topic, records, partial(self._stored, request))
 
     def _stored(self, request: _Request, error: KanalError | None) -> None:
+        """Kafka's answer: index what was stored, wake the requests waiting on these identities
+        (`_release`, inline: this runs for every event stored), answer."""
+        topic, keys, claimed = request.topic, request.keys, request.claimed
         if error is None:
             now_ms = int(self._clock() * 1000)
-            add, topic, keys = self.index.add, request.topic, request.keys
-            for i in request.claimed:
+            add = self.index.add
+            for i in claimed:
                 add(topic, keys[i], now_ms)
-        self._release(request)
-        if error is None:
-            self._finish(request)
-        else:
+        storing = self._storing.get(topic)
+        if storing is not None:
+            for i in claimed:
+                for wake in storing.pop(keys[i], ()):
+                    wake()
+            if not storing:
+                del self._storing[topic]
+        if error is not None:
             request.done(error, ())
+        elif len(claimed) == len(keys):  # no duplicates: nothing to count
+            request.done(None, claimed)
+        else:
+            self._finish(request)
 
     def _finish(self, request: _Request) -> None:
         duplicates = len(request.keys) - len(request.claimed)
