@@ -56,6 +56,9 @@ def event_key(event: CloudEvent) -> int:
     return identity(attributes["source"], attributes["id"])
 
 
+_FIRST: tuple[int] = (0,)  # the indices stored of a request of one event, stored
+
+
 class _Request:
     __slots__ = ("arrived", "claimed", "deadline", "done", "keys", "records", "seen", "topic")
 
@@ -107,12 +110,44 @@ class Deduplicator:
         """Store the events of `records` that are not duplicates; `done` is called later."""
         if len(events) == 1:  # most requests: binary or structured mode
             attributes = events[0].attributes
-            keys = [identity(attributes["source"], attributes["id"])]
+            key = identity(attributes["source"], attributes["id"])
+            if self._store_new(topic, key, records, done):
+                return
+            keys = [key]
         else:
             keys = [identity(event.attributes["source"], event.attributes["id"]) for event in events]
         arrived = time.monotonic()
         request = _Request(topic, keys, records, done, arrived, arrived + self._timeout)
         self._decide(request)
+
+    def _store_new(self, topic: str, key: int, records: Sequence[KafkaRecord], done: Stored) -> bool:
+        """The common case in few steps: one event, never seen, nobody storing it, the index fresh
+        enough. Stores it as `_decide` would and returns True; False (nothing done) otherwise."""
+        window = self.index.window(topic)
+        if window is None or key in window.ids:
+            return False
+        storing = self._storing.get(topic)
+        if storing is not None and key in storing:
+            return False
+        if self._follower.synced(time.monotonic()) is not None:
+            return False  # `_decide` asks again: the same round
+        if storing is None:
+            storing = self._storing[topic] = {}
+        storing[key] = ()
+        self._sink.submit(topic, records, partial(self._stored_new, topic, key, done))
+        return True
+
+    def _stored_new(self, topic: str, key: int, done: Stored, error: KanalError | None) -> None:
+        """`_stored` for an event `_store_new` stored."""
+        if error is None:
+            self.index.add(topic, key, int(self._clock() * 1000))
+        storing = self._storing.get(topic)
+        if storing is not None:
+            for wake in storing.pop(key, ()):
+                wake()
+            if not storing:
+                del self._storing[topic]
+        done(error, _FIRST if error is None else ())
 
     def _decide(self, request: _Request) -> None:
         """The hot path: a few dict lookups per event (see the module docstring)."""

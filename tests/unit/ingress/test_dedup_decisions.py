@@ -6,12 +6,12 @@ fails."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
 from channel.errors import KanalError, Unavailable
-from channel.events import CloudEvent, to_kafka_record
+from channel.events import CloudEvent, KafkaRecord, to_kafka_record
 from ingress.dedup import Deduplicator, event_key
 from ingress.dedup_index import IdIndex, Owner
 from support.memory_sink import MemoryEventSink
@@ -27,8 +27,11 @@ class _Follower:
         self.round: asyncio.Future[None] | None = None
         self.rounds = 0
         self.elsewhere: list[CloudEvent] = []  # stored by another replica, found by the next round
+        self.fresh = False  # the index fresh enough already: no round asked for
 
     def synced(self, arrived: float) -> asyncio.Future[None] | None:
+        if self.fresh:
+            return None
         if self.round is None:
             self.round = asyncio.get_running_loop().create_future()
             self.rounds += 1
@@ -176,3 +179,51 @@ async def test_a_topic_not_deduplicated_stores_everything() -> None:
     answers = [s.send(_event("1")) for _ in range(2)]
     assert [await a for a in answers] == [(None, [0]), (None, [0])]
     assert s.stored_ids() == ["1", "1"] and s.follower.rounds == 0
+
+
+# The same decisions with the index fresh enough (the default staleness bound under traffic):
+# one event is stored without asking for a round (Deduplicator._store_new).
+
+
+async def test_fresh_a_new_event_is_stored_at_once_and_its_copy_is_not() -> None:
+    s = _Setup()
+    s.follower.fresh = True
+    assert await s.send(_event("1")) == (None, [0])
+    assert await s.send(_event("1")) == (None, [])
+    assert await s.send(_event("1", "/other")) == (None, [0])
+    assert s.follower.rounds == 0 and s.stored_ids() == ["1", "1"]
+    assert s.dedup._storing == {}  # every claim released
+
+
+async def test_fresh_concurrent_copies_wait_for_the_first_and_are_not_stored() -> None:
+    s = _Setup()
+    s.follower.fresh = True
+    answers = [s.send(_event("1")) for _ in range(3)]
+    assert [await a for a in answers] == [(None, [0]), (None, []), (None, [])]
+    assert s.stored_ids() == ["1"] and s.dedup._storing == {}
+
+
+async def test_fresh_a_copy_tries_itself_when_the_first_fails() -> None:
+    s = _Setup()
+    s.follower.fresh = True
+    s.sink.fail = Unavailable("down")
+    submit = s.sink.submit
+
+    def fail_once(topic: str, records: Sequence[KafkaRecord], done: Callable[..., None]) -> None:
+        submit(topic, records, done)
+        s.sink.fail = None  # Kafka takes the next write
+
+    s.sink.submit = fail_once  # type: ignore[method-assign]
+    first, second = s.send(_event("1")), s.send(_event("1"))
+    error, stored = await first
+    assert isinstance(error, Unavailable) and stored == []
+    assert await second == (None, [0])  # its own write, once the first's failed
+    assert s.stored_ids() == ["1"] and s.dedup._storing == {}
+
+
+async def test_fresh_an_event_the_index_holds_outside_its_window_is_stored_again() -> None:
+    s = _Setup()
+    s.follower.fresh = True
+    s.index.add(TOPIC, event_key(_event("1")), -120_000)  # two minutes before the clock's 0
+    assert await s.send(_event("1")) == (None, [0])  # window 60 s: stored again
+    assert s.stored_ids() == ["1"]
