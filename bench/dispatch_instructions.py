@@ -41,7 +41,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from harness import callgrind_instructions  # noqa: E402 (after the path is set)
+from harness import callgrind_instructions, start_sink  # noqa: E402 (after the path is set)
 
 IN_FLIGHT = 64
 BODY = b'{"data":"' + b"x" * 1012 + b'"}'
@@ -178,17 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(count / elapsed)
         return 0
     port = free_port()
-    sink = subprocess.Popen([sys.executable, str(BENCH / "sink.py"), str(port)], cwd=BENCH)
+    sink = start_sink(port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the sink did not start") from None
-                time.sleep(0.1)
         code = args.code.resolve()
         if args.tracing:
             os.environ["KANAL_BENCH_TRACEPARENTS"] = "1"

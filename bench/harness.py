@@ -15,6 +15,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -383,6 +384,21 @@ def trigger(
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec,
     }
+
+
+def start_sink(port: int) -> subprocess.Popen[bytes]:
+    """bench/sink.py on `port`, once it takes connections (at most 30 s)."""
+    sink = subprocess.Popen([sys.executable, str(ROOT / "bench" / "sink.py"), str(port)], cwd=ROOT / "bench")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return sink
+        except OSError:
+            if time.monotonic() > deadline:
+                sink.kill()
+                raise SystemExit("the sink did not start") from None
+            time.sleep(0.1)
 
 
 def post_batch(url: str, events: list[dict[str, object]]) -> None:

@@ -32,9 +32,7 @@ import argparse
 import asyncio
 import os
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from harness import callgrind_instructions  # noqa: E402 (after the path is set)
+from harness import callgrind_instructions, start_sink  # noqa: E402 (after the path is set)
 
 from ingress.http import App, HttpServer  # noqa: E402
 
@@ -228,17 +226,8 @@ def tracing_cost(count: int) -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    sink = subprocess.Popen([sys.executable, str(ROOT / "bench" / "sink.py"), str(port)], cwd=ROOT / "bench")
+    sink = start_sink(port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the sink did not start") from None
-                time.sleep(0.1)
         os.environ["KANAL_TRACING_ENDPOINT"] = f"http://127.0.0.1:{port}"
         off = per_request("ingress", count)
         unsampled = per_request("traced-0", count)
