@@ -107,6 +107,8 @@ class AckingProducer:
 class FreshFollower:
     """A follower whose index is always fresh enough: no request waits for a round."""
 
+    fresh_until = float("inf")
+
     def synced(self, arrived: float) -> None:
         return None
 

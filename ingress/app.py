@@ -389,21 +389,10 @@ class IngressApp:
         self._in_flight += 1
         done = partial(self._stored, reply, route, events, request.started, time.perf_counter())
         if route.deduplication_window is not None and self.dedup is not None:
-            self.dedup.submit(route.topic, events, records, partial(self._deduplicated, done, events))
+            self.dedup.submit(route.topic, events, records, done)
             return None
         self.sink.submit(route.topic, records, done)
         return None
-
-    @staticmethod
-    def _deduplicated(
-        done: Callable[..., None], events: list[CloudEvent], error: KanalError | None, stored: Sequence[int]
-    ) -> None:
-        """A deduplicated request's outcome: answered as any other (202 for the duplicates too);
-        only the events stored are recorded as event types."""
-        if len(stored) == len(events):
-            done(error)  # `recorded` defaults to every event
-        else:
-            done(error, [events[i] for i in stored])
 
     def _stored(
         self,
@@ -415,6 +404,8 @@ class IngressApp:
         error: KanalError | None,
         recorded: Sequence[CloudEvent] | None = None,
     ) -> None:
+        """Kafka's answer (or deduplication's: `recorded` are then the events stored, the others
+        duplicates, answered 202 all the same and not recorded as event types)."""
         self._in_flight -= 1
         now = time.perf_counter()
         if error is None:

@@ -36,12 +36,18 @@ from ingress.dedup_index import DUPLICATES, IdIndex, identity
 
 __all__ = ["Deduplicator", "Follower", "Stored", "event_key"]
 
-# Called once per request: with None and the indices of the events stored (the others were
-# duplicates), or with the error and nothing stored by this request.
-Stored = Callable[[KanalError | None, Sequence[int]], None]
+# Called once per request: `done(error)` with the error and nothing stored by this request, or
+# with None and every event stored; `done(None, stored)` with the events stored when the others
+# were duplicates (IngressApp._stored's signature, so the app hands its own callback).
+Stored = Callable[..., None]
 
 
 class Follower(Protocol):
+    # Until when (time.monotonic()) a request may be decided with the index as it is and nothing
+    # else to do: `synced` would return None and start no round. -inf when that is not known.
+    # Read on the hot path, so an attribute, not a call.
+    fresh_until: float
+
     def synced(self, arrived: float) -> asyncio.Future[None] | None:
         """None if the index already holds what a request that `arrived` (time.monotonic())
         must see; else a future done once it does, failed with Unavailable if that takes too
@@ -56,16 +62,14 @@ def event_key(event: CloudEvent) -> int:
     return identity(attributes["source"], attributes["id"])
 
 
-_FIRST: tuple[int] = (0,)  # the indices stored of a request of one event, stored
-
-
 class _Request:
-    __slots__ = ("arrived", "claimed", "deadline", "done", "keys", "records", "seen", "topic")
+    __slots__ = ("arrived", "claimed", "deadline", "done", "events", "keys", "records", "seen", "topic")
 
     def __init__(
         self,
         topic: str,
         keys: list[int],
+        events: Sequence[CloudEvent],
         records: Sequence[KafkaRecord],
         done: Stored,
         arrived: float,
@@ -73,6 +77,7 @@ class _Request:
     ) -> None:
         self.topic = topic
         self.keys = keys
+        self.events = events
         self.records = records
         self.done = done
         self.arrived = arrived  # time.monotonic()
@@ -94,6 +99,7 @@ class Deduplicator:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.index = index
+        self._windows = index.windows
         self._follower = follower
         self._sink = sink
         self._timeout = timeout
@@ -107,38 +113,32 @@ class Deduplicator:
     def submit(
         self, topic: str, events: Sequence[CloudEvent], records: Sequence[KafkaRecord], done: Stored
     ) -> None:
-        """Store the events of `records` that are not duplicates; `done` is called later."""
+        """Store the events of `records` that are not duplicates; `done` is called later.
+
+        The common case, one event never seen that nobody is storing, with the index fresh enough,
+        goes straight to the sink in a few steps here; anything else is decided by `_decide`,
+        which would decide that case the same way."""
         if len(events) == 1:  # most requests: binary or structured mode
             attributes = events[0].attributes
             key = identity(attributes["source"], attributes["id"])
-            if self._store_new(topic, key, records, done):
-                return
+            window = self._windows.get(topic)
+            fresh = time.monotonic() <= self._follower.fresh_until
+            if fresh and window is not None and key not in window.ids:
+                storing = self._storing.get(topic)
+                if storing is None:
+                    storing = self._storing[topic] = {}
+                if key not in storing:
+                    storing[key] = ()
+                    self._sink.submit(topic, records, partial(self._stored_new, topic, key, done))
+                    return
             keys = [key]
         else:
             keys = [identity(event.attributes["source"], event.attributes["id"]) for event in events]
         arrived = time.monotonic()
-        request = _Request(topic, keys, records, done, arrived, arrived + self._timeout)
-        self._decide(request)
-
-    def _store_new(self, topic: str, key: int, records: Sequence[KafkaRecord], done: Stored) -> bool:
-        """The common case in few steps: one event, never seen, nobody storing it, the index fresh
-        enough. Stores it as `_decide` would and returns True; False (nothing done) otherwise."""
-        window = self.index.window(topic)
-        if window is None or key in window.ids:
-            return False
-        storing = self._storing.get(topic)
-        if storing is not None and key in storing:
-            return False
-        if self._follower.synced(time.monotonic()) is not None:
-            return False  # `_decide` asks again: the same round
-        if storing is None:
-            storing = self._storing[topic] = {}
-        storing[key] = ()
-        self._sink.submit(topic, records, partial(self._stored_new, topic, key, done))
-        return True
+        self._decide(_Request(topic, keys, events, records, done, arrived, arrived + self._timeout))
 
     def _stored_new(self, topic: str, key: int, done: Stored, error: KanalError | None) -> None:
-        """`_stored` for an event `_store_new` stored."""
+        """`_stored` for an event `submit` stored at once."""
         if error is None:
             self.index.add(topic, key, int(self._clock() * 1000))
         storing = self._storing.get(topic)
@@ -147,12 +147,12 @@ class Deduplicator:
                 wake()
             if not storing:
                 del self._storing[topic]
-        done(error, _FIRST if error is None else ())
+        done(error)
 
     def _decide(self, request: _Request) -> None:
-        """The hot path: a few dict lookups per event (see the module docstring)."""
+        """Every case, event by event: a few dict lookups each (see the module docstring)."""
         topic = request.topic
-        window = self.index.window(topic)
+        window = self._windows.get(topic)
         if window is None:  # turned off meanwhile: stored as without it
             request.claimed = list(range(len(request.keys)))
             self._store(request)
@@ -174,7 +174,7 @@ class Deduplicator:
             waiting = storing.get(key)
             if waiting is not None:
                 if time.monotonic() > request.deadline:
-                    request.done(Unavailable("duplicates could not be ruled out in time"), ())
+                    request.done(Unavailable("duplicates could not be ruled out in time"))
                     return
                 if not isinstance(waiting, list):
                     waiting = storing[key] = []
@@ -203,7 +203,7 @@ class Deduplicator:
         if error is not None:
             self._release(request)
             failure = error if isinstance(error, KanalError) else Unavailable(str(error))
-            request.done(failure, ())
+            request.done(failure)
             return
         if self.index.reads != request.seen:  # the follower read other replicas' records meanwhile
             topic, now_ms = request.topic, int(self._clock() * 1000)
@@ -238,10 +238,8 @@ class Deduplicator:
                     wake()
             if not storing:
                 del self._storing[topic]
-        if error is not None:
-            request.done(error, ())
-        elif len(claimed) == len(keys):  # no duplicates: nothing to count
-            request.done(None, claimed)
+        if error is not None or len(claimed) == len(keys):  # no duplicates: nothing to count
+            request.done(error)
         else:
             self._finish(request)
 
@@ -251,7 +249,7 @@ class Deduplicator:
             owner = self.index.owner_of(request.topic)
             if owner is not None:
                 DUPLICATES.labels(owner.kind, owner.namespace, owner.name).inc(duplicates)
-        request.done(None, request.claimed)
+        request.done(None, [request.events[i] for i in request.claimed])
 
     def _release(self, request: _Request) -> None:
         self._release_keys(request.topic, [request.keys[i] for i in request.claimed])

@@ -25,8 +25,13 @@ index when the round is done. How fresh the index must be is `max_staleness`
 - above 0 (the default, 0.25 s): a request is decided at once if the last round that completed
   began at most `max_staleness` before it arrived, else it waits for one that did. A copy
   acknowledged elsewhere at least `max_staleness` before the request arrived is found. While
-  requests come, a round is started whenever the last one is half that old, so under steady
-  traffic no request waits; an idle ingress makes no rounds.
+  requests come, a round is started ahead of need once the last one is `max_staleness` old less
+  a lead: four times what rounds have been taking (a moving average), at least 20 ms and at most
+  half the bound. So under steady traffic no request waits, and a replica makes about one round
+  per bound (four a second by default), not more: each costs the broker a ListOffsets, which
+  the embedded broker answers at the expense of the writes beside it. A round that takes longer
+  than the lead holds up only the requests that arrive after the bound has passed, and only for
+  the rest of that round. An idle ingress makes no rounds.
 
 Some brokers (the embedded one) answer ListOffsets with one past the first record of a
 partition's last batch: reading that record means having read its whole batch, since a
@@ -54,19 +59,31 @@ from typing import Final
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from prometheus_client import Histogram
 
 from channel.errors import Unavailable
 from channel.kafka import client_options, create_admin
 from channel.settings import Settings
 from ingress.dedup_index import IdIndex, Owner, identity
 
-__all__ = ["Freshness", "TopicFollower", "freshness"]
+__all__ = ["ROUND_DURATION", "Freshness", "TopicFollower", "freshness", "lead"]
 
 log = logging.getLogger(__name__)
 
 _EXPIRE_EVERY: Final = 1.0  # seconds between expiries of the index
 _RETRY: Final = 0.5  # seconds before trying again after Kafka failed a call
 _OWN_RANGES: Final = 10_000  # own write ranges kept per partition, at most
+_LEAD_ROUNDS: Final = 4.0  # a round ahead of need starts this many average rounds before the bound
+_MIN_LEAD: Final = 0.02  # seconds: the least lead, whatever rounds have been taking
+_AVERAGE_WEIGHT: Final = 0.2  # of the newest round in the moving average of their durations
+
+ROUND_DURATION = Histogram(
+    "kanal_ingress_deduplication_round_duration_seconds",
+    "Rounds of the deduplication follower that completed, from asking Kafka for the end offsets "
+    "of the deduplicating topics to having read up to them (a round ahead of need starts four "
+    "average rounds before ingress_deduplication_max_staleness runs out)",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
 
 
 class TopicFollower:
@@ -82,8 +99,15 @@ class TopicFollower:
         # When (monotonic) the last round that completed began: the index holds every write
         # acknowledged before then. Reset when the topics followed change.
         self._fresh_as_of = float("-inf")
+        # Until when a request is decided at once with no round to start (`ingress.dedup.Follower`):
+        # while the last round is younger than the bound less the lead. Set by `_freshened`.
+        self.fresh_until = float("-inf")
         self._current: asyncio.Future[None] | None = None  # the round under way
         self._current_began = float("-inf")
+        # How long before the bound a round ahead of need starts: half the bound until rounds
+        # have been timed (`_timed`).
+        self._lead = max_staleness / 2
+        self._round_time: float | None = None  # moving average of the rounds' durations, seconds
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._wanted: dict[str, float] = {}  # topic -> window in seconds
@@ -110,7 +134,7 @@ class TopicFollower:
         wanted = {topic: seconds for topic, (_, seconds) in windows.items()}
         if wanted != self._wanted:
             self._wanted = wanted
-            self._fresh_as_of = float("-inf")  # a topic new to the index: no round has read it
+            self._freshened(float("-inf"))  # a topic new to the index: no round has read it
             self._changed.set()
             self._wake.set()
 
@@ -154,7 +178,7 @@ class TopicFollower:
     def synced(self, arrived: float) -> asyncio.Future[None] | None:
         """None if the index is fresh enough for a request that `arrived` (time.monotonic());
         else the round to wait for. See the module docstring (and `ingress.dedup.Follower`)."""
-        wait = freshness(arrived, self._max_staleness, self._fresh_as_of, self._current_began)
+        wait = freshness(arrived, self._max_staleness, self._fresh_as_of, self._current_began, self._lead)
         if wait is Freshness.FRESH:
             return None
         if wait is Freshness.FRESH_REFRESH:
@@ -368,11 +392,27 @@ class TopicFollower:
             else:
                 # Unless the topics changed meanwhile (which reset it): then this round may have
                 # read a topic only in part, and the next one must be waited for.
+                self._timed(time.monotonic() - began)
                 if self._fresh_as_of == fresh_as_of:
-                    self._fresh_as_of = began
+                    self._freshened(began)
                 round_.set_result(None)
             finally:
                 self._current, self._current_began = None, float("-inf")
+
+    def _timed(self, duration: float) -> None:
+        """A round completed in `duration` seconds: the lead follows the moving average."""
+        ROUND_DURATION.observe(duration)
+        average = self._round_time
+        average = duration if average is None else average + _AVERAGE_WEIGHT * (duration - average)
+        self._round_time = average
+        self._lead = lead(self._max_staleness, average)
+        self._freshened(self._fresh_as_of)
+
+    def _freshened(self, fresh_as_of: float) -> None:
+        """The index holds every write acknowledged before `fresh_as_of` (time.monotonic())."""
+        self._fresh_as_of = fresh_as_of
+        if self._max_staleness > 0:
+            self.fresh_until = fresh_as_of + self._max_staleness - self._lead
 
     async def _read_to_ends(self, reader: AIOKafkaConsumer) -> None:
         while self._changed.is_set() or set(self._partitions) != set(self._wanted):
@@ -418,18 +458,26 @@ class Freshness(enum.Enum):
     NEXT = "next"  # wait for the next round
 
 
-def freshness(arrived: float, max_staleness: float, fresh_as_of: float, current_began: float) -> Freshness:
+def freshness(
+    arrived: float, max_staleness: float, fresh_as_of: float, current_began: float, lead: float
+) -> Freshness:
     """Whether a request that `arrived` may use the index as it is: yes if the last round that
     completed began at most `max_staleness` before it (0: only a round that began after it
-    arrived will do, so never), with a round started ahead of need once that one is half as old;
-    if not, whether the round under way began late enough to wait for it."""
+    arrived will do, so never), with a round started ahead of need once that one is older than
+    `max_staleness - lead`; if not, whether the round under way began late enough to wait for it."""
     if max_staleness > 0:
         age = arrived - fresh_as_of
         if age <= max_staleness:
-            return Freshness.FRESH if age <= max_staleness / 2 else Freshness.FRESH_REFRESH
+            return Freshness.FRESH if age <= max_staleness - lead else Freshness.FRESH_REFRESH
         if current_began >= arrived - max_staleness:
             return Freshness.CURRENT
     return Freshness.NEXT
+
+
+def lead(max_staleness: float, round_time: float) -> float:
+    """How long before the staleness bound a round ahead of need starts, for rounds that take
+    `round_time` on average: `_LEAD_ROUNDS` of them, within [`_MIN_LEAD`, half the bound]."""
+    return min(max_staleness / 2, max(_MIN_LEAD, _LEAD_ROUNDS * round_time))
 
 
 async def _close(consumer: AIOKafkaConsumer, ends: AIOKafkaConsumer, admin: AIOKafkaAdminClient) -> None:

@@ -91,7 +91,9 @@ class IdIndex:
     def __init__(self, max_ids: int, clock: Callable[[], float] = time.time) -> None:
         self.max_ids = max_ids
         self._clock = clock
-        self._windows: dict[str, Window] = {}
+        # topic -> its Window. Read on the hot path by `ingress.dedup` (the same dict for the
+        # index's life), changed only here.
+        self.windows: dict[str, Window] = {}
         self.reads = 0  # batches of records the follower added: a change worth checking again for
         self._size = 0
         self._last_ts = 0  # the int object of the last timestamp stored, shared by its equals
@@ -103,40 +105,40 @@ class IdIndex:
     def set_windows(self, windows: Mapping[str, tuple[Owner, float]]) -> None:
         """The topics to index, each with its owner and window in seconds: those not listed
         are dropped with their ids, new ones start empty, a changed window applies at once."""
-        for topic in [t for t in self._windows if t not in windows]:
-            dropped = self._windows.pop(topic)
+        for topic in [t for t in self.windows if t not in windows]:
+            dropped = self.windows.pop(topic)
             self._size -= len(dropped.ids)
             for family in (HELD, EVICTED, DUPLICATES):
                 with contextlib.suppress(KeyError):
                     family.remove(*_labels(dropped.owner))
         for topic, (owner, seconds) in windows.items():
-            window = self._windows.get(topic)
+            window = self.windows.get(topic)
             if window is None or window.owner != owner:
                 if window is not None:
                     self._size -= len(window.ids)
-                self._windows[topic] = Window(owner, int(seconds * 1000))
+                self.windows[topic] = Window(owner, int(seconds * 1000))
             else:
                 window.window_ms = int(seconds * 1000)
 
     def topics(self) -> list[str]:
-        return list(self._windows)
+        return list(self.windows)
 
     def window(self, topic: str) -> Window | None:
         """The topic's ids and window; None if it is not indexed."""
-        return self._windows.get(topic)
+        return self.windows.get(topic)
 
     def window_of(self, topic: str) -> float | None:
         """The topic's window in seconds; None if it is not indexed."""
-        window = self._windows.get(topic)
+        window = self.windows.get(topic)
         return None if window is None else window.window_ms / 1000
 
     def owner_of(self, topic: str) -> Owner | None:
-        window = self._windows.get(topic)
+        window = self.windows.get(topic)
         return None if window is None else window.owner
 
     def seen(self, topic: str, key: int, now_ms: int | None = None) -> bool:
         """Whether an event of identity `key` was stored to `topic` within its window."""
-        window = self._windows.get(topic)
+        window = self.windows.get(topic)
         if window is None:
             return False
         stored = window.ids.get(key)
@@ -147,7 +149,7 @@ class IdIndex:
 
     def add(self, topic: str, key: int, timestamp_ms: int) -> None:
         """Remember that an event of identity `key` was stored to `topic` at `timestamp_ms`."""
-        window = self._windows.get(topic)
+        window = self.windows.get(topic)
         if window is None:
             return
         if timestamp_ms == self._last_ts:
@@ -175,7 +177,7 @@ class IdIndex:
         Also sets the held-ids gauges."""
         now = int(self._clock() * 1000) if now_ms is None else now_ms
         gone = 0
-        for window in self._windows.values():
+        for window in self.windows.values():
             ids = window.ids
             cutoff = now - window.window_ms
             expired = [key for key, _ in _takewhile_older(ids.items(), cutoff)]
@@ -190,7 +192,7 @@ class IdIndex:
         """Drop `count` of the oldest ids (see the module docstring)."""
         while count > 0 and self._size > 0:
             oldest = min(
-                (w for w in self._windows.values() if w.ids),
+                (w for w in self.windows.values() if w.ids),
                 key=lambda w: next(iter(w.ids.values())),
             )
             ids = oldest.ids

@@ -89,6 +89,9 @@ async def test_duplicates_are_stored_once_across_replicas_restarts_and_windows(
     await post_batch(f"{a}/dedup", [("e1", TYPE), ("e2", TYPE), ("e2", TYPE), ("e3", TYPE)], "/shop")
     assert _metric(cluster, "ingress", "kanal_ingress_deduplicated_events_total", ns, "dedup") == 3
     assert _metric(cluster, "ingress-2", "kanal_ingress_deduplicated_events_total", ns, "dedup") == 1
+    # B is strict: each of its new events (e1 from /other-shop, e4) waited for a round of its own.
+    rounds = cluster.metric("kanal_ingress_deduplication_round_duration_seconds_count", "ingress-2")
+    assert rounds >= 2
 
     # Without the annotation, every copy is stored.
     for url in (a, b, a):

@@ -19,6 +19,8 @@ from support.memory_sink import MemoryEventSink
 class _Follower:
     """Rounds answered on the next loop turn, as a caught-up follower with nothing to read."""
 
+    fresh_until = float("-inf")
+
     def synced(self, arrived: float) -> asyncio.Future[None] | None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         asyncio.get_running_loop().call_soon(future.set_result, None)

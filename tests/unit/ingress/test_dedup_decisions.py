@@ -29,6 +29,10 @@ class _Follower:
         self.elsewhere: list[CloudEvent] = []  # stored by another replica, found by the next round
         self.fresh = False  # the index fresh enough already: no round asked for
 
+    @property
+    def fresh_until(self) -> float:
+        return float("inf") if self.fresh else float("-inf")
+
     def synced(self, arrived: float) -> asyncio.Future[None] | None:
         if self.fresh:
             return None
@@ -67,8 +71,12 @@ class _Setup:
             asyncio.get_running_loop().create_future()
         )
 
-        def done(error: KanalError | None, stored: Sequence[int]) -> None:
-            answer.set_result((error, list(stored)))
+        def done(error: KanalError | None, stored: Sequence[CloudEvent] | None = None) -> None:
+            if stored is None:  # every event stored, or none if it failed
+                indices = [] if error is not None else list(range(len(events)))
+            else:
+                indices = [i for i, event in enumerate(events) if any(event is s for s in stored)]
+            answer.set_result((error, indices))
 
         self.dedup.submit(TOPIC, events, [to_kafka_record(e) for e in events], done)
         return answer
