@@ -123,10 +123,6 @@ class IdIndex:
     def topics(self) -> list[str]:
         return list(self.windows)
 
-    def window(self, topic: str) -> Window | None:
-        """The topic's ids and window; None if it is not indexed."""
-        return self.windows.get(topic)
-
     def window_of(self, topic: str) -> float | None:
         """The topic's window in seconds; None if it is not indexed."""
         window = self.windows.get(topic)
