@@ -193,9 +193,7 @@ class Deduplicator:
         synced = self._follower.synced(request.arrived)
         if synced is not None:
             synced.add_done_callback(partial(self._synced, request))
-        elif len(new) == len(keys):  # the index is fresh enough already: store them all
-            self._sink.submit(topic, request.records, partial(self._stored, request))
-        else:
+        else:  # the index is fresh enough already
             self._store(request)
 
     def _synced(self, request: _Request, synced: asyncio.Future[None]) -> None:
@@ -223,21 +221,15 @@ class Deduplicator:
         self._sink.submit(request.topic, records, partial(self._stored, request))
 
     def _stored(self, request: _Request, error: KanalError | None) -> None:
-        """Kafka's answer: index what was stored, wake the requests waiting on these identities
-        (`_release`, inline: this runs for every event stored), answer."""
+        """Kafka's answer: index what was stored, wake the requests waiting on these identities,
+        answer."""
         topic, keys, claimed = request.topic, request.keys, request.claimed
         if error is None:
             now_ms = int(self._clock() * 1000)
             add = self.index.add
             for i in claimed:
                 add(topic, keys[i], now_ms)
-        storing = self._storing.get(topic)
-        if storing is not None:
-            for i in claimed:
-                for wake in storing.pop(keys[i], ()):
-                    wake()
-            if not storing:
-                del self._storing[topic]
+        self._release(request)
         if error is not None or len(claimed) == len(keys):  # no duplicates: nothing to count
             request.done(error)
         else:
